@@ -1,0 +1,53 @@
+# Two commands do everything on a fresh machine: `make run` and `make test`.
+# Both create .venv when missing and (re)install only when pyproject.toml changed.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export PREFECT_UI_ENABLED ?= true
+
+.PHONY: run test lint typecheck pytest bench bench-quick ui clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+run: $(VENV)/.installed  ## train the default configuration through the Prefect flow
+	$(BIN)/mnistnn train
+
+test: $(VENV)/.installed-dev lint typecheck pytest  ## lint, type-check and run every test
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.installed-dev
+	$(BIN)/mypy
+
+pytest: $(VENV)/.installed-dev
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed-dev  ## benchmarks on the full bundled data (minutes)
+	$(BIN)/python -m benchmarks.run_all
+
+bench-quick: $(VENV)/.installed-dev  ## the benchmarks on a tiny slice (seconds)
+	$(BIN)/python -m benchmarks.run_all --quick
+
+ui: $(VENV)/.installed  ## Prefect UI on http://127.0.0.1:4200 over the runs `make run` recorded
+	$(BIN)/prefect server start --host 127.0.0.1 --port 4200
+
+clean:  ## remove generated data (never data/raw) and caches
+	rm -rf data/processed data/runs data/models .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,152 @@
+"""Checkpoints: weights as `.npz` (never pickle) plus JSON metadata that vouches for them.
+
+A checkpoint of epoch k is two files, `epoch-000k.npz` and `epoch-000k.json`. The JSON is written
+after the `.npz` and records the sha256 of its bytes, so a checkpoint is valid only when both
+exist and the bytes match: a crash between the two writes, a truncated file or a flipped bit
+all read as "no checkpoint here", never as wrong weights. The `.npz` also embeds the
+configuration, so a weights file alone rebuilds the model.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mnistnn.config import SCHEMA_VERSION, NetworkConfig
+from mnistnn.errors import CheckpointError
+from mnistnn.fileio import sha256_bytes, sha256_file, write_bytes_atomic, write_json_atomic
+from mnistnn.network import NeuralNetwork
+
+log = logging.getLogger(__name__)
+
+_EPOCH_FILE = re.compile(r"^epoch-(\d{4,})\.json$")
+
+
+def weights_bytes(network: NeuralNetwork) -> bytes:
+    """The `.npz` bytes of a network: both weight matrices and its configuration as JSON."""
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        w_input_hidden=network.w_input_hidden,
+        w_hidden_output=network.w_hidden_output,
+        config_json=np.array(json.dumps(network.config.to_dict(), sort_keys=True)),
+    )
+    return buffer.getvalue()
+
+
+def save_weights(path: str | os.PathLike[str], network: NeuralNetwork) -> str:
+    """Write a network's weights atomically; return the sha256 of the bytes written."""
+    data = weights_bytes(network)
+    write_bytes_atomic(path, data)
+    return sha256_bytes(data)
+
+
+def load_weights(path: str | os.PathLike[str], expected_sha256: str | None = None) -> NeuralNetwork:
+    """Rebuild a network from a `.npz` written by `save_weights` (checked against a sha256)."""
+    source = Path(path)
+    try:
+        data = source.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"{source}: weights file not found") from None
+    if expected_sha256 is not None and sha256_bytes(data) != expected_sha256:
+        raise CheckpointError(f"{source}: sha256 does not match its metadata (corrupt or replaced)")
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            config = NetworkConfig.from_dict(json.loads(str(archive["config_json"])))
+            weights = (archive["w_input_hidden"], archive["w_hidden_output"])
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{source}: not a readable weights file ({exc})") from exc
+    return NeuralNetwork(config, weights)
+
+
+def checkpoint_paths(directory: Path, epoch: int) -> tuple[Path, Path]:
+    """(weights .npz, metadata .json) paths of epoch `epoch` in `directory`."""
+    stem = f"epoch-{epoch:04d}"
+    return directory / f"{stem}.npz", directory / f"{stem}.json"
+
+
+def save_checkpoint(
+    directory: str | os.PathLike[str],
+    epoch: int,
+    network: NeuralNetwork,
+    metadata: dict[str, Any],
+) -> Path:
+    """Write checkpoint `epoch` (weights first, then the JSON that vouches for them)."""
+    from mnistnn import __version__
+
+    folder = Path(directory)
+    weights_path, meta_path = checkpoint_paths(folder, epoch)
+    digest = save_weights(weights_path, network)
+    record = {
+        **metadata,
+        "epoch": epoch,
+        "config": network.config.to_dict(),
+        "weights_file": weights_path.name,
+        "weights_sha256": digest,
+        "mnistnn_version": __version__,
+        "schema_version": SCHEMA_VERSION,
+    }
+    write_json_atomic(meta_path, record)
+    return meta_path
+
+
+def read_metadata(meta_path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON metadata of a checkpoint; CheckpointError naming the file if unreadable."""
+    path = Path(meta_path)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: checkpoint metadata not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: unreadable checkpoint metadata ({exc})") from exc
+    if not isinstance(record, dict) or "weights_sha256" not in record or "epoch" not in record:
+        raise CheckpointError(f"{path}: checkpoint metadata lacks epoch or weights_sha256")
+    return record
+
+
+def load_checkpoint(meta_path: str | os.PathLike[str]) -> tuple[NeuralNetwork, dict[str, Any]]:
+    """Rebuild the network of a checkpoint, verifying its weights' sha256."""
+    path = Path(meta_path)
+    record = read_metadata(path)
+    weights_path = path.with_name(str(record.get("weights_file", path.with_suffix(".npz").name)))
+    network = load_weights(weights_path, expected_sha256=str(record["weights_sha256"]))
+    if network.config.to_dict() != record.get("config"):
+        raise CheckpointError(f"{path}: configuration differs from the one inside its weights")
+    return network, record
+
+
+def is_valid(meta_path: Path) -> bool:
+    """True when the checkpoint's metadata reads and its weights' bytes match the sha256."""
+    try:
+        record = read_metadata(meta_path)
+        weights_path = meta_path.with_name(str(record.get("weights_file", "")))
+        return bool(sha256_file(weights_path) == record["weights_sha256"])
+    except (CheckpointError, OSError):
+        return False
+
+
+def latest_valid(directory: str | os.PathLike[str]) -> tuple[int, Path] | None:
+    """(epoch, metadata path) of the highest valid checkpoint in `directory`, or None.
+
+    Invalid checkpoints are skipped with a warning naming them; they are never used.
+    """
+    folder = Path(directory)
+    if not folder.is_dir():
+        return None
+    found = []
+    for path in folder.iterdir():
+        match = _EPOCH_FILE.match(path.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    for epoch, path in sorted(found, reverse=True):
+        if is_valid(path):
+            return epoch, path
+        log.warning("ignoring invalid checkpoint %s (unreadable or sha256 mismatch)", path)
+    return None

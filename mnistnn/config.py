@@ -1,0 +1,127 @@
+"""Configuration in one place: where data lives, and the frozen network configuration.
+
+`NetworkConfig` defaults are the reference ("Make Your Own Neural Network", 88 hidden nodes,
+learning rate 0.05, legacy initialisation, per-sample SGD in float64). It round-trips through JSON
+exactly, so a checkpoint that embeds it is enough to rebuild the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mnistnn.errors import ConfigError
+
+INPUT_NODES = 784
+IMAGE_SIDE = 28
+N_CLASSES = 10
+INITS = ("legacy", "default")
+DTYPES = ("float64", "float32")
+
+#: Bump when the layout of checkpoints, run folders or Parquet files changes incompatibly.
+SCHEMA_VERSION = 1
+
+#: The project's data folder, relative to the working directory unless MNISTNN_DATA_DIR is set.
+DEFAULT_DATA_DIR = Path(os.environ.get("MNISTNN_DATA_DIR", "data"))
+
+
+@dataclass(frozen=True)
+class DataPaths:
+    """Every folder under the data directory (cookiecutter-data-science layout)."""
+
+    root: Path = DEFAULT_DATA_DIR
+
+    @property
+    def raw(self) -> Path:
+        """Committed, immutable inputs."""
+        return self.root / "raw"
+
+    @property
+    def processed(self) -> Path:
+        """Validated Parquet files, one per distinct source content."""
+        return self.root / "processed"
+
+    @property
+    def runs(self) -> Path:
+        """One folder per (configuration, train data, test data)."""
+        return self.root / "runs"
+
+    @property
+    def models(self) -> Path:
+        """The model registry."""
+        return self.root / "models"
+
+    @property
+    def train_csv(self) -> Path:
+        return self.raw / "mnist_train.csv.gz"
+
+    @property
+    def test_csv(self) -> Path:
+        return self.raw / "mnist_test.csv.gz"
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Hyperparameters of the three-layer network; learned weights live in `NeuralNetwork`.
+
+    `batch_size == 1` is the reference per-sample SGD; larger batches sum the per-sample updates
+    of a batch computed at the same weights (mini-batch SGD, a different algorithm).
+    """
+
+    input_nodes: int = INPUT_NODES
+    hidden_nodes: int = 88
+    output_nodes: int = N_CLASSES
+    learning_rate: float = 0.05
+    seed: int = 0
+    init: str = "legacy"
+    dtype: str = "float64"
+    batch_size: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("input_nodes", "hidden_nodes", "output_nodes", "batch_size"):
+            _check_positive_int(name, getattr(self, name))
+        _check_int("seed", self.seed)
+        if not 0 <= self.seed < 2**32:
+            raise ConfigError(f"seed must be in 0..2**32-1, got {self.seed!r}")
+        lr = self.learning_rate
+        if (
+            isinstance(lr, bool)
+            or not isinstance(lr, int | float)
+            or not math.isfinite(lr)
+            or lr <= 0
+        ):
+            raise ConfigError(f"learning_rate must be a finite number > 0, got {lr!r}")
+        object.__setattr__(self, "learning_rate", float(lr))
+        if self.init not in INITS:
+            raise ConfigError(f"init must be one of {', '.join(INITS)}; got {self.init!r}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict of every field."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NetworkConfig:
+        """Inverse of `to_dict`; unknown keys are an error, missing keys take the defaults."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown configuration field(s): {', '.join(unknown)}")
+        return cls(**data)
+
+
+def _check_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+
+
+def _check_positive_int(name: str, value: object) -> None:
+    _check_int(name, value)
+    assert isinstance(value, int)
+    if value < 1:
+        raise ConfigError(f"{name} must be >= 1, got {value!r}")

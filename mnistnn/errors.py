@@ -1,0 +1,23 @@
+"""One small error hierarchy: every message names the file, line or field and says what to do."""
+
+from __future__ import annotations
+
+
+class MnistnnError(Exception):
+    """Base class for the errors mnistnn raises on purpose (the CLI prints them as one line)."""
+
+
+class DataError(MnistnnError):
+    """A data file (CSV, Parquet, image) is missing, unreadable or fails validation."""
+
+
+class CheckpointError(MnistnnError):
+    """A checkpoint or weights file is missing, corrupt or does not match its metadata."""
+
+
+class RegistryError(MnistnnError):
+    """The model registry is corrupt, locked for too long, or asked for an unknown version."""
+
+
+class ConfigError(MnistnnError, ValueError):
+    """A configuration value is invalid; a ValueError so that callers may catch either."""

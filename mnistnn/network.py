@@ -1,0 +1,163 @@
+"""The reference three-layer network: learned state (two weight matrices) over a frozen config.
+
+Maths (one sample, column vectors; no biases):
+    h = sigmoid(W_ih @ x)                  x (784,), W_ih (hidden, 784)
+    o = sigmoid(W_ho @ h)                  W_ho (10, hidden)
+    e_o = t - o;  e_h = W_ho.T @ e_o       both before the update, e_h with no sigmoid derivative
+    W_ho += lr * (e_o * o * (1 - o)) @ h.T
+    W_ih += lr * (e_h * h * (1 - h)) @ x.T
+The per-sample loop runs compiled (`engine.sgd_epoch`); scoring is one batched product.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import logit
+
+from mnistnn import engine
+from mnistnn.config import NetworkConfig
+from mnistnn.errors import ConfigError
+from mnistnn.types import FloatArray, IntArray, LabelArray, PixelArray
+
+
+def input_scale(dtype: str | np.dtype[np.floating] = "float64") -> FloatArray:
+    """(256,) input value of each pixel level: `pixel / 255 * 0.99 + 0.01`, as the reference."""
+    levels = np.arange(256, dtype=np.float64)
+    return np.asarray(levels / 255.0 * 0.99 + 0.01, dtype=dtype)
+
+
+def scale_inputs(pixels: PixelArray, dtype: str = "float64") -> FloatArray:
+    """(n, 784) uint8 pixels -> (n, 784) inputs in [0.01, 1.0]."""
+    return input_scale(dtype)[pixels]
+
+
+def initial_weights(config: NetworkConfig) -> tuple[FloatArray, FloatArray]:
+    """Initial (w_input_hidden, w_hidden_output) drawn from N(0, hidden**-0.5), N(0, out**-0.5).
+
+    `legacy` reproduces `np.random.seed(seed)` followed by the reference constructor without
+    touching numpy's global state; `default` uses `np.random.default_rng(seed)`.
+    """
+    shape_ih = (config.hidden_nodes, config.input_nodes)
+    shape_ho = (config.output_nodes, config.hidden_nodes)
+    std_ih = pow(config.hidden_nodes, -0.5)
+    std_ho = pow(config.output_nodes, -0.5)
+    if config.init == "legacy":
+        legacy = np.random.RandomState(config.seed)
+        w_ih = legacy.normal(0.0, std_ih, shape_ih)
+        w_ho = legacy.normal(0.0, std_ho, shape_ho)
+    else:
+        rng = np.random.default_rng(config.seed)
+        w_ih = rng.normal(0.0, std_ih, shape_ih)
+        w_ho = rng.normal(0.0, std_ho, shape_ho)
+    return w_ih.astype(config.dtype), w_ho.astype(config.dtype)
+
+
+class NeuralNetwork:
+    """The reference network. `train_epoch` is one pass (like scikit-learn's `partial_fit`)."""
+
+    def __init__(
+        self,
+        config: NetworkConfig | None = None,
+        weights: tuple[FloatArray, FloatArray] | None = None,
+    ) -> None:
+        self.config = config if config is not None else NetworkConfig()
+        self.dtype = np.dtype(self.config.dtype)
+        if weights is None:
+            weights = initial_weights(self.config)
+        self.w_input_hidden, self.w_hidden_output = self._checked_weights(*weights)
+        self._scale = input_scale(self.dtype)
+
+    def _checked_weights(self, w_ih: FloatArray, w_ho: FloatArray) -> tuple[FloatArray, FloatArray]:
+        cfg = self.config
+        want_ih = (cfg.hidden_nodes, cfg.input_nodes)
+        want_ho = (cfg.output_nodes, cfg.hidden_nodes)
+        if np.shape(w_ih) != want_ih:
+            raise ConfigError(f"w_input_hidden has shape {np.shape(w_ih)}, expected {want_ih}")
+        if np.shape(w_ho) != want_ho:
+            raise ConfigError(f"w_hidden_output has shape {np.shape(w_ho)}, expected {want_ho}")
+        return (
+            np.array(w_ih, dtype=self.dtype, order="C"),
+            np.array(w_ho, dtype=self.dtype, order="C"),
+        )
+
+    # -- input checks -------------------------------------------------------------------------
+    def _check_pixels(self, pixels: PixelArray) -> PixelArray:
+        pixels = np.asarray(pixels)
+        width = self.config.input_nodes
+        if pixels.ndim == 1 and pixels.shape[0] == width:
+            pixels = pixels[np.newaxis, :]
+        if pixels.ndim != 2 or pixels.shape[1] != width:
+            raise ValueError(f"pixels must have shape (n, {width}), got {pixels.shape}")
+        if pixels.dtype != np.uint8:
+            if pixels.size and (pixels.min() < 0 or pixels.max() > 255):
+                raise ValueError("pixels must be integers in 0..255")
+            if not np.all(np.equal(np.mod(pixels, 1), 0)):
+                raise ValueError("pixels must be integers in 0..255, got fractional values")
+            pixels = pixels.astype(np.uint8)
+        return pixels
+
+    def _check_labels(self, labels: IntArray, n_samples: int) -> LabelArray:
+        labels = np.asarray(labels)
+        if labels.shape != (n_samples,):
+            raise ValueError(f"labels must have shape ({n_samples},), got {labels.shape}")
+        outputs = self.config.output_nodes
+        if labels.size and (labels.min() < 0 or labels.max() >= outputs):
+            bad = labels[(labels < 0) | (labels >= outputs)][0].item()
+            raise ValueError(f"labels must be in 0..{outputs - 1}, got {bad!r}")
+        return labels.astype(np.uint8)
+
+    # -- training -----------------------------------------------------------------------------
+    def train_epoch(self, pixels: PixelArray, labels: IntArray) -> None:
+        """One pass over (n, 784) uint8 pixels and (n,) labels, in order, updating the weights."""
+        pixels = self._check_pixels(pixels)
+        checked_labels = self._check_labels(labels, pixels.shape[0])
+        args = (pixels, checked_labels, self._scale, self.w_input_hidden, self.w_hidden_output)
+        lr = self.config.learning_rate
+        if self.config.batch_size == 1:
+            self.w_input_hidden, self.w_hidden_output = engine.sgd_epoch(*args, lr)
+        else:
+            self.w_input_hidden, self.w_hidden_output = engine.minibatch_epoch(
+                *args, lr, self.config.batch_size
+            )
+
+    # -- inference ----------------------------------------------------------------------------
+    def query(self, pixels: PixelArray) -> FloatArray:
+        """(n, 784) uint8 pixels -> (n, 10) sigmoid outputs, as one batched computation."""
+        x = self._scale[self._check_pixels(pixels)]
+        hidden = engine.sigmoid(x @ self.w_input_hidden.T)
+        return engine.sigmoid(hidden @ self.w_hidden_output.T)
+
+    def predict(self, pixels: PixelArray) -> IntArray:
+        """(n, 784) uint8 pixels -> (n,) most likely digits."""
+        digits: IntArray = np.argmax(self.query(pixels), axis=1)
+        return digits
+
+    def backward_query(self, label: int) -> FloatArray:
+        """(784,) image in 0..1 that the network associates with `label` (Rashid's back-query).
+
+        The target vector (0.01, 0.99 at the label) goes backwards: inverse sigmoid, the
+        transposed weights, and a rescale into 0.01..0.99 before each inverse sigmoid.
+        """
+        if not 0 <= label < self.config.output_nodes:
+            raise ValueError(f"label must be in 0..{self.config.output_nodes - 1}, got {label!r}")
+        targets = np.full(self.config.output_nodes, 0.01)
+        targets[label] = 0.99
+        hidden = _rescale(self.w_hidden_output.T.astype(np.float64) @ logit(targets))
+        inputs = _rescale(self.w_input_hidden.T.astype(np.float64) @ logit(hidden))
+        return np.asarray(inputs, dtype=np.float64)
+
+    def __repr__(self) -> str:
+        cfg = self.config
+        return (
+            f"NeuralNetwork({cfg.input_nodes}-{cfg.hidden_nodes}-{cfg.output_nodes}, "
+            f"lr={cfg.learning_rate}, dtype={cfg.dtype}, batch_size={cfg.batch_size})"
+        )
+
+
+def _rescale(values: FloatArray) -> FloatArray:
+    """Map values linearly onto 0.01..0.99, as the book does between layers of the back-query."""
+    shifted: FloatArray = values - values.min()
+    span = shifted.max()
+    if span > 0:
+        shifted = shifted / span
+    return shifted * 0.98 + 0.01

@@ -1,0 +1,70 @@
+"""Shared fixtures: the bundled data read once per session, and tiny CSV writers."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnistnn.dataset import read_csv
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN_CSV = ROOT / "data" / "raw" / "mnist_train.csv.gz"
+TEST_CSV = ROOT / "data" / "raw" / "mnist_test.csv.gz"
+
+Arrays = tuple[np.ndarray, np.ndarray]
+
+
+@pytest.fixture(scope="session")
+def mnist_train() -> Arrays:
+    """The bundled 60,000 training rows (read-only)."""
+    pixels, labels = read_csv(TRAIN_CSV)
+    pixels.flags.writeable = False
+    labels.flags.writeable = False
+    return pixels, labels
+
+
+@pytest.fixture(scope="session")
+def mnist_test() -> Arrays:
+    """The bundled 10,000 test rows (read-only)."""
+    pixels, labels = read_csv(TEST_CSV)
+    pixels.flags.writeable = False
+    labels.flags.writeable = False
+    return pixels, labels
+
+
+def write_mnist_csv(path: Path, pixels: np.ndarray, labels: np.ndarray) -> Path:
+    """Write rows as the bundled files are: no header, label then 784 pixels (gz by suffix)."""
+    rows = np.column_stack([labels.astype(np.int64), pixels.astype(np.int64)])
+    text = "\n".join(",".join(map(str, row)) for row in rows) + "\n"
+    if path.suffix == ".gz":
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_csvs(
+    tmp_path_factory: pytest.TempPathFactory, mnist_train: Arrays, mnist_test: Arrays
+) -> tuple[Path, Path]:
+    """A 2,000-row train slice and a 500-row test slice of the real data, as .csv.gz files."""
+    folder = tmp_path_factory.mktemp("slices")
+    train = write_mnist_csv(
+        folder / "train_2000.csv.gz", mnist_train[0][:2000], mnist_train[1][:2000]
+    )
+    test = write_mnist_csv(folder / "test_500.csv.gz", mnist_test[0][:500], mnist_test[1][:500])
+    return train, test
+
+
+@pytest.fixture
+def csv_writer(tmp_path: Path) -> Callable[[str, np.ndarray, np.ndarray], Path]:
+    """Write a CSV of given rows into tmp_path under a name."""
+
+    def write(name: str, pixels: np.ndarray, labels: np.ndarray) -> Path:
+        return write_mnist_csv(tmp_path / name, pixels, labels)
+
+    return write
