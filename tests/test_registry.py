@@ -1,0 +1,435 @@
+"""The model registry: promotion rule, atomic and concurrent updates, corruption, resolution."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from mnistnn.checkpoint import save_checkpoint, save_weights
+from mnistnn.config import NetworkConfig
+from mnistnn.errors import RegistryError
+from mnistnn.network import NeuralNetwork
+from mnistnn.registry import ModelRegistry, PromotionDecision, resolve_model
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+TEST_A = "a" * 64
+TEST_B = "b" * 64
+TRAIN = "c" * 64
+
+
+def tiny(seed: int) -> NeuralNetwork:
+    """A 784-4-10 network with random weights: enough to exercise the registry."""
+    return NeuralNetwork(NetworkConfig(hidden_nodes=4, seed=seed))
+
+
+def register(
+    registry: ModelRegistry, seed: int, accuracy: float, test: str = TEST_A, **kwargs: Any
+) -> PromotionDecision:
+    metrics = {"accuracy": accuracy, "confident": accuracy - 0.1, "mse": 0.01}
+    return registry.register(
+        tiny(seed), metrics=metrics, test_sha256=test, train_sha256=TRAIN, **kwargs
+    )
+
+
+def same_weights(a: NeuralNetwork, b: NeuralNetwork) -> bool:
+    return bool(
+        np.array_equal(a.w_input_hidden, b.w_input_hidden)
+        and np.array_equal(a.w_hidden_output, b.w_hidden_output)
+    )
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> ModelRegistry:
+    return ModelRegistry(tmp_path / "models", lock_timeout=5.0)
+
+
+# -- promotion rule -------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("champion_acc", "new_acc", "min_delta", "promoted"),
+    [
+        pytest.param(0.90, 0.95, 0.0, True, id="better"),
+        pytest.param(0.90, 0.90, 0.0, True, id="equal"),
+        pytest.param(0.90, 0.85, 0.0, False, id="worse"),
+        pytest.param(0.90, 0.905, 0.01, False, id="within-min-delta"),
+        pytest.param(0.9702, 0.9712, 0.001, True, id="exactly-min-delta"),
+        pytest.param(0.90, 0.92, 0.01, True, id="beyond-min-delta"),
+    ],
+)
+def test_promotion_rule(
+    registry: ModelRegistry, champion_acc: float, new_acc: float, min_delta: float, promoted: bool
+) -> None:
+    register(registry, 1, champion_acc)
+    decision = register(registry, 2, new_acc, min_delta=min_delta)
+    assert decision.promoted is promoted
+    assert decision.version == "v0002"
+    assert (decision.champion_version, decision.champion_accuracy) == ("v0001", champion_acc)
+    assert decision.min_delta == min_delta
+    assert f"{new_acc:.4f}" in decision.reason
+    assert f"{champion_acc:.4f}" in decision.reason
+    champion = registry.champion()
+    assert champion is not None
+    assert champion.version == ("v0002" if promoted else "v0001")
+    assert ("replaces champion v0001" in decision.reason) is promoted
+    assert ("stays a challenger" in decision.reason) is not promoted
+
+
+def test_first_model_becomes_champion(registry: ModelRegistry) -> None:
+    decision = register(registry, 1, 0.5, run_dir="data/runs/x", flow_run_id="abc")
+    assert decision.promoted
+    assert decision.champion_version is None
+    assert decision.champion_accuracy is None
+    assert decision.reason.startswith("first model: v0001")
+    (version,) = registry.versions()
+    assert version.is_champion
+    assert (version.version, version.accuracy, version.confident) == ("v0001", 0.5, 0.4)
+    assert (version.run_dir, version.flow_run_id) == ("data/runs/x", "abc")
+    assert (version.test_sha256, version.train_sha256) == (TEST_A, TRAIN)
+    assert version.config == NetworkConfig(hidden_nodes=4, seed=1).to_dict()
+    assert datetime.fromisoformat(version.created).utcoffset() is not None
+    assert version.decision == decision
+
+
+def test_reason_strings_match_the_issue(registry: ModelRegistry) -> None:
+    register(registry, 1, 0.9701)
+    assert (
+        register(registry, 2, 0.9712).reason
+        == "v0002 (accuracy 0.9712) replaces champion v0001 (0.9701)"
+    )
+    assert register(registry, 3, 0.9102).reason == (
+        "v0003 (accuracy 0.9102) stays a challenger: champion v0002 has 0.9712, needed >= 0.9712"
+    )
+
+
+def test_changed_test_data_rescores_champion_once(registry: ModelRegistry) -> None:
+    register(registry, 1, 0.90)
+    scored: list[NeuralNetwork] = []
+
+    def rescore(network: NeuralNetwork) -> float:
+        scored.append(network)
+        return 0.80
+
+    decision = register(registry, 2, 0.85, test=TEST_B, rescore=rescore)
+    assert len(scored) == 1
+    assert same_weights(scored[0], tiny(1))
+    assert decision.promoted
+    assert decision.champion_rescored
+    assert decision.champion_accuracy == 0.80
+    assert "0.8500" in decision.reason
+    assert "0.8000" in decision.reason
+    assert "re-scored" in decision.reason
+    old = registry.get("v0001")
+    assert old.accuracy == 0.90
+    assert old.scores == {TEST_A: 0.90, TEST_B: 0.80}
+    # The new champion was scored on TEST_B already: no second re-score is needed.
+    assert not register(registry, 3, 0.84, test=TEST_B, rescore=rescore).promoted
+    assert len(scored) == 1
+
+
+def test_rescored_champion_can_stay(registry: ModelRegistry) -> None:
+    register(registry, 1, 0.90)
+    decision = register(registry, 2, 0.93, test=TEST_B, rescore=lambda _network: 0.95)
+    assert not decision.promoted
+    assert decision.champion_accuracy == 0.95
+    assert "0.9300" in decision.reason
+    assert "0.9500" in decision.reason
+
+
+def test_changed_test_data_without_rescore_is_an_error(registry: ModelRegistry) -> None:
+    register(registry, 1, 0.90)
+    with pytest.raises(RegistryError, match=r"other test data.*rescore"):
+        register(registry, 2, 0.99, test=TEST_B)
+    assert [v.version for v in registry.versions()] == ["v0001"]
+    assert not (registry.root / "v0002").exists()
+
+
+def test_decision_is_json_able(registry: ModelRegistry) -> None:
+    register(registry, 1, 0.9)
+    decision = register(registry, 2, 0.8)
+    data = json.loads(json.dumps(decision.to_dict()))
+    assert PromotionDecision.from_dict(data) == decision
+    assert json.loads(json.dumps(registry.get("v0002").to_dict()))["decision"] == data
+
+
+@pytest.mark.parametrize(
+    ("metrics", "min_delta", "message"),
+    [
+        ({"confident": 0.5}, 0.0, "must include 'accuracy'"),
+        ({"accuracy": float("nan")}, 0.0, "accuracy in 0..1"),
+        ({"accuracy": 1.5}, 0.0, "accuracy in 0..1"),
+        ({"accuracy": 0.5, "mse": float("inf")}, 0.0, "JSON-able"),
+        ({"accuracy": 0.5, "bad": object()}, 0.0, "JSON-able"),
+        ({"accuracy": 0.5}, -0.1, "min_delta"),
+    ],
+)
+def test_bad_arguments_are_rejected(
+    registry: ModelRegistry, metrics: dict[str, Any], min_delta: float, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        registry.register(
+            tiny(1), metrics=metrics, test_sha256=TEST_A, train_sha256=TRAIN, min_delta=min_delta
+        )
+    assert not registry.root.exists() or registry.versions() == []
+
+
+def test_numpy_metrics_are_stored_as_plain_json(registry: ModelRegistry) -> None:
+    metrics = {"accuracy": np.float32(0.5), "confusion": np.eye(2, dtype=np.int64)}
+    registry.register(tiny(1), metrics=metrics, test_sha256=TEST_A, train_sha256=TRAIN)
+    assert registry.get("v0001").metrics == {"accuracy": 0.5, "confusion": [[1, 0], [0, 1]]}
+
+
+# -- idempotence and version numbers --------------------------------------------------------------
+def test_register_is_idempotent_on_weights(registry: ModelRegistry) -> None:
+    first = register(registry, 1, 0.9)
+    register(registry, 2, 0.95)
+    again = register(registry, 1, 0.7)  # same weights, other metrics: a flow re-run
+    assert again == first
+    assert [v.version for v in registry.versions()] == ["v0001", "v0002"]
+    found = registry.find_by_weights(registry.get("v0001").weights_sha256)
+    assert found is not None
+    assert found.version == "v0001"
+    assert registry.find_by_weights("0" * 64) is None
+
+
+def test_orphan_folder_is_never_reused(registry: ModelRegistry) -> None:
+    (registry.root / "v0001").mkdir(parents=True)  # a crash before the registry was committed
+    assert register(registry, 1, 0.9).version == "v0002"
+    assert register(registry, 2, 0.9).version == "v0003"
+
+
+_WORKER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    import mnistnn.registry
+    from mnistnn.config import NetworkConfig
+    from mnistnn.network import NeuralNetwork
+    from mnistnn.registry import ModelRegistry
+
+    write = mnistnn.registry.write_bytes_atomic
+
+    def slow_write(path, data):
+        time.sleep(0.02)  # widen the critical section so the two workers really collide
+        write(path, data)
+
+    mnistnn.registry.write_bytes_atomic = slow_write
+    root, offset, go = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
+    registry = ModelRegistry(root, lock_timeout=60)
+    while not go.exists():
+        time.sleep(0.001)
+    for i in range(5):
+        time.sleep(0.03)  # outside the lock: lets the other worker take its turn
+        seed = offset + i
+        registry.register(
+            NeuralNetwork(NetworkConfig(hidden_nodes=4, seed=seed)),
+            metrics={"accuracy": 0.5 + seed / 100},
+            test_sha256="a" * 64,
+            train_sha256="c" * 64,
+        )
+    """
+)
+
+
+def test_concurrent_registrations_never_lose_a_version(tmp_path: Path) -> None:
+    root, go = tmp_path / "models", tmp_path / "go"
+    script = tmp_path / "worker.py"
+    script.write_text(_WORKER, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), *sys.path])}
+    workers = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(root), str(offset), str(go)],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for offset in (0, 10)
+    ]
+    time.sleep(0.2)
+    go.touch()
+    for worker in workers:
+        _, stderr = worker.communicate(timeout=120)
+        assert worker.returncode == 0, stderr
+    data = json.loads((root / "registry.json").read_text(encoding="utf-8"))
+    assert data["versions"] == [f"v{n:04d}" for n in range(1, 11)]
+    versions = ModelRegistry(root).versions()
+    assert len({v.weights_sha256 for v in versions}) == 10
+    champion = [v for v in versions if v.is_champion]
+    assert len(champion) == 1
+    assert champion[0].accuracy == max(v.accuracy for v in versions)
+    assert not list(root.glob(".tmp-*"))
+
+
+def test_lock_timeout_names_the_lock_file(registry: ModelRegistry) -> None:
+    registry.root.mkdir(parents=True)
+    blocked = ModelRegistry(registry.root, lock_timeout=0.1)
+    with open(registry.lock_path, "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        with pytest.raises(RegistryError, match=r"\.lock: timed out"):
+            register(blocked, 1, 0.9)
+    assert register(blocked, 1, 0.9).promoted
+
+
+# -- reading and corruption -----------------------------------------------------------------------
+def test_missing_registry_is_empty(registry: ModelRegistry) -> None:
+    assert registry.versions() == []
+    assert registry.champion() is None
+    with pytest.raises(RegistryError, match="no model trained yet: run `mnistnn train` first"):
+        registry.load()
+    with pytest.raises(RegistryError, match=r"unknown version v0001; known: none"):
+        registry.get("v0001")
+
+
+def test_unknown_version_lists_known(registry: ModelRegistry) -> None:
+    register(registry, 1, 0.9)
+    register(registry, 2, 0.8)
+    with pytest.raises(RegistryError, match=r"unknown version v0009; known: v0001, v0002"):
+        registry.load("v0009")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ("[]", "expected a JSON object"),
+        ('{"versions": "v0001", "champion": null, "history": []}', "'versions' must be a list"),
+        ('{"versions": ["x1"], "champion": null, "history": []}', "not a version name"),
+        ('{"versions": ["v0001", "v0001"], "champion": null, "history": []}', "twice"),
+        ('{"versions": ["v0001"], "champion": "v0002", "history": []}', "not in versions"),
+        ('{"versions": ["v0001"], "champion": "v0001", "history": []}', "does not match"),
+        (
+            '{"versions": ["v0001"], "champion": "v0001", "history": [{"action": "x", '
+            '"champion": "v0001", "previous": null}]}',
+            "'action' must be one of",
+        ),
+    ],
+)
+def test_corrupt_registry_json_names_the_file(
+    registry: ModelRegistry, content: str, message: str
+) -> None:
+    register(registry, 1, 0.9)
+    registry.registry_path.write_text(content, encoding="utf-8")
+    with pytest.raises(RegistryError, match=message) as info:
+        registry.versions()
+    assert str(registry.registry_path) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda meta: "{truncated", "unreadable version metadata"),
+        (lambda meta: "[1, 2]", "expected a JSON object"),
+        (lambda meta: json.dumps({**meta, "metrics": {}}), "'accuracy' is missing"),
+        (lambda meta: json.dumps({**meta, "weights_sha256": 3}), "'weights_sha256' must be"),
+        (lambda meta: json.dumps({**meta, "version": "v0007"}), "expected 'v0001'"),
+    ],
+)
+def test_corrupt_meta_json_names_the_file(registry: ModelRegistry, edit: Any, message: str) -> None:
+    register(registry, 1, 0.9)
+    path = registry.root / "v0001" / "meta.json"
+    path.write_text(edit(json.loads(path.read_text(encoding="utf-8"))), encoding="utf-8")
+    with pytest.raises(RegistryError, match=message) as info:
+        registry.get("v0001")
+    assert str(path) in str(info.value)
+
+
+def test_weights_sha_mismatch_is_refused(registry: ModelRegistry) -> None:
+    register(registry, 1, 0.9)
+    assert same_weights(registry.load(), tiny(1))
+    save_weights(registry.root / "v0001" / "weights.npz", tiny(2))  # valid file, wrong bytes
+    with pytest.raises(RegistryError, match=r"v0001: .*sha256 does not match"):
+        registry.load()
+
+
+def test_registry_json_has_no_pickle_and_is_committed_last(registry: ModelRegistry) -> None:
+    register(registry, 1, 0.9)
+    with np.load(registry.root / "v0001" / "weights.npz", allow_pickle=False) as archive:
+        assert set(archive.files) == {"w_input_hidden", "w_hidden_output", "config_json"}
+    data = json.loads(registry.registry_path.read_text(encoding="utf-8"))
+    assert data["champion"] == "v0001"
+    assert [entry["action"] for entry in data["history"]] == ["register"]
+
+
+# -- promote / rollback ---------------------------------------------------------------------------
+def test_promote_and_rollback(registry: ModelRegistry) -> None:
+    for seed, accuracy in ((1, 0.90), (2, 0.91), (3, 0.92)):
+        register(registry, seed, accuracy)
+    assert registry.rollback().version == "v0002"
+    assert registry.rollback().version == "v0001"
+    with pytest.raises(RegistryError, match="no previous champion"):
+        registry.rollback()
+    promoted = registry.promote("v0003")
+    assert promoted.version == "v0003"
+    assert promoted.is_champion
+    assert registry.rollback().version == "v0001"
+    assert [v.version for v in registry.versions() if v.is_champion] == ["v0001"]
+    assert same_weights(registry.load(), tiny(1))
+    with pytest.raises(RegistryError, match="unknown version v0042"):
+        registry.promote("v0042")
+    history = json.loads(registry.registry_path.read_text(encoding="utf-8"))["history"]
+    assert [e["action"] for e in history] == [
+        "register",
+        "register",
+        "register",
+        "rollback",
+        "rollback",
+        "promote",
+        "rollback",
+    ]
+
+
+def test_promote_current_champion_changes_nothing(registry: ModelRegistry) -> None:
+    register(registry, 1, 0.9)
+    before = registry.registry_path.read_text(encoding="utf-8")
+    assert registry.promote("v0001").is_champion
+    assert registry.registry_path.read_text(encoding="utf-8") == before
+
+
+# -- resolve_model --------------------------------------------------------------------------------
+def test_resolve_model_variants(registry: ModelRegistry, tmp_path: Path) -> None:
+    register(registry, 1, 0.9)
+    register(registry, 2, 0.8)
+    assert same_weights(resolve_model(None, registry.root), tiny(1))
+    assert same_weights(resolve_model("v0002", registry.root), tiny(2))
+    weights = tmp_path / "loose.npz"
+    save_weights(weights, tiny(3))
+    assert same_weights(resolve_model(str(weights), registry.root), tiny(3))
+    meta = save_checkpoint(tmp_path / "ckpt", 1, tiny(4), {"note": "test"})
+    assert same_weights(resolve_model(str(meta), registry.root), tiny(4))
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("missing.npz", "no such file"),
+        ("latest", "no such file"),
+        ("notes.txt", "not a .npz or checkpoint .json file"),
+        ("v0009", "unknown version v0009"),
+    ],
+)
+def test_resolve_model_errors(
+    registry: ModelRegistry,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    spec: str,
+    message: str,
+) -> None:
+    register(registry, 1, 0.9)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("hello", encoding="utf-8")
+    with pytest.raises(RegistryError, match=message):
+        resolve_model(spec, registry.root)
+
+
+def test_resolve_model_with_empty_registry(tmp_path: Path) -> None:
+    with pytest.raises(RegistryError, match="no model trained yet"):
+        resolve_model(None, tmp_path / "models")
