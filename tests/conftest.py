@@ -68,3 +68,12 @@ def csv_writer(tmp_path: Path) -> Callable[[str, np.ndarray, np.ndarray], Path]:
         return write_mnist_csv(tmp_path / name, pixels, labels)
 
     return write
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> object:
+    """One temporary Prefect API for the whole session (starting one takes seconds)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield

@@ -114,7 +114,7 @@ def test_minibatch_of_one_is_the_reference_and_larger_batches_differ(mnist_train
 
     scale = input_scale("float64")
     start = initial_weights(NetworkConfig())
-    w_ih, w_ho = engine.minibatch_epoch(pixels, labels, scale, *start, 0.05, 1)
+    w_ih, _ = engine.minibatch_epoch(pixels, labels, scale, *start, 0.05, 1)
     np.testing.assert_allclose(w_ih, per_sample.w_input_hidden, rtol=0, atol=1e-12)
     batched = NeuralNetwork(NetworkConfig(batch_size=128))  # 300 = 2 x 128 + a batch of 44
     batched.train_epoch(pixels, labels)

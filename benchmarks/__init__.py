@@ -1,0 +1,1 @@
+"""Benchmarks, run on demand (`make bench`): each figure beside the reference, same run."""

@@ -1,0 +1,59 @@
+"""Helpers shared by the benchmarks: timing, the bundled data, and the printed table."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN_CSV = ROOT / "data" / "raw" / "mnist_train.csv.gz"
+TEST_CSV = ROOT / "data" / "raw" / "mnist_test.csv.gz"
+QUICK_ROWS = 2000
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    """An argument parser with the shared --quick flag."""
+    result = argparse.ArgumentParser(description=description)
+    result.add_argument(
+        "--quick", action="store_true", help=f"a {QUICK_ROWS}-row slice: checks it runs"
+    )
+    return result
+
+
+def best_of(repeats: int, function: Callable[[], object]) -> float:
+    """Best wall time in seconds of `repeats` calls (the least disturbed by other load)."""
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def median_of(repeats: int, function: Callable[[], object]) -> float:
+    """Median wall time in seconds of `repeats` calls."""
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def machine() -> str:
+    """One line naming the machine the figures came from."""
+    cpu = platform.processor() or platform.machine()
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def print_table(title: str, rows: list[tuple[str, str, str]]) -> None:
+    """Print rows of (what, figure, ratio/comment) as an aligned table."""
+    print(f"\n{title}  [{machine()}]")
+    width = max(len(row[0]) for row in rows)
+    for what, figure, comment in rows:
+        print(f"  {what:<{width}}  {figure:>12}  {comment}")

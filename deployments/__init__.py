@@ -1,0 +1,1 @@
+"""Deployment definitions: prefect.yaml for workers, serve.py for the no-worker path."""

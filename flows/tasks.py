@@ -1,0 +1,82 @@
+"""Tasks shared by the flows. Each is a few lines over `mnistnn`; each returns paths or small dicts.
+
+Retries are for what may pass by itself (I/O errors, time-outs); a data, configuration or
+programming error fails at once, since retrying it would only fail again.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from prefect import Task, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State, TaskRun
+from prefect.exceptions import MissingContextError
+from prefect.logging import get_run_logger
+
+from mnistnn.errors import MnistnnError
+from mnistnn.ingest import IngestSummary, ingest_csv
+
+RETRIES = 2
+RETRY_DELAY_SECONDS = 1.0
+
+
+def run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """The Prefect run logger, or a plain logger when called outside a run (`task.fn(...)`)."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("flows")
+
+
+def is_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Retry OSError and time-outs; never our own errors, ValueError or TypeError."""
+    try:
+        state.result(raise_on_failure=True)
+    except MnistnnError:
+        return False
+    except (OSError, TimeoutError):
+        return True
+    except BaseException:
+        return False
+    return False
+
+
+#: Options of every pipeline task: retried only when the failure may be transient.
+RETRYABLE: dict[str, Any] = {
+    "retries": RETRIES,
+    "retry_delay_seconds": RETRY_DELAY_SECONDS,
+    "retry_condition_fn": is_transient,
+    "cache_policy": NO_CACHE,
+}
+
+
+@task(name="ingest", task_run_name="ingest {role}", **RETRYABLE)
+def ingest_task(
+    role: str, csv_path: str, processed_dir: str, max_rejected_fraction: float
+) -> dict[str, Any]:
+    """Validate one MNIST CSV into content-addressed Parquet (reused when unchanged)."""
+    summary = ingest_csv(csv_path, processed_dir, max_rejected_fraction=max_rejected_fraction)
+    logger = run_logger()
+    verb = "reused" if summary.reused else "ingested"
+    logger.info(
+        "%s %s: %d rows accepted, %d rejected (sha256 %s)",
+        verb,
+        summary.source_name,
+        summary.rows_accepted,
+        summary.rows_rejected,
+        summary.sha256[:16],
+    )
+    return {"role": role, **summary.to_dict()}
+
+
+def lineage_of(summary: dict[str, Any]) -> dict[str, Any]:
+    """The lineage fields of an ingest summary that reports and checkpoints record."""
+    return {
+        key: summary[key]
+        for key in ("role", "source_name", "sha256", "rows_read", "rows_accepted", "rows_rejected")
+    }
+
+
+__all__ = ["RETRYABLE", "IngestSummary", "ingest_task", "is_transient", "lineage_of", "run_logger"]

@@ -1,0 +1,308 @@
+"""`mnistnn`: the command line. Parses arguments, calls the library or runs a flow, and turns
+known errors into one line on stderr and a non-zero exit status (never a traceback)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from mnistnn.config import DataPaths
+from mnistnn.errors import MnistnnError
+
+EXIT_OK, EXIT_ERROR, EXIT_PARTIAL = 0, 1, 2
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """All subcommands and their options."""
+    parser = argparse.ArgumentParser(
+        prog="mnistnn",
+        description="Train, evaluate and use the classic three-layer MNIST network.",
+    )
+    parser.add_argument(
+        "--data-dir", default=str(DataPaths().root), help="data folder (default: data)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train through the mnist-training Prefect flow")
+    train.add_argument("--train-csv", default=None, help="training CSV (default: bundled)")
+    train.add_argument("--test-csv", default=None, help="test CSV (default: bundled)")
+    train.add_argument("--epochs", type=_positive_int, default=15)
+    train.add_argument("--hidden", type=_positive_int, default=88, help="hidden nodes")
+    train.add_argument("--lr", type=float, default=0.05, help="learning rate")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--init", choices=("legacy", "default"), default="legacy")
+    train.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    train.add_argument("--batch-size", type=_positive_int, default=1)
+    train.add_argument("--fresh", action="store_true", help="discard this run's checkpoints")
+    train.add_argument("--min-delta", type=float, default=0.0, help="promotion margin")
+    train.add_argument("--max-rejected-fraction", type=float, default=0.0)
+    train.add_argument("--json", action="store_true", help="print one JSON object")
+    train.set_defaults(handler=cmd_train)
+
+    ingest = commands.add_parser("ingest", help="validate MNIST CSVs into Parquet")
+    ingest.add_argument("paths", nargs="+", metavar="PATH")
+    ingest.add_argument("--max-rejected-fraction", type=float, default=0.0)
+    ingest.set_defaults(handler=cmd_ingest)
+
+    models = commands.add_parser("models", help="list, show, promote or roll back models")
+    models_commands = models.add_subparsers(dest="models_command", required=True)
+    models_commands.add_parser("list", help="every registered version")
+    show = models_commands.add_parser("show", help="one version's metadata")
+    show.add_argument("version")
+    promote = models_commands.add_parser("promote", help="make a version the champion")
+    promote.add_argument("version")
+    models_commands.add_parser("rollback", help="return to the previous champion")
+    models.set_defaults(handler=cmd_models)
+
+    evaluate = commands.add_parser("evaluate", help="score a model on a labelled test CSV")
+    evaluate.add_argument(
+        "--model", default=None, help="version, .npz or checkpoint (default: champion)"
+    )
+    evaluate.add_argument(
+        "--test-csv", default=None, help="labelled CSV (default: bundled test set)"
+    )
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    predict = commands.add_parser("predict", help="recognise digits in images or a CSV")
+    predict.add_argument("images", nargs="*", metavar="IMAGE", help="image files or folders")
+    predict.add_argument(
+        "--model", default=None, help="version, .npz or checkpoint (default: champion)"
+    )
+    predict.add_argument("--csv", default=None, help="unlabelled CSV of 784 pixel columns")
+    predict.add_argument("--out", default=None, help="output CSV (folder or --csv mode)")
+    predict.add_argument(
+        "--show", default=None, metavar="OUT.png", help="save what the network saw"
+    )
+    predict.add_argument("--json", action="store_true")
+    predict.set_defaults(handler=cmd_predict)
+
+    serve = commands.add_parser("serve", help="serve the nightly-retrain deployment (no worker)")
+    serve.set_defaults(handler=cmd_serve)
+    return parser
+
+
+def _prefect_defaults() -> None:
+    """Offline-friendly Prefect settings, unless the user chose otherwise."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Run the mnist-training flow and print its summary."""
+    _prefect_defaults()
+    from flows import training as flow_module
+
+    paths = DataPaths(Path(args.data_dir))
+    listener = _progress_listener() if not args.json and sys.stderr.isatty() else None
+    if listener is not None:
+        flow_module.EPOCH_LISTENERS.append(listener)
+    result = flow_module.train_pipeline(
+        train_csv=args.train_csv or str(paths.train_csv),
+        test_csv=args.test_csv or str(paths.test_csv),
+        hidden_nodes=args.hidden,
+        learning_rate=args.lr,
+        epochs=args.epochs,
+        seed=args.seed,
+        init=args.init,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        data_dir=args.data_dir,
+        fresh=args.fresh,
+        max_rejected_fraction=args.max_rejected_fraction,
+        min_delta=args.min_delta,
+    )
+    if args.json:
+        print(json.dumps(result, default=str))
+        return EXIT_OK
+    print(f"{'epoch':>5}  {'accuracy':>8}  {'confident':>9}  {'train s':>7}")
+    for row in result["metrics"]:
+        print(
+            f"{row['epoch']:>5}  {row['accuracy']:>8.4f}  {row['confident']:>9.4f}  "
+            f"{row['train_seconds']:>7.2f}"
+        )
+    print(f"run folder: {result['run_dir']}")
+    decision = result.get("decision")
+    if decision:
+        print(f"registry: {decision['reason']}")
+    return EXIT_OK
+
+
+def _progress_listener() -> Callable[[dict[str, Any], int], None]:
+    """A rich progress bar (epoch, last accuracy, time left) fed by the flow after each epoch."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(
+        TextColumn("epoch {task.completed}/{task.total}"),
+        BarColumn(),
+        TextColumn("accuracy {task.fields[accuracy]}"),
+        TimeRemainingColumn(),
+        transient=True,
+    )
+    task_id = None
+
+    def listener(record: dict[str, Any], epochs: int) -> None:
+        nonlocal task_id
+        if task_id is None:
+            progress.start()
+            task_id = progress.add_task("train", total=epochs, accuracy="-")
+        progress.update(task_id, advance=1, accuracy=f"{record['accuracy']:.4f}")
+        if record["epoch"] >= epochs:
+            progress.stop()
+
+    return listener
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """Validate each CSV into Parquet and print its summary."""
+    from mnistnn.ingest import ingest_csv
+
+    processed = DataPaths(Path(args.data_dir)).processed
+    for path in args.paths:
+        summary = ingest_csv(path, processed, max_rejected_fraction=args.max_rejected_fraction)
+        print(summary.describe())
+    return EXIT_OK
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """Registry commands."""
+    from mnistnn.registry import ModelRegistry
+
+    registry = ModelRegistry(DataPaths(Path(args.data_dir)).models)
+    if args.models_command == "list":
+        versions = registry.versions()
+        if not versions:
+            print("no models registered yet: run `mnistnn train` first")
+        for version in versions:
+            mark = "*" if version.is_champion else " "
+            print(
+                f"{mark} {version.version}  accuracy {version.accuracy:.4f}  {version.created}  "
+                f"hidden {version.config.get('hidden_nodes')}  "
+                f"lr {version.config.get('learning_rate')}"
+            )
+    elif args.models_command == "show":
+        print(json.dumps(registry.get(args.version).to_dict(), indent=2))
+    elif args.models_command == "promote":
+        print(f"champion is now {registry.promote(args.version).version}")
+    else:
+        print(f"champion is now {registry.rollback().version}")
+    return EXIT_OK
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Score a model on a labelled CSV."""
+    from mnistnn.ingest import ingest_csv
+    from mnistnn.metrics import evaluate_outputs
+    from mnistnn.registry import resolve_model
+    from mnistnn.training import load_arrays
+
+    paths = DataPaths(Path(args.data_dir))
+    network = resolve_model(args.model, paths.models)
+    summary = ingest_csv(args.test_csv or paths.test_csv, paths.processed)
+    pixels, labels = load_arrays(summary.parquet)
+    scores = evaluate_outputs(network.query(pixels), labels)
+    if args.json:
+        print(json.dumps({k: v for k, v in scores.to_dict().items() if k != "confusion"}))
+    else:
+        print(
+            f"{summary.source_name}: accuracy {scores.accuracy:.4f}  "
+            f"confident {scores.confident:.4f}  mse {scores.mse:.5f}  ({scores.n_samples} rows)"
+        )
+    return EXIT_OK
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Predict digits of images, folders of images, or an unlabelled CSV."""
+    from mnistnn import predict
+    from mnistnn.image import preprocess_image
+    from mnistnn.registry import resolve_model
+
+    if not args.images and not args.csv:
+        raise MnistnnError("predict needs IMAGE paths or --csv FILE")
+    network = resolve_model(args.model, DataPaths(Path(args.data_dir)).models)
+    if args.csv:
+        rows = predict.predict_csv(network, args.csv, args.out)
+        if args.out is None:
+            print("ImageId,Label")
+            for image_id, label in rows:
+                print(f"{image_id},{label}")
+        else:
+            print(f"wrote {len(rows)} predictions to {args.out}")
+        return EXIT_OK
+    predictions, failures = predict.predict_paths(network, args.images)
+    if args.show:
+        for index, item in enumerate(predictions):
+            target = Path(args.show)
+            if len(predictions) > 1:
+                target = target.with_name(f"{target.stem}-{index + 1}{target.suffix}")
+            predict.save_preview(item.path, preprocess_image(item.path), target)
+    folder_mode = any(Path(p).is_dir() for p in args.images)
+    _print_predictions(predictions, json_output=args.json, as_csv=folder_mode, out=args.out)
+    for failure in failures:
+        print(f"mnistnn: error: {failure.error}", file=sys.stderr)
+    if failures:
+        return EXIT_PARTIAL if predictions else EXIT_ERROR
+    return EXIT_OK
+
+
+def _print_predictions(
+    predictions: Sequence[Any], *, json_output: bool, as_csv: bool, out: str | None
+) -> None:
+    if json_output:
+        print(json.dumps([p.to_dict() for p in predictions]))
+        return
+    if as_csv or out:
+        lines = ["path,digit,confidence"] + [
+            f"{p.path},{p.digit},{p.confidence:.4f}" for p in predictions
+        ]
+        if out:
+            from mnistnn.fileio import write_bytes_atomic
+
+            write_bytes_atomic(out, ("\n".join(lines) + "\n").encode())
+            print(f"wrote {len(predictions)} predictions to {out}")
+        else:
+            print("\n".join(lines))
+        return
+    for p in predictions:
+        top = ", ".join(f"{digit} ({score:.2f})" for digit, score in p.top3)
+        print(f"{p.path}: {p.digit}  confidence {p.confidence:.2f}  top 3: {top}")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the nightly-retrain deployment with flow.serve (no work pool needed)."""
+    _prefect_defaults()
+    from deployments.serve import serve
+
+    serve()
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `mnistnn` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status: int = args.handler(args)
+    except (MnistnnError, ValueError, OSError) as exc:
+        message = str(exc).strip() or type(exc).__name__
+        print(f"mnistnn: error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("mnistnn: interrupted", file=sys.stderr)
+        return 130
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

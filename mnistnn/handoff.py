@@ -1,0 +1,48 @@
+"""Hand a finished run's model to the registry, scored fairly against the champion."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from mnistnn.checkpoint import load_weights
+from mnistnn.metrics import accuracy
+from mnistnn.network import NeuralNetwork
+from mnistnn.registry import ModelRegistry
+from mnistnn.runs import RunFolder, read_json
+from mnistnn.training import load_arrays
+
+
+def register_run(
+    folder: RunFolder,
+    models_dir: str | os.PathLike[str],
+    test_parquet: str | os.PathLike[str],
+    lineage: dict[str, Any],
+    *,
+    min_delta: float = 0.0,
+    flow_run_id: str | None = None,
+) -> dict[str, Any]:
+    """Register the run's final weights; return the promotion decision as a dict."""
+    network = load_weights(folder.weights)
+    summary = read_json(folder.metrics_json) or {}
+    final = summary["metrics"][-1]
+
+    def rescore(champion: NeuralNetwork) -> float:
+        pixels, labels = load_arrays(test_parquet)
+        return accuracy(champion.query(pixels), labels)
+
+    decision = ModelRegistry(models_dir).register(
+        network,
+        metrics={
+            "accuracy": final["accuracy"],
+            "confident": final["confident"],
+            "mse": final["mse"],
+        },
+        test_sha256=lineage["test"]["sha256"],
+        train_sha256=lineage["train"]["sha256"],
+        run_dir=str(folder.path),
+        flow_run_id=flow_run_id,
+        min_delta=min_delta,
+        rescore=rescore,
+    )
+    return decision.to_dict()

@@ -1,0 +1,101 @@
+"""Everything a finished run shows a person: figures (PNG files) and the markdown report.
+
+Pure library code (no Prefect): `flows/publish.py` turns the result into artifacts, and a user
+without the UI finds the same figures in the run's `figures/` folder and the report as `report.md`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mnistnn import plots, report
+from mnistnn.checkpoint import load_weights
+from mnistnn.errors import CheckpointError
+from mnistnn.fileio import write_bytes_atomic
+from mnistnn.metrics import confusion_matrix, precision_recall
+from mnistnn.runs import RunFolder, read_json
+from mnistnn.training import load_arrays
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """The rendered report: markdown (figures inlined), epoch table rows and figure files."""
+
+    markdown: str
+    table: list[dict[str, Any]]
+    figures: dict[str, str]
+    accuracy: float
+    confident: float
+
+
+def comparison_line(decision: dict[str, Any] | None) -> str | None:
+    """The headline's sentence about the champion, or None for the first model."""
+    if decision is None:
+        return "not registered (register=False)"
+    if decision.get("champion_accuracy") is None:
+        return None
+    return str(decision["reason"])
+
+
+def render_run_report(
+    folder: RunFolder,
+    test_parquet: str | os.PathLike[str],
+    lineage: dict[str, dict[str, Any]],
+    decision: dict[str, Any] | None,
+) -> RunReport:
+    """Draw every figure, write them and `report.md` into the run folder, return the report."""
+    summary = read_json(folder.metrics_json)
+    if summary is None:
+        raise CheckpointError(f"{folder.metrics_json}: missing; the run has not finished")
+    history: list[dict[str, Any]] = summary["metrics"]
+    network = load_weights(folder.weights)
+    pixels, labels = load_arrays(test_parquet)
+    outputs = network.query(pixels)
+    confusion = confusion_matrix(np.argmax(outputs, axis=1), labels, outputs.shape[1])
+    precision, recall = precision_recall(confusion)
+    epochs = [row["epoch"] for row in history]
+    accuracy = [row["accuracy"] for row in history]
+    figures = {
+        "learning_curve": plots.learning_curve(
+            epochs, accuracy, [row["confident"] for row in history]
+        ),
+        "confusion": plots.confusion_heatmap(confusion),
+        "mistakes": plots.confident_mistakes(pixels, labels, outputs),
+        "hidden_weights": plots.hidden_weight_tiles(network.w_input_hidden),
+        "backward_query": plots.backward_query_images(
+            np.stack([network.backward_query(digit) for digit in range(outputs.shape[1])])
+        ),
+        "time_to_accuracy": plots.time_to_accuracy(
+            [row["train_seconds"] for row in history], accuracy
+        ),
+    }
+    figure_paths = {}
+    names = report.figure_filenames(figures)
+    for key, png in figures.items():
+        path = folder.figures / names[key]
+        write_bytes_atomic(path, png)
+        figure_paths[key] = str(path)
+    markdown = report.markdown_report(
+        title=f"MNIST training run {folder.path.name}",
+        config=(read_json(folder.run_json) or {}).get("config", {}),
+        history=history,
+        lineage=[lineage[role] for role in ("train", "test") if role in lineage],
+        precision=precision.tolist(),
+        recall=recall.tolist(),
+        figures=figures,
+        comparison=comparison_line(decision),
+        run_dir=str(Path(folder.path).resolve()),
+    )
+    write_bytes_atomic(folder.report, markdown.encode("utf-8"))
+    return RunReport(
+        markdown=markdown,
+        table=report.epoch_table_rows(history),
+        figures=figure_paths,
+        accuracy=float(history[-1]["accuracy"]),
+        confident=float(history[-1]["confident"]),
+    )

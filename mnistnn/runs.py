@@ -1,0 +1,153 @@
+"""Run folders: one per (configuration, train data, test data), found again by the same inputs.
+
+    data/runs/<run-key>/
+        run.json                 what the run is: config, data hashes (written once)
+        checkpoints/epoch-0003.npz + .json
+        evals/epoch-0003.json    test-set scores of checkpoint 3
+        metrics.json             per-epoch list, rebuilt from the checkpoints and evals
+        weights.npz              the final weights (a copy of the last checkpoint's)
+        figures/*.png  report.md
+The number of epochs is not part of the key: asking for more epochs later continues the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mnistnn.config import SCHEMA_VERSION, NetworkConfig
+from mnistnn.errors import MnistnnError
+from mnistnn.fileio import write_json_atomic
+
+
+def run_key(config: NetworkConfig, train_sha256: str, test_sha256: str) -> str:
+    """Short stable hash of the canonical JSON of everything that determines the run's results."""
+    identity = {
+        "schema_version": SCHEMA_VERSION,
+        "config": config.to_dict(),
+        "train_sha256": train_sha256,
+        "test_sha256": test_sha256,
+    }
+    canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """Paths inside one run folder."""
+
+    path: Path
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def evals(self) -> Path:
+        return self.path / "evals"
+
+    @property
+    def figures(self) -> Path:
+        return self.path / "figures"
+
+    @property
+    def run_json(self) -> Path:
+        return self.path / "run.json"
+
+    @property
+    def metrics_json(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def weights(self) -> Path:
+        return self.path / "weights.npz"
+
+    @property
+    def report(self) -> Path:
+        return self.path / "report.md"
+
+    def eval_path(self, epoch: int) -> Path:
+        return self.evals / f"epoch-{epoch:04d}.json"
+
+
+def run_folder(
+    runs_root: str | os.PathLike[str], config: NetworkConfig, train_sha256: str, test_sha256: str
+) -> RunFolder:
+    """The folder of the run of these inputs (nothing is created)."""
+    return RunFolder(Path(runs_root) / run_key(config, train_sha256, test_sha256))
+
+
+def open_run(
+    folder: RunFolder,
+    config: NetworkConfig,
+    train_sha256: str,
+    test_sha256: str,
+    *,
+    fresh: bool = False,
+) -> RunFolder:
+    """Create (or find) the run folder; `fresh` deletes what it held first. Call under the lock."""
+    if fresh and folder.path.exists():
+        for child in folder.path.iterdir():
+            if child.name != ".lock":
+                if child.is_dir():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+    for sub in (folder.checkpoints, folder.evals, folder.figures):
+        sub.mkdir(parents=True, exist_ok=True)
+    if not folder.run_json.exists():
+        write_json_atomic(
+            folder.run_json,
+            {
+                "schema_version": SCHEMA_VERSION,
+                "config": config.to_dict(),
+                "train_sha256": train_sha256,
+                "test_sha256": test_sha256,
+            },
+        )
+    return folder
+
+
+@contextlib.contextmanager
+def run_lock(folder: RunFolder, timeout: float = 3600.0) -> Iterator[None]:
+    """Hold the run folder's exclusive lock: a second run of the same inputs waits here.
+
+    The OS drops the lock when the holder dies (even by SIGKILL), so a crash never leaves it stuck.
+    """
+    folder.path.mkdir(parents=True, exist_ok=True)
+    lock_path = folder.path / ".lock"
+    with open(lock_path, "a+") as handle:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise MnistnnError(
+                        f"{lock_path}: another run of the same configuration still holds the "
+                        f"lock after {timeout:.0f} s"
+                    ) from None
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object from `path`, or None when it is missing or unreadable."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None

@@ -1,0 +1,193 @@
+"""The pipeline's steps as plain functions: train one epoch, evaluate one checkpoint, finish a run.
+
+Each step looks for its own valid output first and returns it when present, so a retry, a re-run
+after a crash or a second invocation of a finished run redoes nothing that is already safe on disk.
+The Prefect tasks in `flows/` are thin wrappers around these; a notebook can call them directly.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mnistnn import checkpoint
+from mnistnn.config import NetworkConfig
+from mnistnn.errors import CheckpointError
+from mnistnn.fileio import write_bytes_atomic, write_json_atomic
+from mnistnn.metrics import evaluate_outputs
+from mnistnn.network import NeuralNetwork
+from mnistnn.runs import RunFolder, read_json
+from mnistnn.types import LabelArray, PixelArray
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EpochOutcome:
+    """What `train_epoch` returns: the checkpoint's metadata path and how long training took."""
+
+    epoch: int
+    checkpoint: str
+    train_seconds: float
+    reused: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def load_arrays(parquet: str | os.PathLike[str]) -> tuple[PixelArray, LabelArray]:
+    """X (n, 784) uint8 and y (n,) uint8 of an ingested Parquet file, cached per process.
+
+    The cache key includes the file's size and mtime, so a replaced file is read again; the
+    arrays are read-only so that no caller can change what the next caller sees.
+    """
+    stat = Path(parquet).stat()
+    return _load_arrays_cached(str(Path(parquet).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_arrays_cached(path: str, size: int, mtime_ns: int) -> tuple[PixelArray, LabelArray]:
+    from mnistnn.ingest import read_parquet
+
+    pixels, labels = read_parquet(path)
+    pixels.flags.writeable = False
+    labels.flags.writeable = False
+    return pixels, labels
+
+
+def resume_point(folder: RunFolder) -> int:
+    """The highest epoch with a valid checkpoint (0 when none): training continues after it."""
+    found = checkpoint.latest_valid(folder.checkpoints)
+    return 0 if found is None else found[0]
+
+
+def train_epoch(
+    folder: RunFolder,
+    epoch: int,
+    config: NetworkConfig,
+    train_parquet: str | os.PathLike[str],
+    lineage: dict[str, Any] | None = None,
+) -> EpochOutcome:
+    """Train epoch `epoch` from checkpoint `epoch - 1` (or the initial weights) and save it."""
+    if epoch < 1:
+        raise ValueError(f"epoch must be >= 1, got {epoch}")
+    _, meta_path = checkpoint.checkpoint_paths(folder.checkpoints, epoch)
+    if checkpoint.is_valid(meta_path):
+        record = checkpoint.read_metadata(meta_path)
+        return EpochOutcome(epoch, str(meta_path), float(record["train_seconds"]), reused=True)
+    network, history = _starting_point(folder, epoch, config)
+    pixels, labels = load_arrays(train_parquet)
+    started = time.perf_counter()
+    network.train_epoch(pixels, labels)
+    seconds = time.perf_counter() - started
+    if not (
+        np.isfinite(network.w_input_hidden).all() and np.isfinite(network.w_hidden_output).all()
+    ):
+        raise ValueError(
+            f"epoch {epoch}: weights became NaN or infinite; lower the learning rate "
+            f"({config.learning_rate})"
+        )
+    history = [*history, {"epoch": epoch, "train_seconds": seconds}]
+    metadata = {
+        "train_seconds": seconds,
+        "history": history,
+        "metrics": _evaluations_so_far(folder, epoch),
+        "lineage": lineage or {},
+        "rng": {"init": config.init, "seed": config.seed, "training": "none (file order)"},
+    }
+    path = checkpoint.save_checkpoint(folder.checkpoints, epoch, network, metadata)
+    return EpochOutcome(epoch, str(path), seconds, reused=False)
+
+
+def _starting_point(
+    folder: RunFolder, epoch: int, config: NetworkConfig
+) -> tuple[NeuralNetwork, list[dict[str, Any]]]:
+    """The network and training history that epoch `epoch` starts from."""
+    if epoch == 1:
+        return NeuralNetwork(config), []
+    _, previous = checkpoint.checkpoint_paths(folder.checkpoints, epoch - 1)
+    if not checkpoint.is_valid(previous):
+        raise CheckpointError(
+            f"{previous}: checkpoint of epoch {epoch - 1} is missing or invalid; "
+            "run the flow again to recompute it"
+        )
+    network, record = checkpoint.load_checkpoint(previous)
+    if network.config != config:
+        raise CheckpointError(f"{previous}: written for another configuration")
+    return network, list(record.get("history", []))
+
+
+def _evaluations_so_far(folder: RunFolder, epoch: int) -> list[dict[str, Any]]:
+    """Scores already on disk for epochs before `epoch` (evaluation may lag training)."""
+    found = []
+    for earlier in range(1, epoch):
+        record = read_json(folder.eval_path(earlier))
+        if record is not None:
+            found.append({k: record[k] for k in ("epoch", "accuracy", "confident", "mse")})
+    return found
+
+
+def evaluate_epoch(
+    folder: RunFolder, epoch: int, test_parquet: str | os.PathLike[str]
+) -> dict[str, Any]:
+    """Score checkpoint `epoch` on the test set; the record is saved beside the run's evals."""
+    _, meta_path = checkpoint.checkpoint_paths(folder.checkpoints, epoch)
+    network, record = checkpoint.load_checkpoint(meta_path)
+    existing = read_json(folder.eval_path(epoch))
+    if existing is not None and existing.get("weights_sha256") == record["weights_sha256"]:
+        return existing
+    pixels, labels = load_arrays(test_parquet)
+    started = time.perf_counter()
+    scores = evaluate_outputs(network.query(pixels), labels)
+    result = {
+        "epoch": epoch,
+        **scores.to_dict(),
+        "eval_seconds": time.perf_counter() - started,
+        "train_seconds": float(record["train_seconds"]),
+        "weights_sha256": record["weights_sha256"],
+    }
+    write_json_atomic(folder.eval_path(epoch), result)
+    return result
+
+
+def epoch_line(record: dict[str, Any], epochs: int) -> str:
+    """The one log line per epoch: `epoch 3/15  accuracy 0.9640  confident 0.8556  train 0.55 s`."""
+    return (
+        f"epoch {record['epoch']}/{epochs}  accuracy {record['accuracy']:.4f}  "
+        f"confident {record['confident']:.4f}  train {record['train_seconds']:.2f} s"
+    )
+
+
+def finish_run(folder: RunFolder, epochs: int) -> list[dict[str, Any]]:
+    """Write `metrics.json` and the final `weights.npz`; return the per-epoch metrics."""
+    metrics = []
+    for epoch in range(1, epochs + 1):
+        record = read_json(folder.eval_path(epoch))
+        if record is None:
+            raise CheckpointError(f"{folder.eval_path(epoch)}: evaluation of epoch {epoch} missing")
+        metrics.append(
+            {
+                key: record[key]
+                for key in (
+                    "epoch",
+                    "accuracy",
+                    "confident",
+                    "mse",
+                    "train_seconds",
+                    "eval_seconds",
+                )
+            }
+        )
+    write_json_atomic(folder.metrics_json, {"epochs": epochs, "metrics": metrics})
+    weights_path, meta_path = checkpoint.checkpoint_paths(folder.checkpoints, epochs)
+    if not checkpoint.is_valid(meta_path):
+        raise CheckpointError(f"{meta_path}: final checkpoint missing or invalid")
+    write_bytes_atomic(folder.weights, weights_path.read_bytes())
+    return metrics

@@ -1,0 +1,147 @@
+"""The mnist-training flow under a Prefect test harness: completes, retries, resumes."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from flows import training as flow_module
+from flows.tasks import ingest_task
+from mnistnn import NetworkConfig, NeuralNetwork, training
+from mnistnn.checkpoint import checkpoint_paths, load_weights
+from mnistnn.dataset import read_csv
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+HIDDEN = 20
+
+
+def run_flow(small_csvs: tuple[Path, Path], data_dir: Path, **overrides: Any) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "train_csv": str(small_csvs[0]),
+        "test_csv": str(small_csvs[1]),
+        "hidden_nodes": HIDDEN,
+        "epochs": 3,
+        "data_dir": str(data_dir),
+        "publish_report": False,
+    }
+    params.update(overrides)
+    return flow_module.train_pipeline(**params)
+
+
+def direct_weights(small_csvs: tuple[Path, Path], epochs: int) -> NeuralNetwork:
+    pixels, labels = read_csv(small_csvs[0])
+    network = NeuralNetwork(NetworkConfig(hidden_nodes=HIDDEN))
+    for _ in range(epochs):
+        network.train_epoch(pixels, labels)
+    return network
+
+
+def weights_sha(run_dir: str) -> str:
+    return hashlib.sha256((Path(run_dir) / "weights.npz").read_bytes()).hexdigest()
+
+
+def test_flow_completes_and_matches_the_library(small_csvs, tmp_path: Path) -> None:
+    result = run_flow(small_csvs, tmp_path)
+    run_dir = Path(result["run_dir"])
+    assert result["trained_epochs"] == [1, 2, 3]
+    assert [row["epoch"] for row in result["metrics"]] == [1, 2, 3]
+    for epoch in (1, 2, 3):
+        weights, meta = checkpoint_paths(run_dir / "checkpoints", epoch)
+        assert weights.exists() and meta.exists()
+    assert (run_dir / "metrics.json").exists()
+    final = load_weights(run_dir / "weights.npz")
+    np.testing.assert_array_equal(
+        final.w_input_hidden, direct_weights(small_csvs, 3).w_input_hidden
+    )
+    assert result["decision"]["promoted"] is True
+    assert result["flow_run_id"]
+
+
+def test_finished_run_trains_nothing_and_more_epochs_continue(small_csvs, tmp_path: Path) -> None:
+    first = run_flow(small_csvs, tmp_path, epochs=2)
+    again = run_flow(small_csvs, tmp_path, epochs=2)
+    assert again["trained_epochs"] == []
+    assert again["metrics"] == first["metrics"]
+    longer = run_flow(small_csvs, tmp_path, epochs=3)
+    assert longer["trained_epochs"] == [3]
+    assert longer["run_dir"] == first["run_dir"]
+
+
+def test_transient_error_is_retried_and_result_is_unchanged(
+    small_csvs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clean = run_flow(small_csvs, tmp_path / "clean", epochs=2)
+    real = training.train_epoch
+    calls: list[int] = []
+
+    def flaky(folder, epoch, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(epoch)
+        if epoch == 2 and calls.count(2) == 1:
+            raise OSError("disk hiccup")
+        return real(folder, epoch, *args, **kwargs)
+
+    monkeypatch.setattr(training, "train_epoch", flaky)
+    monkeypatch.setattr(flow_module.train_epoch_task, "retry_delay_seconds", 0)
+    result = run_flow(small_csvs, tmp_path / "flaky", epochs=2)
+    assert calls == [1, 2, 2]
+    assert weights_sha(result["run_dir"]) == weights_sha(clean["run_dir"])
+
+
+def test_value_error_is_not_retried(
+    small_csvs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+
+    def broken(folder, epoch, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(epoch)
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(training, "train_epoch", broken)
+    with pytest.raises(ValueError, match="a bug"):
+        run_flow(small_csvs, tmp_path, epochs=2)
+    assert calls == [1]
+
+
+def test_corrupted_checkpoint_is_redone(small_csvs, tmp_path: Path) -> None:
+    first = run_flow(small_csvs, tmp_path, epochs=3)
+    weights, _ = checkpoint_paths(Path(first["run_dir"]) / "checkpoints", 3)
+    data = bytearray(weights.read_bytes())
+    data[100] ^= 0x55
+    weights.write_bytes(bytes(data))
+    again = run_flow(small_csvs, tmp_path, epochs=3)
+    assert again["trained_epochs"] == [3]
+    assert weights_sha(again["run_dir"]) == weights_sha(first["run_dir"])
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"epochs": 0}, "epochs must be >= 1, got 0"),
+        ({"learning_rate": -1.0}, "learning_rate must be a finite number > 0"),
+        ({"hidden_nodes": 0}, "hidden_nodes must be >= 1, got 0"),
+        ({"max_rejected_fraction": 2.0}, "max_rejected_fraction must be in 0..1"),
+    ],
+)
+def test_bad_parameters_fail_before_any_work(
+    small_csvs, tmp_path: Path, overrides: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        run_flow(small_csvs, tmp_path, **overrides)
+    assert not (tmp_path / "processed").exists()
+
+
+def test_bad_parameter_type_is_rejected_by_prefect(small_csvs, tmp_path: Path) -> None:
+    from prefect.exceptions import ParameterTypeError
+
+    with pytest.raises(ParameterTypeError, match="epochs"):
+        run_flow(small_csvs, tmp_path, epochs="many")
+
+
+def test_ingest_task_logic_without_the_engine(small_csvs, tmp_path: Path) -> None:
+    summary = ingest_task.fn("train", str(small_csvs[0]), str(tmp_path), 0.0)
+    assert summary["role"] == "train" and summary["rows_accepted"] == 2000

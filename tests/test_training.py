@@ -1,0 +1,121 @@
+"""The pipeline's steps without Prefect: resume, idempotency, locks, metrics."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnistnn import CheckpointError, NetworkConfig, NeuralNetwork, training
+from mnistnn.checkpoint import checkpoint_paths, load_checkpoint, load_weights
+from mnistnn.ingest import ingest_csv
+from mnistnn.runs import open_run, run_folder, run_key, run_lock
+
+CONFIG = NetworkConfig(hidden_nodes=16)
+
+
+@pytest.fixture
+def run(tmp_path: Path, small_csvs: tuple[Path, Path]):
+    train = ingest_csv(small_csvs[0], tmp_path / "processed")
+    test = ingest_csv(small_csvs[1], tmp_path / "processed")
+    folder = run_folder(tmp_path / "runs", CONFIG, train.sha256, test.sha256)
+    open_run(folder, CONFIG, train.sha256, test.sha256)
+    return folder, train.parquet, test.parquet
+
+
+def test_run_key_is_stable_and_sensitive() -> None:
+    key = run_key(CONFIG, "a" * 64, "b" * 64)
+    assert key == run_key(NetworkConfig(hidden_nodes=16), "a" * 64, "b" * 64)
+    assert len(key) == 16
+    assert key != run_key(CONFIG, "a" * 64, "c" * 64)
+    assert key != run_key(NetworkConfig(hidden_nodes=17), "a" * 64, "b" * 64)
+
+
+def test_epochs_chain_and_equal_uninterrupted_training(run) -> None:
+    folder, train_parquet, _ = run
+    for epoch in (1, 2, 3):
+        outcome = training.train_epoch(folder, epoch, CONFIG, train_parquet)
+        assert not outcome.reused
+    pixels, labels = training.load_arrays(train_parquet)
+    direct = NeuralNetwork(CONFIG)
+    for _ in range(3):
+        direct.train_epoch(pixels, labels)
+    resumed, record = load_checkpoint(checkpoint_paths(folder.checkpoints, 3)[1])
+    np.testing.assert_array_equal(resumed.w_input_hidden, direct.w_input_hidden)
+    assert [h["epoch"] for h in record["history"]] == [1, 2, 3]
+    assert training.resume_point(folder) == 3
+    again = training.train_epoch(folder, 3, CONFIG, train_parquet)
+    assert again.reused
+
+
+def test_evaluate_finish_and_reuse(run) -> None:
+    folder, train_parquet, test_parquet = run
+    training.train_epoch(folder, 1, CONFIG, train_parquet)
+    record = training.evaluate_epoch(folder, 1, test_parquet)
+    assert 0.0 <= record["accuracy"] <= 1.0 and len(record["confusion"]) == 10
+    mtime = folder.eval_path(1).stat().st_mtime_ns
+    assert training.evaluate_epoch(folder, 1, test_parquet) == record
+    assert folder.eval_path(1).stat().st_mtime_ns == mtime
+    metrics = training.finish_run(folder, 1)
+    assert metrics[0]["accuracy"] == record["accuracy"]
+    assert load_weights(folder.weights).config == CONFIG
+    line = training.epoch_line(record, 15)
+    assert line.startswith("epoch 1/15  accuracy ") and " confident " in line
+
+
+def test_missing_previous_checkpoint(run) -> None:
+    folder, train_parquet, _ = run
+    with pytest.raises(CheckpointError, match="checkpoint of epoch 1 is missing or invalid"):
+        training.train_epoch(folder, 2, CONFIG, train_parquet)
+    with pytest.raises(ValueError, match="epoch must be >= 1"):
+        training.train_epoch(folder, 0, CONFIG, train_parquet)
+
+
+def test_divergence_is_reported_and_not_saved(run, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder, train_parquet, _ = run
+
+    def diverge(self: NeuralNetwork, pixels: np.ndarray, labels: np.ndarray) -> None:
+        self.w_hidden_output[0, 0] = np.inf
+
+    monkeypatch.setattr(NeuralNetwork, "train_epoch", diverge)
+    with pytest.raises(ValueError, match=r"NaN or infinite; lower the learning rate \(0.05\)"):
+        training.train_epoch(folder, 1, CONFIG, train_parquet)
+    assert training.resume_point(folder) == 0
+
+
+def test_corrupt_latest_checkpoint_moves_resume_point_back(run) -> None:
+    folder, train_parquet, _ = run
+    training.train_epoch(folder, 1, CONFIG, train_parquet)
+    training.train_epoch(folder, 2, CONFIG, train_parquet)
+    weights, _ = checkpoint_paths(folder.checkpoints, 2)
+    weights.write_bytes(weights.read_bytes()[:-10])
+    assert training.resume_point(folder) == 1
+
+
+def test_fresh_clears_the_run(run) -> None:
+    folder, train_parquet, _ = run
+    training.train_epoch(folder, 1, CONFIG, train_parquet)
+    config_json = folder.run_json.read_text()
+    open_run(folder, CONFIG, "x", "y", fresh=True)
+    assert training.resume_point(folder) == 0
+    assert folder.run_json.read_text() != config_json
+
+
+def test_lock_makes_a_second_run_wait(tmp_path: Path) -> None:
+    folder = run_folder(tmp_path, CONFIG, "a", "b")
+    order: list[str] = []
+
+    def second() -> None:
+        with run_lock(folder):
+            order.append("second")
+
+    with run_lock(folder):
+        thread = threading.Thread(target=second)
+        thread.start()
+        time.sleep(0.5)
+        order.append("first")
+    thread.join(5)
+    assert order == ["first", "second"]
