@@ -1,0 +1,84 @@
+"""kill -9 mid-training, run the same command again: it resumes and ends bit-identical."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from mnistnn import NetworkConfig, NeuralNetwork
+from mnistnn.checkpoint import weights_bytes
+from tests.conftest import TRAIN_CSV
+from tests.e2e.conftest import BIN, REPO, PrefectServer
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+EPOCHS = 6
+HIDDEN = 40
+
+
+def train_command(data_dir: Path, test_csv: Path) -> list[str]:
+    return [
+        str(BIN / "mnistnn"),
+        "--data-dir",
+        str(data_dir),
+        "train",
+        "--train-csv",
+        str(TRAIN_CSV),
+        "--test-csv",
+        str(test_csv),
+        "--epochs",
+        str(EPOCHS),
+        "--hidden",
+        str(HIDDEN),
+        "--json",
+    ]
+
+
+def test_sigkill_mid_training_then_resume(
+    prefect_server: PrefectServer, mnist_train, small_csvs, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    command = train_command(data_dir, small_csvs[1])
+    process = subprocess.Popen(
+        command,
+        cwd=REPO,
+        env=prefect_server.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        checkpoints = data_dir / "runs" / "*" / "checkpoints" / "epoch-0002.json"
+        deadline = time.monotonic() + 180
+        while not (found := list(data_dir.glob(str(checkpoints.relative_to(data_dir))))):
+            assert process.poll() is None, "training ended before it could be killed"
+            assert time.monotonic() < deadline, "no checkpoint of epoch 2 within 180 s"
+            time.sleep(0.01)
+        run_dir = found[0].parents[1]
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    assert not (run_dir / "metrics.json").exists(), "the run finished before the kill"
+
+    resumed = prefect_server.run(*command, timeout=300)
+    result = json.loads(resumed.stdout.strip().splitlines()[-1])
+    trained = result["trained_epochs"]
+    assert trained, "nothing was retrained"
+    assert trained == list(range(trained[0], EPOCHS + 1))
+    assert trained[0] >= 3, f"resumed from scratch or too early: {trained}"
+
+    uninterrupted = NeuralNetwork(NetworkConfig(hidden_nodes=HIDDEN))
+    for _ in range(EPOCHS):
+        uninterrupted.train_epoch(*mnist_train)
+    final = (Path(result["run_dir"]) / "weights.npz").read_bytes()
+    assert (
+        hashlib.sha256(final).hexdigest()
+        == hashlib.sha256(weights_bytes(uninterrupted)).hexdigest()
+    )
