@@ -8,6 +8,7 @@ checkpoint and redoes nothing else. Tasks exchange paths and small dicts, never 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any, Literal
 from uuid import UUID
@@ -118,6 +119,7 @@ def train_pipeline(
     check_parameters(epochs, max_rejected_fraction, min_delta)
     logger = run_logger()
     paths = DataPaths(Path(data_dir))
+    clock = _Stopwatch()
 
     train_future = ingest_task.submit(
         "train", train_csv, str(paths.processed), max_rejected_fraction
@@ -125,6 +127,7 @@ def train_pipeline(
     test_future = ingest_task.submit("test", test_csv, str(paths.processed), max_rejected_fraction)
     train, test = train_future.result(), test_future.result()
     lineage = {"train": lineage_of(train), "test": lineage_of(test)}
+    clock.lap("ingest")
 
     folder = run_folder(paths.runs, config, train["sha256"], test["sha256"])
     with run_lock(folder):
@@ -133,14 +136,17 @@ def train_pipeline(
         if resume:
             logger.info("resuming %s after epoch %d", folder.path, min(resume, epochs))
         records = _train_and_evaluate(folder, config, epochs, resume, train, test, lineage)
+        clock.lap("train_and_evaluate")
         finish_run_task(str(folder.path), epochs)
         decision = (
             register_task(str(folder.path), str(paths.models), test["parquet"], lineage, min_delta)
             if register_model
             else None
         )
+        clock.lap("register")
         if publish_report:
             publish_task(str(folder.path), test["parquet"], lineage, decision)
+        clock.lap("publish")
     final = records[-1]
     return {
         "run_dir": str(folder.path),
@@ -151,6 +157,7 @@ def train_pipeline(
         "trained_epochs": [epoch for epoch in range(1, epochs + 1) if epoch > resume],
         "metrics": [_summary(record) for record in records],
         "decision": decision,
+        "timings": clock.laps,
     }
 
 
@@ -187,6 +194,19 @@ def _train_and_evaluate(
         collect(block=False)
     collect(block=True)
     return records
+
+
+class _Stopwatch:
+    """Seconds spent in each stage of the flow body (the benchmark's breakdown)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self._last, 4)
+        self._last = now
 
 
 def _summary(record: dict[str, Any]) -> dict[str, Any]:

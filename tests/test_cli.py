@@ -1,0 +1,92 @@
+"""The command line: each command's output, and every known error as one line + exit status."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mnistnn.cli import main
+
+BIN = Path(sys.executable).parent
+
+
+def test_console_script_help() -> None:
+    result = subprocess.run(
+        [str(BIN / "mnistnn"), "--help"], capture_output=True, text=True, check=True
+    )
+    for command in ("train", "ingest", "models", "evaluate", "predict", "serve"):
+        assert command in result.stdout
+
+
+def test_train_help_lists_the_options(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("--epochs", "--hidden", "--lr", "--seed", "--dtype", "--batch-size", "--json"):
+        assert option in out
+
+
+def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--epochs", "0"])
+    assert info.value.code == 2
+    assert "must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_ingest_prints_summary_and_errors_are_one_line(
+    small_csvs, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--data-dir", str(tmp_path), "ingest", str(small_csvs[1])]) == 0
+    assert "500 rows read, 500 accepted, 0 rejected" in capsys.readouterr().out
+    assert main(["--data-dir", str(tmp_path), "ingest", str(tmp_path / "missing.csv")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("mnistnn: error: ")
+    assert "missing.csv" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_commands_without_a_model_say_how_to_train(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = tmp_path / "digit.png"
+    Image.new("L", (28, 28), 0).save(image)
+    assert main(["--data-dir", str(tmp_path), "predict", str(image)]) == 1
+    assert "no model trained yet: run `mnistnn train` first" in capsys.readouterr().err
+    assert main(["--data-dir", str(tmp_path), "models", "list"]) == 0
+    assert "no models registered yet" in capsys.readouterr().out
+    assert main(["--data-dir", str(tmp_path), "models", "show", "v0009"]) == 1
+    assert "v0009" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_train_json_then_models_evaluate_predict(
+    small_csvs, mnist_test, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = ["--data-dir", str(tmp_path)]
+    csvs = ["--train-csv", str(small_csvs[0]), "--test-csv", str(small_csvs[1])]
+    assert main([*data, "train", *csvs, "--epochs", "2", "--hidden", "30", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("run_dir", "epochs", "accuracy", "confident", "flow_run_id"):
+        assert key in result
+    assert result["epochs"] == 2
+    assert 0.5 < result["accuracy"] <= 1.0
+
+    assert main([*data, "models", "list"]) == 0
+    assert "* v0001  accuracy" in capsys.readouterr().out
+    assert main([*data, "evaluate", "--test-csv", str(small_csvs[1]), "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["accuracy"] == pytest.approx(result["accuracy"])
+
+    digit = mnist_test[0][0].reshape(28, 28)
+    image = tmp_path / "seven.png"
+    Image.fromarray(np.asarray(digit)).save(image)
+    assert main([*data, "predict", str(image), "--json"]) == 0
+    (prediction,) = json.loads(capsys.readouterr().out)
+    assert prediction["digit"] == int(mnist_test[1][0])
