@@ -89,6 +89,20 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true")
     predict.set_defaults(handler=cmd_predict)
 
+    sweep = commands.add_parser("sweep", help="train a grid of configurations on Dask")
+    sweep.add_argument("--hidden", default="88", help="hidden nodes: 50,100,200 or 50:200:50")
+    sweep.add_argument("--lr", default="0.05", help="learning rates: 0.05,0.1,0.2")
+    sweep.add_argument("--epochs", default="5", help="epoch counts: 1,2,5")
+    sweep.add_argument("--batch-size", default="1", help="batch sizes: 1,32")
+    sweep.add_argument("--dtype", default="float64", help="dtypes: float64,float32")
+    sweep.add_argument("--seeds", default="0", help="seeds: 0,1,2")
+    sweep.add_argument("--train-csv", default=None)
+    sweep.add_argument("--test-csv", default=None)
+    sweep.add_argument("--dask-address", default=None, help="tcp://HOST:PORT of a Dask cluster")
+    sweep.add_argument("--workers", type=_positive_int, default=None, help="local Dask workers")
+    sweep.add_argument("--json", action="store_true")
+    sweep.set_defaults(handler=cmd_sweep)
+
     serve = commands.add_parser("serve", help="serve the nightly-retrain deployment (no worker)")
     serve.set_defaults(handler=cmd_serve)
     return parser
@@ -277,6 +291,39 @@ def _print_predictions(
     for p in predictions:
         top = ", ".join(f"{digit} ({score:.2f})" for digit, score in p.top3)
         print(f"{p.path}: {p.digit}  confidence {p.confidence:.2f}  top 3: {top}")
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Run the mnist-sweep flow and print one line per result."""
+    _prefect_defaults()
+    from flows.sweep import run_sweep
+    from mnistnn.sweep import parse_list
+
+    paths = DataPaths(Path(args.data_dir))
+    result = run_sweep(
+        dask_address=args.dask_address,
+        workers=args.workers,
+        hidden_nodes=parse_list(args.hidden, int, "--hidden"),
+        learning_rates=parse_list(args.lr, float, "--lr"),
+        epochs=parse_list(args.epochs, int, "--epochs"),
+        batch_sizes=parse_list(args.batch_size, int, "--batch-size"),
+        dtypes=[dtype.strip() for dtype in args.dtype.split(",")],
+        seeds=parse_list(args.seeds, int, "--seeds"),
+        train_csv=args.train_csv or str(paths.train_csv),
+        test_csv=args.test_csv or str(paths.test_csv),
+        data_dir=args.data_dir,
+    )
+    if args.json:
+        print(json.dumps(result))
+        return EXIT_OK
+    print(f"{'hidden':>6}  {'lr':>6}  {'epochs':>6}  {'accuracy':>8}  {'seconds':>7}")
+    for point in sorted(result["points"], key=lambda p: -p["accuracy"]):
+        print(
+            f"{point['hidden_nodes']:>6}  {point['learning_rate']:>6}  {point['epochs']:>6}  "
+            f"{point['accuracy']:>8.4f}  {point['seconds']:>7.1f}"
+        )
+    print(f"report: {result['report']}")
+    return EXIT_OK
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

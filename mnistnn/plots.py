@@ -22,7 +22,7 @@ from __future__ import annotations
 import io
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -48,6 +48,7 @@ FIGURE_SIZES: dict[str, tuple[int, int]] = {
     "hidden_weights": (960, 680),
     "backward_query": (800, 380),
     "time_to_accuracy": (800, 450),
+    "sweep": (800, 450),
 }
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -363,4 +364,38 @@ def backward_query_images(images: npt.ArrayLike) -> bytes:
             axes.imshow(_tile(pictures[digit]), cmap="Greys", vmin=0.0, vmax=1.0)
             axes.set_title(f"digit {digit}", fontsize=10)
     figure.suptitle("Back-query: the input the network associates with each digit")
+    return _to_png(figure)
+
+
+# -- hyperparameter sweeps ----------------------------------------------------------------------
+def sweep_chart(
+    lines: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    *,
+    xlabel: str,
+    title: str,
+    log_x: bool = False,
+) -> bytes:
+    """Final test accuracy against one hyperparameter, one line per setting of the others.
+
+    `lines` maps a legend label to (x values, accuracies), as Rashid's book draws its
+    experiments with hidden nodes, learning rate and epochs.
+    """
+    if not lines:
+        raise ValueError("lines must hold at least one series")
+    figure = _new_figure("sweep")
+    axes = figure.subplots()
+    for label, (xs, ys) in lines.items():
+        x = _series(f"{label} x", xs)
+        y = _series(f"{label} accuracy", ys)
+        _same_length(x=x, accuracy=y)
+        order = np.argsort(x)
+        axes.plot(x[order], y[order], "o-", label=label)
+    if log_x:
+        axes.set_xscale("log")
+    axes.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
+    axes.margins(y=0.15)
+    axes.set(xlabel=xlabel, ylabel="final test accuracy", title=title)
+    axes.grid(alpha=0.3)
+    if len(lines) > 1 or next(iter(lines)):
+        axes.legend(loc="best", fontsize=8)
     return _to_png(figure)
