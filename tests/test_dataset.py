@@ -43,3 +43,11 @@ def test_errors_name_the_file(tmp_path: Path) -> None:
     out_of_range.write_text(",".join(["1"] + ["300"] * 784) + "\n")
     with pytest.raises(DataError, match="range.csv: not a clean MNIST CSV"):
         read_csv(out_of_range)
+
+
+def test_bundled_files_match_their_published_checksums() -> None:
+    from mnistnn.fileio import sha256_file
+    from tests.conftest import TEST_CSV, TRAIN_CSV
+
+    assert sha256_file(TRAIN_CSV).startswith("8f6164ecd3ccfce4abb3f4d5118fe9b4")
+    assert sha256_file(TEST_CSV).startswith("8413822cdd7a3b14f8701f958335219b")

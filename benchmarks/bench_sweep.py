@@ -1,0 +1,71 @@
+"""Sweep throughput: configurations per minute on 2 Dask workers against 1, same grid, same run.
+
+Runs the `mnist-sweep` flow in-process on worker threads (the compiled loop releases the GIL),
+each time into a fresh data folder so nothing is reused.
+`python -m benchmarks.bench_sweep [--quick]`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import QUICK_ROWS, TEST_CSV, TRAIN_CSV, parser, print_table
+from tests.conftest import write_mnist_csv
+
+
+def timed_sweep(workers: int, train_csv: Path, test_csv: Path, hidden: list[int]) -> float:
+    from flows.sweep import run_sweep
+
+    with tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
+        run_sweep(
+            workers=workers,
+            hidden_nodes=hidden,
+            learning_rates=[0.05, 0.1],
+            epochs=[1],
+            train_csv=str(train_csv),
+            test_csv=str(test_csv),
+            data_dir=folder,
+        )
+        return time.perf_counter() - started
+
+
+def main() -> None:
+    args = parser(__doc__ or "").parse_args()
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.pop("PREFECT_API_URL", None)
+    from prefect.testing.utilities import prefect_test_harness
+
+    hidden = [20, 40] if args.quick else [50, 100, 150, 200]
+    configs = len(hidden) * 2
+    with tempfile.TemporaryDirectory() as folder, prefect_test_harness(server_startup_timeout=60):
+        train_csv, test_csv = TRAIN_CSV, TEST_CSV
+        if args.quick:
+            from mnistnn.dataset import read_csv
+
+            pixels, labels = read_csv(TRAIN_CSV)
+            train_csv = write_mnist_csv(
+                Path(folder) / "train.csv.gz", pixels[:QUICK_ROWS], labels[:QUICK_ROWS]
+            )
+        one = timed_sweep(1, train_csv, test_csv, hidden)
+        two = timed_sweep(2, train_csv, test_csv, hidden)
+    rows = [
+        (
+            f"{configs} configs x 1 epoch, 1 worker",
+            f"{configs / one * 60:.1f} /min",
+            f"{one:.1f} s",
+        ),
+        (
+            f"{configs} configs x 1 epoch, 2 workers",
+            f"{configs / two * 60:.1f} /min",
+            f"{two:.1f} s, {one / two:.2f}x",
+        ),
+    ]
+    print_table("sweep throughput (configurations per minute)", rows)
+
+
+if __name__ == "__main__":
+    main()
