@@ -8,6 +8,7 @@ is timed on a slice as the naive baseline. `python -m benchmarks.bench_augment [
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -45,8 +46,8 @@ def main() -> None:
         for workers in (1, 2):
             seconds = best_of(
                 repeats,
-                lambda s=variant, w=workers: augment_epoch(
-                    pixels, seed=0, epoch=1, settings=s, workers=w
+                functools.partial(
+                    augment_epoch, pixels, seed=0, epoch=1, settings=variant, workers=workers
                 ),
             )
             per_thousand = seconds * 1000 / n * 1000

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import mnistnn
-from mnistnn import ConfigError, DataError
+from mnistnn import ConfigError, DataError, ingest
 from mnistnn.config import SCHEMA_VERSION
 from mnistnn.dataset import read_csv
 from mnistnn.fileio import TEMP_PREFIX
@@ -107,7 +107,7 @@ def test_parquet_layout_and_metadata(tmp_path: Path, out: Path, rows: Rows) -> N
     assert meta["mnistnn.source_sha256"] == summary.sha256
     assert (meta["mnistnn.rows_read"], meta["mnistnn.rows_accepted"]) == ("20", "20")
     assert meta["mnistnn.rows_rejected"] == "0"
-    assert meta["mnistnn.mnistnn_version"] == mnistnn.__version__
+    assert meta["mnistnn.version"] == mnistnn.__version__
     assert meta["mnistnn.schema_version"] == str(SCHEMA_VERSION)
     assert pq.ParquetFile(summary.parquet).metadata.row_group(0).column(1).compression == "ZSTD"
 
@@ -511,7 +511,7 @@ def test_crash_in_parquet_write_leaves_nothing(
     monkeypatch.setattr("mnistnn.ingest.pq.write_table", crash)
     with pytest.raises(OSError, match="disk full"):
         ingest_csv(source, out)
-    assert sorted(path.name for path in out.iterdir()) == [".ingest.lock"]
+    assert list(out.iterdir()) == []
 
 
 def test_crash_before_rename_leaves_nothing(
@@ -615,3 +615,83 @@ def test_read_parquet_errors(tmp_path: Path) -> None:
     pq.write_table(pa.table({"x": [1]}), missing_column)
     with pytest.raises(DataError, match=r"nolabel\.parquet"):
         read_parquet(missing_column)
+
+
+def test_read_parquet_refuses_another_schema_version(tmp_path: Path, out: Path, rows: Rows) -> None:
+    summary = ingest_csv(write(tmp_path / "a.csv", "\n".join(csv_lines(*rows))), out)
+    table = pq.read_table(summary.parquet)
+    future = tmp_path / "future.parquet"
+    metadata = {**(table.schema.metadata or {}), b"mnistnn.schema_version": b"999"}
+    pq.write_table(table.replace_schema_metadata(metadata), future)
+    with pytest.raises(DataError, match=r"future\.parquet: written with schema version 999"):
+        read_parquet(future)
+
+
+# --------------------------------------------------------------------------------------------
+# How the work is done
+
+
+def test_only_doubtful_lines_go_through_python(
+    tmp_path: Path, out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pixels, labels = make_rows(300, seed=5)
+    lines = csv_lines(pixels, labels)
+    lines[40] = _set_field(lines[40], 3, "abc")
+    lines[41] = _set_field(lines[41], 3, "999")
+    lines[42] = lines[42] + ",1"
+    explained: list[str] = []
+    original = ingest._check_line
+
+    def spy(line: str) -> tuple[str | None, list[int]]:
+        explained.append(line)
+        return original(line)
+
+    monkeypatch.setattr(ingest, "_check_line", spy)
+    summary = ingest_csv(write(tmp_path / "a.csv", "\n".join(lines)), out, 0.01)
+    assert summary.rows_rejected == 3
+    assert explained == [lines[40], lines[41]]  # the field count needs no Python
+
+
+def test_python_decides_when_pyarrow_disagrees(
+    tmp_path: Path, out: Path, rows: Rows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the line classification let a bad line through, pyarrow fails and Python decides."""
+    monkeypatch.setattr(ingest, "_SUSPICIOUS_LINE", r"\x00")  # classifies every line as clean
+    lines = csv_lines(*rows)
+    lines[3] = _set_field(lines[3], 7, "x1")
+    summary = ingest_csv(write(tmp_path / "a.csv", "\n".join(lines)), out, 0.1)
+    assert [(r["line_number"], r["reason"]) for r in rejects_of(summary)] == [
+        ("4", "non-numeric field 'x1' at column 7")
+    ]
+    np.testing.assert_array_equal(read_parquet(summary.parquet)[0], np.delete(rows[0], 3, axis=0))
+
+
+def test_concurrent_ingests_into_one_folder(tmp_path: Path, out: Path) -> None:
+    """Threads (like parallel pipeline tasks) share the folder; cleanup never hits a writer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sources = []
+    for seed in range(4):
+        pixels, labels = make_rows(50, seed=seed)
+        sources.append(write(tmp_path / f"s{seed}.csv.gz", "\n".join(csv_lines(pixels, labels))))
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        summaries = list(pool.map(lambda source: ingest_csv(source, out), sources + sources[:2]))
+    assert len({summary.parquet for summary in summaries}) == 4
+    assert sum(summary.reused for summary in summaries) == 2
+    for seed, summary in enumerate(summaries[:4]):
+        np.testing.assert_array_equal(read_parquet(summary.parquet)[0], make_rows(50, seed)[0])
+
+
+def test_large_gzip_with_an_early_bad_row(tmp_path: Path, out: Path) -> None:
+    """pyarrow stops at the first bad block; the rest of the gzip stream is still inflated."""
+    pixels, labels = (np.tile(part, (30,) + (1,) * (part.ndim - 1)) for part in make_rows(100, 6))
+    lines = csv_lines(pixels[:100], labels[:100]) * 30  # 3,000 rows, 8 MB: several CSV blocks
+    lines[1] = _set_field(lines[1], 1, "")
+    source = tmp_path / "big.csv.gz"
+    source.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode(), compresslevel=1))
+    summary = ingest_csv(source, out, 0.01)
+    assert (summary.rows_read, summary.rows_rejected) == (3000, 1)
+    assert rejects_of(summary)[0]["reason"] == "empty field at column 1"
+    x, y = read_parquet(summary.parquet)
+    np.testing.assert_array_equal(x, np.delete(pixels, 1, axis=0))
+    np.testing.assert_array_equal(y, np.delete(labels, 1))
