@@ -31,13 +31,15 @@ _EPOCH_FILE = re.compile(r"^epoch-(\d{4,})\.json$")
 
 def weights_bytes(network: NeuralNetwork) -> bytes:
     """The `.npz` bytes of a network: both weight matrices and its configuration as JSON."""
+    arrays: dict[str, Any] = {
+        "w_input_hidden": network.w_input_hidden,
+        "w_hidden_output": network.w_hidden_output,
+        "config_json": np.array(json.dumps(network.config.to_dict(), sort_keys=True)),
+        "epochs_trained": np.array(network.epochs_trained, dtype=np.int64),
+        **network.extra_state(),
+    }
     buffer = io.BytesIO()
-    np.savez(
-        buffer,
-        w_input_hidden=network.w_input_hidden,
-        w_hidden_output=network.w_hidden_output,
-        config_json=np.array(json.dumps(network.config.to_dict(), sort_keys=True)),
-    )
+    np.savez(buffer, **arrays)
     return buffer.getvalue()
 
 
@@ -61,9 +63,12 @@ def load_weights(path: str | os.PathLike[str], expected_sha256: str | None = Non
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             config = NetworkConfig.from_dict(json.loads(str(archive["config_json"])))
             weights = (archive["w_input_hidden"], archive["w_hidden_output"])
+            known = {"w_input_hidden", "w_hidden_output", "config_json", "epochs_trained"}
+            extra = {name: archive[name] for name in archive.files if name not in known}
+            epochs = int(archive["epochs_trained"]) if "epochs_trained" in archive.files else 0
     except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{source}: not a readable weights file ({exc})") from exc
-    return NeuralNetwork(config, weights)
+    return NeuralNetwork(config, weights, extra_state=extra, epochs_trained=epochs)
 
 
 def checkpoint_paths(directory: Path, epoch: int) -> tuple[Path, Path]:

@@ -21,6 +21,9 @@ IMAGE_SIDE = 28
 N_CLASSES = 10
 INITS = ("legacy", "default")
 DTYPES = ("float64", "float32")
+OUTPUTS = ("sigmoid", "softmax")
+SCHEDULES = ("constant", "step", "cosine")
+AUGMENTS = ("none", "affine", "elastic")
 
 #: Bump when the layout of checkpoints, run folders or Parquet files changes incompatibly.
 SCHEMA_VERSION = 1
@@ -70,6 +73,12 @@ class NetworkConfig:
 
     `batch_size == 1` is the reference per-sample SGD; larger batches sum the per-sample updates
     of a batch computed at the same weights (mini-batch SGD, a different algorithm).
+
+    Beyond the book (all off by default, see `mnistnn.modern`): a softmax output with
+    cross-entropy loss, biases, momentum, a learning-rate schedule over `schedule_epochs`,
+    shuffling and augmentation regenerated each epoch (deterministic per seed and epoch).
+    Any of softmax, biases or momentum switches to the modern mini-batch path, which averages
+    the gradient over each batch.
     """
 
     input_nodes: int = INPUT_NODES
@@ -80,6 +89,13 @@ class NetworkConfig:
     init: str = "legacy"
     dtype: str = "float64"
     batch_size: int = 1
+    output: str = "sigmoid"
+    biases: bool = False
+    momentum: float = 0.0
+    schedule: str = "constant"
+    schedule_epochs: int = 15
+    shuffle: bool = False
+    augment: str = "none"
 
     def __post_init__(self) -> None:
         for name in ("input_nodes", "hidden_nodes", "output_nodes", "batch_size"):
@@ -96,10 +112,34 @@ class NetworkConfig:
         ):
             raise ConfigError(f"learning_rate must be a finite number > 0, got {lr!r}")
         object.__setattr__(self, "learning_rate", float(lr))
-        if self.init not in INITS:
-            raise ConfigError(f"init must be one of {', '.join(INITS)}; got {self.init!r}")
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
+        for name, allowed in (
+            ("init", INITS),
+            ("dtype", DTYPES),
+            ("output", OUTPUTS),
+            ("schedule", SCHEDULES),
+            ("augment", AUGMENTS),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(
+                    f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}"
+                )
+        _check_positive_int("schedule_epochs", self.schedule_epochs)
+        for name in ("biases", "shuffle"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        momentum = self.momentum
+        if (
+            isinstance(momentum, bool)
+            or not isinstance(momentum, int | float)
+            or not 0 <= momentum < 1
+        ):
+            raise ConfigError(f"momentum must be a number in [0, 1), got {momentum!r}")
+        object.__setattr__(self, "momentum", float(momentum))
+
+    @property
+    def uses_reference_update(self) -> bool:
+        """True when training follows the book's update rule (sigmoid, no biases, no momentum)."""
+        return self.output == "sigmoid" and not self.biases and self.momentum == 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict of every field."""

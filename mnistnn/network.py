@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import logit
 
-from mnistnn import engine
+from mnistnn import engine, modern
 from mnistnn.config import NetworkConfig
 from mnistnn.errors import ConfigError
 from mnistnn.types import FloatArray, IntArray, LabelArray, PixelArray
@@ -59,13 +59,51 @@ class NeuralNetwork:
         self,
         config: NetworkConfig | None = None,
         weights: tuple[FloatArray, FloatArray] | None = None,
+        *,
+        extra_state: dict[str, FloatArray] | None = None,
+        epochs_trained: int = 0,
     ) -> None:
+        """A new network (initial weights from the config's seed), or one rebuilt from state.
+
+        `extra_state` holds what the modern options add: `bias_hidden`, `bias_output` and the
+        momentum velocities (`velocity_<name>`); missing entries start at zero.
+        """
         self.config = config if config is not None else NetworkConfig()
         self.dtype = np.dtype(self.config.dtype)
         if weights is None:
             weights = initial_weights(self.config)
         self.w_input_hidden, self.w_hidden_output = self._checked_weights(*weights)
         self._scale = input_scale(self.dtype)
+        self.epochs_trained = epochs_trained
+        extra = extra_state or {}
+        zeros = {
+            "bias_hidden": np.zeros(self.config.hidden_nodes, dtype=self.dtype),
+            "bias_output": np.zeros(self.config.output_nodes, dtype=self.dtype),
+        }
+        self.bias_hidden = np.array(extra.get("bias_hidden", zeros["bias_hidden"]), self.dtype)
+        self.bias_output = np.array(extra.get("bias_output", zeros["bias_output"]), self.dtype)
+        self.velocities: dict[str, FloatArray] = {}
+        if self.config.momentum:
+            for key, value in self.parameters().items():
+                saved = extra.get(f"velocity_{key}", np.zeros_like(value))
+                self.velocities[key] = np.array(saved, dtype=self.dtype)
+
+    def parameters(self) -> dict[str, FloatArray]:
+        """The learned arrays by name (the same objects, not copies)."""
+        return {
+            "w_input_hidden": self.w_input_hidden,
+            "w_hidden_output": self.w_hidden_output,
+            "bias_hidden": self.bias_hidden,
+            "bias_output": self.bias_output,
+        }
+
+    def extra_state(self) -> dict[str, FloatArray]:
+        """What a checkpoint must hold beyond the two weight matrices to resume exactly."""
+        state: dict[str, FloatArray] = {}
+        if self.config.biases:
+            state.update(bias_hidden=self.bias_hidden, bias_output=self.bias_output)
+        state.update({f"velocity_{key}": value for key, value in self.velocities.items()})
+        return state
 
     def _checked_weights(self, w_ih: FloatArray, w_ho: FloatArray) -> tuple[FloatArray, FloatArray]:
         cfg = self.config
@@ -108,22 +146,37 @@ class NeuralNetwork:
 
     # -- training -----------------------------------------------------------------------------
     def train_epoch(self, pixels: PixelArray, labels: IntArray) -> None:
-        """One pass over (n, 784) uint8 pixels and (n,) labels, in order, updating the weights."""
+        """One pass over (n, 784) uint8 pixels and (n,) labels, updating the weights.
+
+        The reference configuration goes through the samples in file order; shuffling,
+        augmentation and the schedule (if configured) depend only on (seed, epoch number).
+        """
         pixels = self._check_pixels(pixels)
         checked_labels = self._check_labels(labels, pixels.shape[0])
-        args = (pixels, checked_labels, self._scale, self.w_input_hidden, self.w_hidden_output)
-        lr = self.config.learning_rate
-        if self.config.batch_size == 1:
-            self.w_input_hidden, self.w_hidden_output = engine.sgd_epoch(*args, lr)
-        else:
-            self.w_input_hidden, self.w_hidden_output = engine.minibatch_epoch(
-                *args, lr, self.config.batch_size
+        cfg = self.config
+        epoch = self.epochs_trained + 1
+        pixels, checked_labels = modern.epoch_data(cfg, epoch, pixels, checked_labels)
+        lr = modern.learning_rate_at(cfg, epoch)
+        if not cfg.uses_reference_update:
+            modern.minibatch_epoch(
+                self.parameters(), self.velocities, pixels, checked_labels, self._scale, cfg, lr
             )
+        else:
+            args = (pixels, checked_labels, self._scale, self.w_input_hidden, self.w_hidden_output)
+            if cfg.batch_size == 1:
+                self.w_input_hidden, self.w_hidden_output = engine.sgd_epoch(*args, lr)
+            else:
+                self.w_input_hidden, self.w_hidden_output = engine.minibatch_epoch(
+                    *args, lr, cfg.batch_size
+                )
+        self.epochs_trained = epoch
 
     # -- inference ----------------------------------------------------------------------------
     def query(self, pixels: PixelArray) -> FloatArray:
         """(n, 784) uint8 pixels -> (n, 10) sigmoid outputs, as one batched computation."""
         x = self._scale[self._check_pixels(pixels)]
+        if not self.config.uses_reference_update:
+            return modern.forward(self.parameters(), x, self.config.output)[1]
         hidden = engine.sigmoid(x @ self.w_input_hidden.T)
         return engine.sigmoid(hidden @ self.w_hidden_output.T)
 
@@ -142,8 +195,12 @@ class NeuralNetwork:
             raise ValueError(f"label must be in 0..{self.config.output_nodes - 1}, got {label!r}")
         targets = np.full(self.config.output_nodes, 0.01)
         targets[label] = 0.99
-        hidden = _rescale(self.w_hidden_output.T.astype(np.float64) @ logit(targets))
-        inputs = _rescale(self.w_input_hidden.T.astype(np.float64) @ logit(hidden))
+        # inverse of the output layer: logit for sigmoid, log (up to a constant) for softmax
+        final_inputs = np.log(targets) if self.config.output == "softmax" else logit(targets)
+        final_inputs = final_inputs - self.bias_output
+        hidden = _rescale(self.w_hidden_output.T.astype(np.float64) @ final_inputs)
+        hidden_inputs = logit(hidden) - self.bias_hidden
+        inputs = _rescale(self.w_input_hidden.T.astype(np.float64) @ hidden_inputs)
         return np.asarray(inputs, dtype=np.float64)
 
     def __repr__(self) -> str:

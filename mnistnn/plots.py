@@ -11,6 +11,7 @@ input (`FIGURE_SIZES`, width x height at `DPI`):
     hidden_weights      960 x 680
     backward_query      800 x 380
     time_to_accuracy    800 x 450
+    sweep               800 x 450
 
 The rendered image is palette-quantised (256 colours, no dithering) and saved with PNG
 optimisation: every figure is a few flat colours plus one colour map, so nothing visible is

@@ -33,7 +33,12 @@ def test_npz_holds_no_pickle_and_rebuilds_the_model_alone(tmp_path: Path) -> Non
     net = _net()
     ckpt.save_weights(tmp_path / "w.npz", net)
     with np.load(tmp_path / "w.npz", allow_pickle=False) as archive:
-        assert sorted(archive.files) == ["config_json", "w_hidden_output", "w_input_hidden"]
+        assert sorted(archive.files) == [
+            "config_json",
+            "epochs_trained",
+            "w_hidden_output",
+            "w_input_hidden",
+        ]
     assert ckpt.load_weights(tmp_path / "w.npz").config == net.config
 
 

@@ -59,6 +59,7 @@ def test_documented_sizes_are_the_registered_ones() -> None:
         "hidden_weights": (960, 680),
         "backward_query": (800, 380),
         "time_to_accuracy": (800, 450),
+        "sweep": (800, 450),
     }
 
 

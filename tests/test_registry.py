@@ -353,7 +353,12 @@ def test_weights_sha_mismatch_is_refused(registry: ModelRegistry) -> None:
 def test_registry_json_has_no_pickle_and_is_committed_last(registry: ModelRegistry) -> None:
     register(registry, 1, 0.9)
     with np.load(registry.root / "v0001" / "weights.npz", allow_pickle=False) as archive:
-        assert set(archive.files) == {"w_input_hidden", "w_hidden_output", "config_json"}
+        assert set(archive.files) == {
+            "w_input_hidden",
+            "w_hidden_output",
+            "config_json",
+            "epochs_trained",
+        }
     data = json.loads(registry.registry_path.read_text(encoding="utf-8"))
     assert data["champion"] == "v0001"
     assert [entry["action"] for entry in data["history"]] == ["register"]
