@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from flows.training import train_pipeline
+from prefect import Flow
+from prefect.schedules import Cron
 
 PREFECT_YAML = Path(__file__).with_name("prefect.yaml")
+REPO = PREFECT_YAML.resolve().parents[1]
 DEPLOYMENT = "nightly-retrain"
 
 
@@ -27,12 +28,27 @@ def deployment_spec(name: str = DEPLOYMENT) -> dict[str, Any]:
 
 
 def serve() -> None:
-    """Serve the deployment with the same schedule, parameters and concurrency as prefect.yaml."""
+    """Serve the deployment with the same schedule, parameters and concurrency as prefect.yaml.
+
+    The flow is loaded from its entrypoint in the repository, as the worker loads it: each run
+    then starts `python -m prefect.engine` in the repository root. Serving the imported flow
+    object instead would cloudpickle its function *by value* into the run's subprocess, where
+    the string annotations of `train_pipeline` (`Literal[...]`, under `from __future__ import
+    annotations`) no longer resolve and every run fails parameter validation.
+    """
     spec = deployment_spec()
-    schedule = spec["schedules"][0]
-    train_pipeline.serve(
+    flow = Flow.from_source(source=str(REPO), entrypoint=spec["entrypoint"])
+    assert isinstance(flow, Flow)  # called from sync code, from_source returns the flow itself
+    flow.serve(
         name=spec["name"],
-        cron=schedule["cron"],
+        schedules=[
+            Cron(
+                schedule["cron"],
+                timezone=schedule.get("timezone", "UTC"),
+                active=schedule.get("active", True),
+            )
+            for schedule in spec["schedules"]
+        ],
         parameters=spec["parameters"],
         description=spec["description"],
         tags=spec["tags"],

@@ -19,7 +19,7 @@ from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 
 from flows.tasks import RETRYABLE, ingest_task, lineage_of, run_logger
-from mnistnn import training
+from mnistnn import presets, training
 from mnistnn.config import DataPaths, NetworkConfig
 from mnistnn.errors import ConfigError
 from mnistnn.runs import RunFolder, open_run, run_folder, run_lock
@@ -100,6 +100,14 @@ def train_pipeline(
     init: Literal["legacy", "default"] = "legacy",
     dtype: Literal["float64", "float32"] = "float64",
     batch_size: int = 1,
+    output: Literal["sigmoid", "softmax"] = "sigmoid",
+    biases: bool = False,
+    momentum: float = 0.0,
+    schedule: Literal["constant", "step", "cosine"] = "constant",
+    schedule_epochs: int = 15,
+    shuffle: bool = False,
+    augment: Literal["none", "affine", "elastic"] = "none",
+    preset: Literal["reference", "best"] | None = None,
     data_dir: str = "data",
     fresh: bool = False,
     max_rejected_fraction: float = 0.0,
@@ -107,17 +115,34 @@ def train_pipeline(
     register_model: bool = True,
     publish_report: bool = True,
 ) -> dict[str, Any]:
-    """Train the reference network on MNIST, checkpointing every epoch, and publish the results."""
-    config = NetworkConfig(
-        hidden_nodes=hidden_nodes,
-        learning_rate=learning_rate,
-        seed=seed,
-        init=init,
-        dtype=dtype,
-        batch_size=batch_size,
-    )
-    check_parameters(epochs, max_rejected_fraction, min_delta)
+    """Train the reference network on MNIST, checkpointing every epoch, and publish the results.
+
+    `preset` ("reference" or "best") replaces the network parameters and `epochs` with the
+    preset's; the seed and the data parameters still apply.
+    """
     logger = run_logger()
+    settings: dict[str, Any] = {
+        "hidden_nodes": hidden_nodes,
+        "learning_rate": learning_rate,
+        "seed": seed,
+        "init": init,
+        "dtype": dtype,
+        "batch_size": batch_size,
+        "output": output,
+        "biases": biases,
+        "momentum": momentum,
+        "schedule": schedule,
+        "schedule_epochs": schedule_epochs,
+        "shuffle": shuffle,
+        "augment": augment,
+    }
+    if preset is not None:
+        chosen = presets.preset(preset)
+        epochs = chosen.pop("epochs")
+        settings = {**NetworkConfig().to_dict(), **chosen, "seed": seed}
+        logger.info("preset %s: %s, %d epochs", preset, chosen, epochs)
+    config = NetworkConfig(**settings)
+    check_parameters(epochs, max_rejected_fraction, min_delta)
     paths = DataPaths(Path(data_dir))
     clock = _Stopwatch()
 

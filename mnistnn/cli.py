@@ -11,8 +11,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from mnistnn.config import DataPaths
+from mnistnn.config import AUGMENTS, DTYPES, INITS, OUTPUTS, SCHEDULES, DataPaths, NetworkConfig
 from mnistnn.errors import MnistnnError
+from mnistnn.presets import PRESETS, preset
 
 EXIT_OK, EXIT_ERROR, EXIT_PARTIAL = 0, 1, 2
 
@@ -38,13 +39,23 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train through the mnist-training Prefect flow")
     train.add_argument("--train-csv", default=None, help="training CSV (default: bundled)")
     train.add_argument("--test-csv", default=None, help="test CSV (default: bundled)")
-    train.add_argument("--epochs", type=_positive_int, default=15)
-    train.add_argument("--hidden", type=_positive_int, default=88, help="hidden nodes")
-    train.add_argument("--lr", type=float, default=0.05, help="learning rate")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--init", choices=("legacy", "default"), default="legacy")
-    train.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-    train.add_argument("--batch-size", type=_positive_int, default=1)
+    train.add_argument(
+        "--preset", choices=sorted(PRESETS), default=None, help="named settings; flags override"
+    )
+    train.add_argument("--epochs", type=_positive_int, default=None, help="default 15")
+    train.add_argument("--hidden", type=_positive_int, default=None, help="hidden nodes (88)")
+    train.add_argument("--lr", type=float, default=None, help="learning rate (0.05)")
+    train.add_argument("--seed", type=int, default=None, help="(0)")
+    train.add_argument("--init", choices=INITS, default=None, help="(legacy)")
+    train.add_argument("--dtype", choices=DTYPES, default=None, help="(float64)")
+    train.add_argument("--batch-size", type=_positive_int, default=None, help="(1)")
+    train.add_argument("--output", choices=OUTPUTS, default=None, help="(sigmoid)")
+    train.add_argument("--biases", action=argparse.BooleanOptionalAction, default=None)
+    train.add_argument("--momentum", type=float, default=None, help="(0)")
+    train.add_argument("--schedule", choices=SCHEDULES, default=None, help="(constant)")
+    train.add_argument("--schedule-epochs", type=_positive_int, default=None, help="(15)")
+    train.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=None)
+    train.add_argument("--augment", choices=AUGMENTS, default=None, help="(none)")
     train.add_argument("--fresh", action="store_true", help="discard this run's checkpoints")
     train.add_argument("--min-delta", type=float, default=0.0, help="promotion margin")
     train.add_argument("--max-rejected-fraction", type=float, default=0.0)
@@ -125,13 +136,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = flow_module.train_pipeline(
         train_csv=args.train_csv or str(paths.train_csv),
         test_csv=args.test_csv or str(paths.test_csv),
-        hidden_nodes=args.hidden,
-        learning_rate=args.lr,
-        epochs=args.epochs,
-        seed=args.seed,
-        init=args.init,
-        dtype=args.dtype,
-        batch_size=args.batch_size,
+        **_network_parameters(args),
         data_dir=args.data_dir,
         fresh=args.fresh,
         max_rejected_fraction=args.max_rejected_fraction,
@@ -151,6 +156,37 @@ def cmd_train(args: argparse.Namespace) -> int:
     if decision:
         print(f"registry: {decision['reason']}")
     return EXIT_OK
+
+
+_FLAGS = {
+    "hidden": "hidden_nodes",
+    "lr": "learning_rate",
+    "seed": "seed",
+    "init": "init",
+    "dtype": "dtype",
+    "batch_size": "batch_size",
+    "output": "output",
+    "biases": "biases",
+    "momentum": "momentum",
+    "schedule": "schedule",
+    "schedule_epochs": "schedule_epochs",
+    "shuffle": "shuffle",
+    "augment": "augment",
+    "epochs": "epochs",
+}
+
+
+def _network_parameters(args: argparse.Namespace) -> dict[str, Any]:
+    """The flow's network parameters: defaults, then the preset, then the flags given."""
+    values: dict[str, Any] = {**NetworkConfig().to_dict(), "epochs": 15}
+    for unused in ("input_nodes", "output_nodes"):
+        values.pop(unused)
+    if args.preset:
+        values.update(preset(args.preset))
+    for flag, name in _FLAGS.items():
+        if getattr(args, flag) is not None:
+            values[name] = getattr(args, flag)
+    return values
 
 
 def _progress_listener() -> Callable[[dict[str, Any], int], None]:

@@ -100,7 +100,15 @@ def train_epoch(
         "history": history,
         "metrics": _evaluations_so_far(folder, epoch),
         "lineage": lineage or {},
-        "rng": {"init": config.init, "seed": config.seed, "training": "none (file order)"},
+        "rng": {
+            "init": config.init,
+            "seed": config.seed,
+            "training": (
+                "shuffle and augmentation derived from (seed, epoch); no state to carry"
+                if config.shuffle or config.augment != "none"
+                else "none (file order)"
+            ),
+        },
     }
     path = checkpoint.save_checkpoint(folder.checkpoints, epoch, network, metadata)
     return EpochOutcome(epoch, str(path), seconds, reused=False)

@@ -90,3 +90,19 @@ def test_train_json_then_models_evaluate_predict(
     assert main([*data, "predict", str(image), "--json"]) == 0
     (prediction,) = json.loads(capsys.readouterr().out)
     assert prediction["digit"] == int(mnist_test[1][0])
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_best_preset_one_epoch_on_a_slice(
+    small_csvs, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = ["--data-dir", str(tmp_path)]
+    csvs = ["--train-csv", str(small_csvs[0]), "--test-csv", str(small_csvs[1])]
+    assert main([*data, "train", *csvs, "--preset", "best", "--epochs", "1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["epochs"] == 1
+    run = json.loads((Path(result["run_dir"]) / "run.json").read_text())
+    assert run["config"]["hidden_nodes"] == 800
+    assert run["config"]["output"] == "softmax"
+    assert run["config"]["augment"] != "none"
+    assert result["accuracy"] > 0.5
