@@ -46,9 +46,23 @@ def median_of(repeats: int, function: Callable[[], object]) -> float:
 
 
 def machine() -> str:
-    """One line naming the machine the figures came from."""
+    """One line naming the machine the figures came from, and the BLAS kernel numpy runs."""
     cpu = platform.processor() or platform.machine()
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, BLAS {blas()}"
+
+
+def blas() -> str:
+    """The BLAS library and the CPU kernel it chose (OPENBLAS_CORETYPE can force an old one)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "unknown"
+    for pool in threadpool_info():
+        if pool.get("user_api") == "blas":
+            return (
+                f"{pool.get('internal_api')} {pool.get('architecture')} x{pool.get('num_threads')}"
+            )
+    return "none found"
 
 
 def print_table(title: str, rows: list[tuple[str, str, str]]) -> None:

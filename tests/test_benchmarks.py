@@ -1,0 +1,25 @@
+"""`make bench-quick` runs: every benchmark on a tiny slice (figures are not checked here)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_quick_benchmarks_run() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run_all", "--quick"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for title in ("train seconds per epoch", "default pipeline end to end", "sweep throughput"):
+        assert title in result.stdout
