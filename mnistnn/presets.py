@@ -1,7 +1,9 @@
 """Named configurations: the book's reference, and the measured high-accuracy preset.
 
-`best` was chosen by `benchmarks/bench_accuracy.py` on the bundled data on a 2-core machine;
-its epochs are part of the preset because the cosine schedule is laid out over them.
+`best` was chosen with `benchmarks/bench_accuracy.py` on the bundled data on a 2-core machine
+(seed 0, training time only): 98.5% after 16 epochs (34 s), 99.0% after 52 (89 s), 99.31%
+after 250 epochs (440 s). Its epochs are part of the preset because the cosine schedule is laid
+out over them; a 100-epoch cosine schedule reaches 99.15% in about 250 s.
 """
 
 from __future__ import annotations
@@ -20,12 +22,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "learning_rate": 0.05,
         "batch_size": 64,
         "schedule": "cosine",
-        "schedule_epochs": 30,
+        "schedule_epochs": 250,
         "shuffle": True,
-        "augment": "affine",
+        "augment": "elastic",
         "dtype": "float32",
         "init": "default",
-        "epochs": 30,
+        "epochs": 250,
     },
 }
 
