@@ -34,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
-from mnistnn.config import IMAGE_SIDE, INPUT_NODES
+from mnistnn.config import IMAGE_SIDE, INPUT_NODES, from_fields
 from mnistnn.errors import ConfigError
 from mnistnn.types import FloatArray, PixelArray
 
@@ -102,11 +102,7 @@ class AugmentSettings:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AugmentSettings:
         """Inverse of `to_dict`; unknown keys are an error, missing keys take the defaults."""
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown augment setting(s): {', '.join(unknown)}")
-        return cls(**data)
+        return from_fields(cls, data, "augment setting")
 
 
 def _checked_float(name: str, value: object) -> float:

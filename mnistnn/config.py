@@ -12,7 +12,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from mnistnn.errors import ConfigError
 
@@ -24,6 +24,8 @@ DTYPES = ("float64", "float32")
 OUTPUTS = ("sigmoid", "softmax")
 SCHEDULES = ("constant", "step", "cosine")
 AUGMENTS = ("none", "affine", "elastic")
+
+T = TypeVar("T")
 
 #: Bump when the layout of checkpoints, run folders or Parquet files changes incompatibly.
 SCHEMA_VERSION = 1
@@ -148,11 +150,16 @@ class NetworkConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NetworkConfig:
         """Inverse of `to_dict`; unknown keys are an error, missing keys take the defaults."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown configuration field(s): {', '.join(unknown)}")
-        return cls(**data)
+        return from_fields(cls, data, "configuration field")
+
+
+def from_fields(cls: type[T], data: dict[str, Any], what: str) -> T:
+    """A dataclass from a dict of its fields; unknown keys raise ConfigError naming them."""
+    known = {field.name for field in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown {what}(s): {', '.join(unknown)}")
+    return cls(**data)
 
 
 def _check_int(name: str, value: object) -> None:
