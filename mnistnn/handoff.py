@@ -31,7 +31,9 @@ def register_run(
         pixels, labels = load_arrays(test_parquet)
         return accuracy(champion.query(pixels), labels)
 
-    decision = ModelRegistry(models_dir).register(
+    registry = ModelRegistry(models_dir)
+    known = {version.version for version in registry.versions()}
+    decision = registry.register(
         network,
         metrics={
             "accuracy": final["accuracy"],
@@ -44,5 +46,8 @@ def register_run(
         flow_run_id=flow_run_id,
         min_delta=min_delta,
         rescore=rescore,
-    )
-    return decision.to_dict()
+    ).to_dict()
+    if decision["version"] in known:  # a re-run of a finished run: nothing new was registered
+        first = decision["reason"]
+        decision["reason"] = f"already registered as {decision['version']} (then: {first})"
+    return decision

@@ -145,3 +145,12 @@ def test_bad_parameter_type_is_rejected_by_prefect(small_csvs, tmp_path: Path) -
 def test_ingest_task_logic_without_the_engine(small_csvs, tmp_path: Path) -> None:
     summary = ingest_task.fn("train", str(small_csvs[0]), str(tmp_path), 0.0)
     assert summary["role"] == "train" and summary["rows_accepted"] == 2000
+
+
+def test_rerun_says_the_model_was_already_registered(small_csvs, tmp_path: Path) -> None:
+    first = run_flow(small_csvs, tmp_path, epochs=1)
+    again = run_flow(small_csvs, tmp_path, epochs=1)
+    assert again["decision"]["version"] == first["decision"]["version"]
+    assert again["decision"]["reason"].startswith(
+        f"already registered as {first['decision']['version']} (then: first model"
+    )
