@@ -22,10 +22,12 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect_dask.task_runners import DaskTaskRunner
 
-from flows.tasks import RETRYABLE, ingest_task, run_logger
+from flows.tasks import RETRYABLE, ingest_task, lineage_of, run_logger
 from mnistnn import sweep
 from mnistnn.config import DataPaths, NetworkConfig
 from mnistnn.errors import ConfigError
+from mnistnn.handoff import register_run
+from mnistnn.runs import RunFolder
 
 TABLE_KEY = "mnist-sweep-results"
 REPORT_KEY = "mnist-sweep-report"
@@ -62,6 +64,18 @@ def publish_sweep_task(points: list[dict[str, Any]], seconds: float, report_dir:
     return str(sweep.write_report(Path(report_dir), text))
 
 
+@task(name="register-best", **RETRYABLE)
+def register_best_task(
+    run_dir: str, models_dir: str, test: dict[str, Any], lineage: dict[str, Any], min_delta: float
+) -> dict[str, Any]:
+    """Register the best configuration's model; the registry decides on promotion."""
+    decision = register_run(
+        RunFolder(Path(run_dir)), models_dir, test["parquet"], lineage, min_delta=min_delta
+    )
+    run_logger().info("model registry: %s", decision["reason"])
+    return decision
+
+
 @flow(name="mnist-sweep", log_prints=False)
 def sweep_pipeline(
     hidden_nodes: list[int] | None = None,
@@ -74,8 +88,14 @@ def sweep_pipeline(
     train_csv: str = "data/raw/mnist_train.csv.gz",
     test_csv: str = "data/raw/mnist_test.csv.gz",
     data_dir: str = "data",
+    register_best: bool = False,
+    min_delta: float = 0.0,
 ) -> dict[str, Any]:
-    """Train every combination of the lists (defaults: the book's 88 nodes, lr 0.05, 5 epochs)."""
+    """Train every combination of the lists (defaults: the book's 88 nodes, lr 0.05, 5 epochs).
+
+    `register_best` hands the best configuration's final model (largest epoch count) to the
+    registry, where the usual rule decides whether it replaces the champion.
+    """
     started = time.perf_counter()
     epoch_counts = epochs or [5]
     if min(epoch_counts) < 1:
@@ -107,7 +127,19 @@ def sweep_pipeline(
     table = [point.to_dict() for point in points]
     report = publish_sweep_task(table, seconds, str(paths.runs))
     best = max(points, key=lambda point: point.accuracy)
-    return {"points": table, "best": best.to_dict(), "report": report, "seconds": seconds}
+    decision = None
+    if register_best:
+        finals = [point for point in points if point.epochs == max(epoch_counts)]
+        chosen = max(finals, key=lambda point: point.accuracy)
+        lineage = {"train": lineage_of(train), "test": lineage_of(test)}
+        decision = register_best_task(chosen.run_dir, str(paths.models), test, lineage, min_delta)
+    return {
+        "points": table,
+        "best": best.to_dict(),
+        "report": report,
+        "seconds": seconds,
+        "decision": decision,
+    }
 
 
 def _label(config: NetworkConfig) -> str:

@@ -111,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--test-csv", default=None)
     sweep.add_argument("--dask-address", default=None, help="tcp://HOST:PORT of a Dask cluster")
     sweep.add_argument("--workers", type=_positive_int, default=None, help="local Dask workers")
+    sweep.add_argument(
+        "--register-best", action="store_true", help="register the best model (may promote it)"
+    )
     sweep.add_argument("--json", action="store_true")
     sweep.set_defaults(handler=cmd_sweep)
 
@@ -348,6 +351,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         train_csv=args.train_csv or str(paths.train_csv),
         test_csv=args.test_csv or str(paths.test_csv),
         data_dir=args.data_dir,
+        register_best=args.register_best,
     )
     if args.json:
         print(json.dumps(result))
@@ -359,6 +363,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             f"{point['accuracy']:>8.4f}  {point['seconds']:>7.1f}"
         )
     print(f"report: {result['report']}")
+    if result["decision"]:
+        print(f"registry: {result['decision']['reason']}")
     return EXIT_OK
 
 

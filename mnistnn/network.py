@@ -15,7 +15,7 @@ import numpy as np
 from scipy.special import logit
 
 from mnistnn import engine, modern
-from mnistnn.config import NetworkConfig
+from mnistnn.config import IMAGE_SIDE, NetworkConfig
 from mnistnn.errors import ConfigError
 from mnistnn.types import FloatArray, IntArray, LabelArray, PixelArray
 
@@ -202,6 +202,12 @@ class NeuralNetwork:
         hidden_inputs = logit(hidden) - self.bias_hidden
         inputs = _rescale(self.w_input_hidden.T.astype(np.float64) @ hidden_inputs)
         return np.asarray(inputs, dtype=np.float64)
+
+    def backward_query_images(self) -> PixelArray:
+        """(10, 28, 28) uint8 back-query images of the ten digits, 0..255 as MNIST pixels."""
+        images = [self.backward_query(label) for label in range(self.config.output_nodes)]
+        scaled: PixelArray = np.rint(np.stack(images) * 255.0).astype(np.uint8)
+        return scaled.reshape(self.config.output_nodes, IMAGE_SIDE, IMAGE_SIDE)
 
     def __repr__(self) -> str:
         cfg = self.config

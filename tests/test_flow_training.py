@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -154,3 +155,54 @@ def test_rerun_says_the_model_was_already_registered(small_csvs, tmp_path: Path)
     assert again["decision"]["reason"].startswith(
         f"already registered as {first['decision']['version']} (then: first model"
     )
+
+
+def _artifacts(flow_run_id: str) -> dict[str, list[Any]]:
+    """The flow run's artifacts by key, read through the Prefect client."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    by_key: dict[str, list[Any]] = {}
+    for artifact in found:
+        by_key.setdefault(artifact.key or "", []).append(artifact)
+    return by_key
+
+
+def test_publish_failure_is_retried_and_artifacts_exist_once(
+    small_csvs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flows.publish
+
+    real = flows.publish.publish_run
+    attempts: list[int] = []
+
+    def flaky(*args, **kwargs):  # type: ignore[no-untyped-def]
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise OSError("artifact store unavailable")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(flows.publish, "publish_run", flaky)
+    monkeypatch.setattr(flow_module.publish_task, "retry_delay_seconds", 0)
+    result = run_flow(small_csvs, tmp_path, epochs=2, publish_report=True)
+    assert len(attempts) == 2
+    by_key = _artifacts(result["flow_run_id"])
+    for key in ("mnist-epoch-metrics", "mnist-training-report", "mnist-run-folder"):
+        assert len(by_key[key]) == 1, key
+    table = by_key["mnist-epoch-metrics"][0].data
+    rows = json.loads(table) if isinstance(table, str) else table
+    assert [row["epoch"] for row in rows] == [1, 2]
+    assert [row["accuracy"] for row in rows] == [round(m["accuracy"], 4) for m in result["metrics"]]
+    assert rows[1]["running_mean_accuracy"] == round(
+        (result["metrics"][0]["accuracy"] + result["metrics"][1]["accuracy"]) / 2, 4
+    )
+    report = by_key["mnist-training-report"][0].data
+    assert report.count("data:image/png;base64,") == 6
+    assert "first model" in report
+    run_dir = Path(result["run_dir"])
+    assert (run_dir / "report.md").read_text() == report
+    assert len(list((run_dir / "figures").glob("*.png"))) == 6

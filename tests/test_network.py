@@ -129,6 +129,19 @@ def test_empty_epoch_changes_nothing() -> None:
     np.testing.assert_array_equal(net.w_input_hidden, before)
 
 
+def test_backward_query_gives_ten_digit_images(mnist_train) -> None:
+    net = NeuralNetwork(NetworkConfig())
+    net.train_epoch(mnist_train[0][:3000], mnist_train[1][:3000])
+    images = net.backward_query_images()
+    assert images.shape == (10, 28, 28)
+    assert images.dtype == np.uint8
+    assert images.min() <= 3
+    assert images.max() >= 252
+    # each digit's image differs from the others
+    flat = images.reshape(10, -1).astype(float)
+    assert min(np.abs(flat[i] - flat[j]).mean() for i in range(10) for j in range(i)) > 1.0
+
+
 def test_backward_query_images() -> None:
     net = NeuralNetwork(NetworkConfig())
     image = net.backward_query(3)

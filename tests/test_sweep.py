@@ -87,6 +87,7 @@ def test_sweep_flow_on_threads_matches_training_alone(small_csvs, tmp_path) -> N
         np.testing.assert_array_equal(swept.w_input_hidden, alone.w_input_hidden)
     again = run_sweep(
         workers=2,
+        register_best=True,
         hidden_nodes=[10],
         learning_rates=[0.05],
         epochs=[2],
@@ -99,3 +100,6 @@ def test_sweep_flow_on_threads_matches_training_alone(small_csvs, tmp_path) -> N
         for p in result["points"]
         if (p["hidden_nodes"], p["learning_rate"], p["epochs"]) == (10, 0.05, 2)
     )
+    assert again["decision"]["promoted"] is True
+    assert again["decision"]["reason"].startswith("first model")
+    assert result["decision"] is None

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +14,7 @@ import pytest
 from mnistnn import NetworkConfig, NeuralNetwork
 from mnistnn.checkpoint import load_weights
 from mnistnn.dataset import read_csv
-from tests.e2e.conftest import BIN, PrefectServer
+from tests.e2e.conftest import BIN, REPO, PrefectServer, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -68,3 +71,77 @@ def test_sweep_on_dask_processes(prefect_server: PrefectServer, small_csvs, tmp_
     assert found["mnist-sweep-results"] >= 1
     assert found["mnist-sweep-report"] >= 1
     assert found["configs"] >= 4
+
+
+def test_sweep_on_an_existing_dask_cluster(
+    prefect_server: PrefectServer, small_csvs, tmp_path: Path
+) -> None:
+    """`--dask-address` sends the configurations to a cluster started elsewhere."""
+    port = free_port()
+    env = {**prefect_server.env, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
+    scheduler = subprocess.Popen(
+        [
+            str(BIN / "dask"),
+            "scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-dashboard",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    worker = subprocess.Popen(
+        [
+            str(BIN / "dask"),
+            "worker",
+            f"tcp://127.0.0.1:{port}",
+            "--nworkers",
+            "1",
+            "--nthreads",
+            "1",
+            "--no-dashboard",
+            "--host",
+            "127.0.0.1",
+        ],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        command = [
+            str(BIN / "mnistnn"),
+            "--data-dir",
+            str(tmp_path),
+            "sweep",
+            "--hidden",
+            "12",
+            "--lr",
+            "0.05,0.1",
+            "--epochs",
+            "1",
+            "--dask-address",
+            f"tcp://127.0.0.1:{port}",
+            "--train-csv",
+            str(small_csvs[0]),
+            "--test-csv",
+            str(small_csvs[1]),
+            "--json",
+        ]
+        output = prefect_server.run(*command, timeout=300).stdout
+        result = json.loads(output.strip().splitlines()[-1])
+        assert sorted(p["learning_rate"] for p in result["points"]) == [0.05, 0.1]
+    finally:
+        for process in (worker, scheduler):
+            os.killpg(process.pid, signal.SIGTERM)
+        for process in (worker, scheduler):
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
