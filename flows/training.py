@@ -79,10 +79,14 @@ def publish_task(
     return publish_run(RunFolder(Path(run_dir)), test_parquet, lineage, decision)
 
 
-def check_parameters(epochs: int, max_rejected_fraction: float, min_delta: float) -> None:
+def check_parameters(
+    epochs: int, max_rejected_fraction: float, min_delta: float, keep_checkpoints: int = 0
+) -> None:
     """The checks Prefect's type validation cannot do, before any work starts."""
     if epochs < 1:
         raise ConfigError(f"epochs must be >= 1, got {epochs}")
+    if keep_checkpoints < 0:
+        raise ConfigError(f"keep_checkpoints must be >= 0 (0 keeps all), got {keep_checkpoints}")
     if not 0.0 <= max_rejected_fraction <= 1.0:
         raise ConfigError(f"max_rejected_fraction must be in 0..1, got {max_rejected_fraction}")
     if not -1.0 < min_delta < 1.0:
@@ -112,13 +116,15 @@ def train_pipeline(
     fresh: bool = False,
     max_rejected_fraction: float = 0.0,
     min_delta: float = 0.0,
+    keep_checkpoints: int = 5,
     register_model: bool = True,
     publish_report: bool = True,
 ) -> dict[str, Any]:
     """Train the reference network on MNIST, checkpointing every epoch, and publish the results.
 
     `preset` ("reference" or "best") replaces the network parameters and `epochs` with the
-    preset's; the seed and the data parameters still apply.
+    preset's; the seed and the data parameters still apply. `keep_checkpoints` keeps the weights
+    of the newest N evaluated epochs (0: all); every epoch's metadata and scores are kept.
     """
     logger = run_logger()
     settings: dict[str, Any] = {
@@ -142,7 +148,7 @@ def train_pipeline(
         settings = {**NetworkConfig().to_dict(), **chosen, "seed": seed}
         logger.info("preset %s: %s, %d epochs", preset, chosen, epochs)
     config = NetworkConfig(**settings)
-    check_parameters(epochs, max_rejected_fraction, min_delta)
+    check_parameters(epochs, max_rejected_fraction, min_delta, keep_checkpoints)
     paths = DataPaths(Path(data_dir))
     clock = _Stopwatch()
 
@@ -160,7 +166,9 @@ def train_pipeline(
         resume = training.resume_point(folder)
         if resume:
             logger.info("resuming %s after epoch %d", folder.path, min(resume, epochs))
-        records = _train_and_evaluate(folder, config, epochs, resume, train, test, lineage)
+        records = _train_and_evaluate(
+            folder, config, epochs, resume, train, test, lineage, keep_checkpoints
+        )
         clock.lap("train_and_evaluate")
         finish_run_task(str(folder.path), epochs)
         decision = (
@@ -194,6 +202,7 @@ def _train_and_evaluate(
     train: dict[str, Any],
     test: dict[str, Any],
     lineage: dict[str, Any],
+    keep_checkpoints: int,
 ) -> list[dict[str, Any]]:
     """Train the missing epochs in order; evaluate epoch k while epoch k+1 trains."""
     logger = run_logger()
@@ -215,6 +224,7 @@ def _train_and_evaluate(
     for epoch in range(1, epochs + 1):
         if epoch > resume:
             train_epoch_task(str(folder.path), epoch, config.to_dict(), train["parquet"], lineage)
+            training.prune_checkpoints(folder, epoch, keep_checkpoints)
         pending.append(evaluate_epoch_task.submit(str(folder.path), epoch, test["parquet"]))
         collect(block=False)
     collect(block=True)

@@ -145,12 +145,18 @@ def _evaluations_so_far(folder: RunFolder, epoch: int) -> list[dict[str, Any]]:
 def evaluate_epoch(
     folder: RunFolder, epoch: int, test_parquet: str | os.PathLike[str]
 ) -> dict[str, Any]:
-    """Score checkpoint `epoch` on the test set; the record is saved beside the run's evals."""
+    """Score checkpoint `epoch` on the test set; the record is saved beside the run's evals.
+
+    An existing record for the same weights (by sha256) is returned without loading them, so
+    epochs whose weights were pruned keep their scores.
+    """
     _, meta_path = checkpoint.checkpoint_paths(folder.checkpoints, epoch)
-    network, record = checkpoint.load_checkpoint(meta_path)
     existing = read_json(folder.eval_path(epoch))
-    if existing is not None and existing.get("weights_sha256") == record["weights_sha256"]:
-        return existing
+    if existing is not None and meta_path.exists():
+        vouched = checkpoint.read_metadata(meta_path)["weights_sha256"]
+        if existing.get("weights_sha256") == vouched:
+            return existing
+    network, record = checkpoint.load_checkpoint(meta_path)
     pixels, labels = load_arrays(test_parquet)
     started = time.perf_counter()
     scores = evaluate_outputs(network.query(pixels), labels)
@@ -163,6 +169,23 @@ def evaluate_epoch(
     }
     write_json_atomic(folder.eval_path(epoch), result)
     return result
+
+
+def prune_checkpoints(folder: RunFolder, newest: int, keep: int) -> list[Path]:
+    """Delete the weights of evaluated epochs older than the newest `keep` (0 keeps all).
+
+    The JSON metadata and the scores stay, so the run's history is complete; resuming needs only
+    the newest valid checkpoint, and the final weights are copied to `weights.npz` at the end.
+    """
+    if keep <= 0:
+        return []
+    removed = []
+    for epoch in range(1, newest - keep + 1):
+        weights, _ = checkpoint.checkpoint_paths(folder.checkpoints, epoch)
+        if weights.exists() and folder.eval_path(epoch).exists():
+            weights.unlink()
+            removed.append(weights)
+    return removed
 
 
 def epoch_line(record: dict[str, Any], epochs: int) -> str:
@@ -195,6 +218,11 @@ def finish_run(folder: RunFolder, epochs: int) -> list[dict[str, Any]]:
         )
     write_json_atomic(folder.metrics_json, {"epochs": epochs, "metrics": metrics})
     weights_path, meta_path = checkpoint.checkpoint_paths(folder.checkpoints, epochs)
+    if meta_path.exists() and not weights_path.exists():
+        raise CheckpointError(
+            f"{weights_path}: the weights of epoch {epochs} were pruned (keep_checkpoints); "
+            f"run with fresh=True to retrain up to epoch {epochs}"
+        )
     if not checkpoint.is_valid(meta_path):
         raise CheckpointError(f"{meta_path}: final checkpoint missing or invalid")
     write_bytes_atomic(folder.weights, weights_path.read_bytes())

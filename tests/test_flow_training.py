@@ -206,3 +206,14 @@ def test_publish_failure_is_retried_and_artifacts_exist_once(
     run_dir = Path(result["run_dir"])
     assert (run_dir / "report.md").read_text() == report
     assert len(list((run_dir / "figures").glob("*.png"))) == 6
+
+
+def test_keep_checkpoints_prunes_old_weights_but_not_history(small_csvs, tmp_path: Path) -> None:
+    result = run_flow(small_csvs, tmp_path, epochs=4, keep_checkpoints=1)
+    checkpoints = Path(result["run_dir"]) / "checkpoints"
+    assert (checkpoints / "epoch-0004.npz").exists()
+    assert len(list(checkpoints.glob("*.npz"))) <= 2  # the newest, and one still being scored
+    assert len(list(checkpoints.glob("*.json"))) == 4
+    again = run_flow(small_csvs, tmp_path, epochs=4, keep_checkpoints=1)
+    assert again["trained_epochs"] == []
+    assert again["metrics"] == result["metrics"]

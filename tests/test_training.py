@@ -119,3 +119,24 @@ def test_lock_makes_a_second_run_wait(tmp_path: Path) -> None:
         order.append("first")
     thread.join(5)
     assert order == ["first", "second"]
+
+
+def test_pruning_keeps_metadata_scores_and_the_newest_weights(run) -> None:
+    folder, train_parquet, test_parquet = run
+    for epoch in (1, 2, 3):
+        training.train_epoch(folder, epoch, CONFIG, train_parquet)
+    training.evaluate_epoch(folder, 1, test_parquet)
+    training.evaluate_epoch(folder, 3, test_parquet)
+    assert training.prune_checkpoints(folder, 3, keep=0) == []
+    removed = training.prune_checkpoints(folder, 3, keep=1)
+    # epoch 2 is not evaluated yet, so its weights stay whatever `keep` says
+    assert [path.name for path in removed] == ["epoch-0001.npz"]
+    assert checkpoint_paths(folder.checkpoints, 1)[1].exists()
+    first = training.evaluate_epoch(folder, 1, test_parquet)  # from its record, no weights
+    assert first["epoch"] == 1
+    assert training.resume_point(folder) == 3
+    training.evaluate_epoch(folder, 2, test_parquet)
+    assert training.finish_run(folder, 3)[2]["epoch"] == 3
+    training.prune_checkpoints(folder, 3, keep=1)
+    with pytest.raises(CheckpointError, match="weights of epoch 2 were pruned"):
+        training.finish_run(folder, 2)
