@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -57,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=None)
     train.add_argument("--augment", choices=AUGMENTS, default=None, help="(none)")
     train.add_argument("--fresh", action="store_true", help="discard this run's checkpoints")
+    train.add_argument(
+        "--keep-checkpoints",
+        type=int,
+        default=5,
+        help="keep the weights of the newest N epochs, 0 = all (metadata is always kept)",
+    )
     train.add_argument("--min-delta", type=float, default=0.0, help="promotion margin")
     train.add_argument("--max-rejected-fraction", type=float, default=0.0)
     train.add_argument("--json", action="store_true", help="print one JSON object")
@@ -123,8 +130,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _prefect_defaults() -> None:
-    """Offline-friendly Prefect settings, unless the user chose otherwise."""
+    """Offline-friendly Prefect settings, unless the user chose otherwise; known errors are
+    logged by Prefect without their traceback (the CLI prints them as one line at the end)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _KnownErrorsWithoutTraceback) for f in logger.filters):
+            logger.addFilter(_KnownErrorsWithoutTraceback())
+
+
+class _KnownErrorsWithoutTraceback(logging.Filter):
+    """Drop the traceback from log records of our own errors; keep it for real bugs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], MnistnnError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -144,6 +166,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         fresh=args.fresh,
         max_rejected_fraction=args.max_rejected_fraction,
         min_delta=args.min_delta,
+        keep_checkpoints=args.keep_checkpoints,
     )
     if args.json:
         print(json.dumps(result, default=str))
