@@ -228,6 +228,7 @@ def _train_and_evaluate(
         pending.append(evaluate_epoch_task.submit(str(folder.path), epoch, test["parquet"]))
         collect(block=False)
     collect(block=True)
+    training.prune_checkpoints(folder, epochs, keep_checkpoints)  # now every epoch is scored
     return records
 
 

@@ -155,18 +155,24 @@ def learning_curve(
     _same_length(epochs=x, accuracy=acc, confident=conf)
     figure = _new_figure("learning_curve")
     axes = figure.subplots()
-    axes.plot(x, acc, "o-", color=_ACCURACY_COLOUR, label="accuracy (largest output is right)")
-    axes.plot(x, conf, "s--", color=_CONFIDENT_COLOUR, label="confident score (output > 0.85)")
-    for values, colour in ((acc, _ACCURACY_COLOUR), (conf, _CONFIDENT_COLOUR)):
-        axes.annotate(
-            f"{values[-1]:.2%}",
-            (x[-1], values[-1]),
-            xytext=(-4, 8),
-            textcoords="offset points",
-            ha="right",
-            color=colour,
-            fontsize=9,
-        )
+    # the final values go in the legend: labels at the curves' ends collide when they are close
+    marker = "o" if len(x) <= 30 else None
+    axes.plot(
+        x,
+        acc,
+        "-",
+        marker=marker,
+        color=_ACCURACY_COLOUR,
+        label=f"accuracy (largest output is right): {acc[-1]:.2%}",
+    )
+    axes.plot(
+        x,
+        conf,
+        "--",
+        marker="s" if marker else None,
+        color=_CONFIDENT_COLOUR,
+        label=f"confident score (output > 0.85): {conf[-1]:.2%}",
+    )
     axes.margins(x=0.05, y=0.12)
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
