@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,16 +32,6 @@ def best_of(repeats: int, function: Callable[[], object]) -> float:
         function()
         times.append(time.perf_counter() - started)
     return min(times)
-
-
-def median_of(repeats: int, function: Callable[[], object]) -> float:
-    """Median wall time in seconds of `repeats` calls."""
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def machine() -> str:
