@@ -4,15 +4,14 @@ Measures, in one process and on the same file: a fresh ingest (into a temporary 
 folder), a re-ingest of the unchanged file (hash only), reading the Parquet back to X, y, and
 pandas reading the CSV. Prints a small table; asserts nothing about time.
 
-    .venv/bin/python benchmarks/bench_ingest.py            # the 60,000-row train file
-    .venv/bin/python benchmarks/bench_ingest.py --quick    # a 2,000-row slice, in seconds
+    python -m benchmarks.bench_ingest            # the 60,000-row train file
+    python -m benchmarks.bench_ingest --quick    # a 2,000-row slice, in seconds
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
-import os
 import statistics
 import sys
 import tempfile
@@ -21,17 +20,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-TRAIN_CSV = ROOT / "data" / "raw" / "mnist_train.csv.gz"
-QUICK_ROWS = 2000
+from benchmarks import common
+from benchmarks.common import QUICK_ROWS, TRAIN_CSV
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = common.parser(__doc__.splitlines()[0])
     parser.add_argument("--source", type=Path, default=TRAIN_CSV, help="CSV to ingest (.csv/.gz)")
-    parser.add_argument(
-        "--quick", action="store_true", help=f"use the first {QUICK_ROWS} rows only"
-    )
     parser.add_argument("--repeat", type=int, default=3, help="read-back repetitions (best of)")
     return parser.parse_args(argv)
 
@@ -54,7 +49,6 @@ def timed(function: Callable[[], Any]) -> tuple[float, Any]:
 
 def run(source: Path, repeat: int) -> list[tuple[str, float]]:
     """All measurements on `source`, in the order they are printed."""
-    sys.path.insert(0, str(ROOT))  # run as a plain script from a checkout
     import pandas as pd
 
     from mnistnn.ingest import ingest_csv, read_parquet
@@ -68,7 +62,7 @@ def run(source: Path, repeat: int) -> list[tuple[str, float]]:
     pandas_seconds, frame = timed(lambda: pd.read_csv(source, header=None))
     print(
         f"{source.name}: {summary.rows_read} rows ({summary.rows_rejected} rejected), "
-        f"{frame.shape[1]} columns; {os.cpu_count()} cores"
+        f"{frame.shape[1]} columns"
     )
     return [
         ("ingest (fresh, validate + Parquet)", fresh),
@@ -83,10 +77,11 @@ def run(source: Path, repeat: int) -> list[tuple[str, float]]:
 def print_table(results: list[tuple[str, float]]) -> None:
     """Seconds, and each time as a fraction of pandas' time on the same file."""
     pandas_seconds = results[-1][1]
-    width = max(len(name) for name, _ in results)
-    print(f"{'step':<{width}}  {'seconds':>8}  {'/ pandas':>8}")
-    for name, seconds in results:
-        print(f"{name:<{width}}  {seconds:8.3f}  {seconds / pandas_seconds:8.2f}")
+    rows = [
+        (name, f"{seconds:.3f} s", f"{seconds / pandas_seconds:.2f} of pandas")
+        for name, seconds in results
+    ]
+    common.print_table("ingest of the train CSV against pandas", rows)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,7 @@
-"""Every benchmark, one after the other: `make bench` (full data) or `make bench-quick`."""
+"""Every benchmark, one after the other, then one table of all their figures.
+
+`make bench` (full data) or `make bench-quick` (a tiny slice, to check that they run).
+"""
 
 from __future__ import annotations
 
@@ -14,13 +17,28 @@ BENCHMARKS = (
 )
 
 
+def table_lines(output: str) -> list[str]:
+    """A benchmark's table: its title line (it names the machine) and its indented rows."""
+    return [
+        line for line in output.splitlines() if line.startswith("  ") or "cores, Python" in line
+    ]
+
+
 def main() -> int:
     extra = sys.argv[1:]
-    failed = []
+    failed, summary = [], []
     for module in BENCHMARKS:
         print(f"\n=== {module} {' '.join(extra)}", flush=True)
-        if subprocess.run([sys.executable, "-m", module, *extra], check=False).returncode != 0:
+        result = subprocess.run(
+            [sys.executable, "-m", module, *extra], check=False, capture_output=True, text=True
+        )
+        print(result.stdout, end="", flush=True)
+        summary += table_lines(result.stdout)
+        if result.returncode != 0:
+            print(result.stderr[-3000:], file=sys.stderr)
             failed.append(module)
+    print("\n=== all benchmarks in one table")
+    print("\n".join(summary))
     if failed:
         print(f"\nfailed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
