@@ -36,7 +36,7 @@ class RunReport:
 def comparison_line(decision: dict[str, Any] | None) -> str | None:
     """The headline's sentence about the champion, or None for the first model."""
     if decision is None:
-        return "not registered (register=False)"
+        return "not registered (register_model=False)"
     if decision.get("champion_accuracy") is None:
         return None
     return str(decision["reason"])

@@ -82,7 +82,7 @@ def train_epoch(
     if checkpoint.is_valid(meta_path):
         record = checkpoint.read_metadata(meta_path)
         return EpochOutcome(epoch, str(meta_path), float(record["train_seconds"]), reused=True)
-    network, history = _starting_point(folder, epoch, config)
+    network, previous = _starting_point(folder, epoch, config)
     pixels, labels = load_arrays(train_parquet)
     started = time.perf_counter()
     network.train_epoch(pixels, labels)
@@ -94,11 +94,10 @@ def train_epoch(
             f"epoch {epoch}: weights became NaN or infinite; lower the learning rate "
             f"({config.learning_rate})"
         )
-    history = [*history, {"epoch": epoch, "train_seconds": seconds}]
     metadata = {
         "train_seconds": seconds,
-        "history": history,
-        "metrics": _evaluations_so_far(folder, epoch),
+        "history": [*previous.get("history", []), {"epoch": epoch, "train_seconds": seconds}],
+        "metrics": _evaluations_so_far(folder, epoch, previous.get("metrics", [])),
         "lineage": lineage or {},
         "rng": {
             "init": config.init,
@@ -116,30 +115,37 @@ def train_epoch(
 
 def _starting_point(
     folder: RunFolder, epoch: int, config: NetworkConfig
-) -> tuple[NeuralNetwork, list[dict[str, Any]]]:
-    """The network and training history that epoch `epoch` starts from."""
+) -> tuple[NeuralNetwork, dict[str, Any]]:
+    """The network that epoch `epoch` starts from, and the metadata of the checkpoint it came
+    from (empty for epoch 1)."""
     if epoch == 1:
-        return NeuralNetwork(config), []
+        return NeuralNetwork(config), {}
     _, previous = checkpoint.checkpoint_paths(folder.checkpoints, epoch - 1)
-    if not checkpoint.is_valid(previous):
+    try:  # loading verifies the sha256: no separate validity check that hashes it again
+        network, record = checkpoint.load_checkpoint(previous)
+    except CheckpointError as exc:
         raise CheckpointError(
-            f"{previous}: checkpoint of epoch {epoch - 1} is missing or invalid; "
+            f"{previous}: checkpoint of epoch {epoch - 1} is missing or invalid ({exc}); "
             "run the flow again to recompute it"
-        )
-    network, record = checkpoint.load_checkpoint(previous)
+        ) from exc
     if network.config != config:
         raise CheckpointError(f"{previous}: written for another configuration")
-    return network, list(record.get("history", []))
+    return network, record
 
 
-def _evaluations_so_far(folder: RunFolder, epoch: int) -> list[dict[str, Any]]:
-    """Scores already on disk for epochs before `epoch` (evaluation may lag training)."""
-    found = []
+def _evaluations_so_far(
+    folder: RunFolder, epoch: int, known: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Scores of the epochs before `epoch`: those the previous checkpoint already carried, plus
+    any scored since (evaluation lags training), so each eval file is read about once."""
+    found = {record["epoch"]: record for record in known}
     for earlier in range(1, epoch):
+        if earlier in found:
+            continue
         record = read_json(folder.eval_path(earlier))
         if record is not None:
-            found.append({k: record[k] for k in ("epoch", "accuracy", "confident", "mse")})
-    return found
+            found[earlier] = {k: record[k] for k in ("epoch", "accuracy", "confident", "mse")}
+    return [found[key] for key in sorted(found)]
 
 
 def evaluate_epoch(

@@ -140,3 +140,23 @@ def test_pruning_keeps_metadata_scores_and_the_newest_weights(run) -> None:
     training.prune_checkpoints(folder, 3, keep=1)
     with pytest.raises(CheckpointError, match="weights of epoch 2 were pruned"):
         training.finish_run(folder, 2)
+
+
+def test_checkpoints_carry_the_scores_known_so_far(run) -> None:
+    folder, train_parquet, test_parquet = run
+    training.train_epoch(folder, 1, CONFIG, train_parquet)
+    first = training.evaluate_epoch(folder, 1, test_parquet)
+    training.train_epoch(folder, 2, CONFIG, train_parquet)
+    training.train_epoch(folder, 3, CONFIG, train_parquet)  # epoch 2 not scored yet
+    training.evaluate_epoch(folder, 2, test_parquet)
+    training.train_epoch(folder, 4, CONFIG, train_parquet)
+
+    def carried(epoch: int) -> list[dict]:
+        _, record = load_checkpoint(checkpoint_paths(folder.checkpoints, epoch)[1])
+        return record["metrics"]
+
+    assert carried(1) == []
+    assert carried(3) == [{k: first[k] for k in ("epoch", "accuracy", "confident", "mse")}]
+    assert [m["epoch"] for m in carried(4)] == [1, 2]
+    _, record = load_checkpoint(checkpoint_paths(folder.checkpoints, 4)[1])
+    assert [h["epoch"] for h in record["history"]] == [1, 2, 3, 4]

@@ -91,11 +91,11 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
         _wait_healthy(f"{url}/api", process, timeout=90)
         yield PrefectServer(url=url, api_url=f"{url}/api", home=home, env=env)
     finally:
-        _stop(process)
+        stop(process)
         log.close()
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop(process: subprocess.Popen[bytes]) -> None:
     """Stop the process group we started (the server and its children), by PID."""
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)

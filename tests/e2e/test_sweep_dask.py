@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import pytest
 from mnistnn import NetworkConfig, NeuralNetwork
 from mnistnn.checkpoint import load_weights
 from mnistnn.dataset import read_csv
-from tests.e2e.conftest import BIN, REPO, PrefectServer, free_port
+from tests.e2e.conftest import BIN, REPO, PrefectServer, free_port, stop
 
 pytestmark = pytest.mark.e2e
 
@@ -137,11 +135,5 @@ def test_sweep_on_an_existing_dask_cluster(
         result = json.loads(output.strip().splitlines()[-1])
         assert sorted(p["learning_rate"] for p in result["points"]) == [0.05, 0.1]
     finally:
-        for process in (worker, scheduler):
-            os.killpg(process.pid, signal.SIGTERM)
-        for process in (worker, scheduler):
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+        stop(worker)
+        stop(scheduler)
