@@ -11,8 +11,8 @@ import time
 
 from benchmarks.common import QUICK_ROWS, TEST_CSV, TRAIN_CSV, machine, parser
 from mnistnn import NetworkConfig, NeuralNetwork
-from mnistnn.dataset import read_csv
-from mnistnn.metrics import accuracy, confident_score
+from mnistnn.data.fast_csv import read_csv
+from mnistnn.model.metrics import accuracy, confident_score
 from mnistnn.presets import preset
 
 

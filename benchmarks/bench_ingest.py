@@ -1,4 +1,4 @@
-"""Time `mnistnn.ingest` on the bundled train file against `pandas.read_csv(header=None)`.
+"""Time `mnistnn.data.ingest` on the bundled train file against `pandas.read_csv(header=None)`.
 
 Measures, in one process and on the same file: a fresh ingest (into a temporary processed
 folder), a re-ingest of the unchanged file (hash only), reading the Parquet back to X, y, and
@@ -51,7 +51,7 @@ def run(source: Path, repeat: int) -> list[tuple[str, float]]:
     """All measurements on `source`, in the order they are printed."""
     import pandas as pd
 
-    from mnistnn.ingest import ingest_csv, read_parquet
+    from mnistnn.data.ingest import ingest_csv, read_parquet
 
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as processed:
         fresh, summary = timed(lambda: ingest_csv(source, processed))

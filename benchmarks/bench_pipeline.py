@@ -59,7 +59,7 @@ def reference_seconds(train_csv: Path, rows: int) -> float:
     import numpy
 
     from mnistnn import NetworkConfig
-    from mnistnn.network import initial_weights
+    from mnistnn.model.network import initial_weights
     from tests.reference import ReferenceNetwork
 
     with gzip.open(train_csv, "rt") as handle:
@@ -82,7 +82,7 @@ def main() -> None:
         workdir = Path(folder)
         train_csv, test_csv = TRAIN_CSV, TEST_CSV
         if args.quick:
-            from mnistnn.dataset import read_csv
+            from mnistnn.data.fast_csv import read_csv
 
             pixels, labels = read_csv(TRAIN_CSV)
             train_csv = write_mnist_csv(

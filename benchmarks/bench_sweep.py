@@ -44,7 +44,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder, prefect_test_harness(server_startup_timeout=60):
         train_csv, test_csv = TRAIN_CSV, TEST_CSV
         if args.quick:
-            from mnistnn.dataset import read_csv
+            from mnistnn.data.fast_csv import read_csv
 
             pixels, labels = read_csv(TRAIN_CSV)
             train_csv = write_mnist_csv(

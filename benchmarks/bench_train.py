@@ -12,8 +12,8 @@ import time
 
 from benchmarks.common import QUICK_ROWS, TRAIN_CSV, best_of, parser, print_table
 from mnistnn import NetworkConfig, NeuralNetwork
-from mnistnn.dataset import read_csv
-from mnistnn.network import initial_weights
+from mnistnn.data.fast_csv import read_csv
+from mnistnn.model.network import initial_weights
 from tests.reference import ReferenceNetwork, reference_epoch
 
 REFERENCE_ROWS = 10_000  # the reference loop is timed on a slice and scaled to the full epoch

@@ -11,8 +11,8 @@ from prefect.artifacts import (
     create_table_artifact,
 )
 
-from mnistnn.run_report import render_run_report
-from mnistnn.runs import RunFolder
+from mnistnn.report.run import render_run_report
+from mnistnn.runs.folders import RunFolder
 
 TABLE_KEY = "mnist-epoch-metrics"
 REPORT_KEY = "mnist-training-report"

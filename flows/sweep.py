@@ -23,11 +23,11 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect_dask.task_runners import DaskTaskRunner
 
 from flows.tasks import RETRYABLE, ingest_task, lineage_of, run_logger
-from mnistnn import sweep
 from mnistnn.config import DataPaths, NetworkConfig
 from mnistnn.errors import ConfigError
-from mnistnn.handoff import register_run
-from mnistnn.runs import RunFolder
+from mnistnn.registry.from_run import register_run
+from mnistnn.runs import sweep
+from mnistnn.runs.folders import RunFolder
 
 TABLE_KEY = "mnist-sweep-results"
 REPORT_KEY = "mnist-sweep-report"

@@ -15,8 +15,8 @@ from prefect.client.schemas.objects import State, TaskRun
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 
+from mnistnn.data.ingest import IngestSummary, ingest_csv
 from mnistnn.errors import MnistnnError
-from mnistnn.ingest import IngestSummary, ingest_csv
 
 RETRIES = 2
 RETRY_DELAY_SECONDS = 1.0

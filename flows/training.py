@@ -19,10 +19,11 @@ from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 
 from flows.tasks import RETRYABLE, ingest_task, lineage_of, run_logger
-from mnistnn import presets, training
+from mnistnn import presets
 from mnistnn.config import DataPaths, NetworkConfig
 from mnistnn.errors import ConfigError
-from mnistnn.runs import RunFolder, open_run, run_folder, run_lock
+from mnistnn.runs import steps as training
+from mnistnn.runs.folders import RunFolder, open_run, run_folder, run_lock
 
 PROGRESS_KEY = "mnist-training-progress"
 
@@ -55,7 +56,7 @@ def register_task(
     run_dir: str, models_dir: str, test_parquet: str, lineage: dict[str, Any], min_delta: float
 ) -> dict[str, Any]:
     """Hand the final model to the registry; it becomes champion only if it is better."""
-    from mnistnn.handoff import register_run
+    from mnistnn.registry.from_run import register_run
 
     decision = register_run(
         RunFolder(Path(run_dir)),

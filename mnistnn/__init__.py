@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mnistnn.config import DataPaths, NetworkConfig
 from mnistnn.errors import CheckpointError, ConfigError, DataError, MnistnnError, RegistryError
-from mnistnn.network import NeuralNetwork
+from mnistnn.model.network import NeuralNetwork
 
 __version__ = "0.1.0"
 

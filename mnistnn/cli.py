@@ -242,7 +242,7 @@ def _progress_listener() -> Callable[[dict[str, Any], int], None]:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     """Validate each CSV into Parquet and print its summary."""
-    from mnistnn.ingest import ingest_csv
+    from mnistnn.data.ingest import ingest_csv
 
     processed = DataPaths(Path(args.data_dir)).processed
     for path in args.paths:
@@ -253,7 +253,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     """Registry commands."""
-    from mnistnn.registry import ModelRegistry
+    from mnistnn.registry.store import ModelRegistry
 
     registry = ModelRegistry(DataPaths(Path(args.data_dir)).models)
     if args.models_command == "list":
@@ -278,10 +278,10 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Score a model on a labelled CSV."""
-    from mnistnn.ingest import ingest_csv
-    from mnistnn.metrics import evaluate_outputs
-    from mnistnn.registry import resolve_model
-    from mnistnn.training import load_arrays
+    from mnistnn.data.ingest import ingest_csv
+    from mnistnn.model.metrics import evaluate_outputs
+    from mnistnn.registry.store import resolve_model
+    from mnistnn.runs.steps import load_arrays
 
     paths = DataPaths(Path(args.data_dir))
     network = resolve_model(args.model, paths.models)
@@ -300,9 +300,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Predict digits of images, folders of images, or an unlabelled CSV."""
-    from mnistnn import predict
-    from mnistnn.image import preprocess_image
-    from mnistnn.registry import resolve_model
+    from mnistnn.predict import predict
+    from mnistnn.predict.image import preprocess_image
+    from mnistnn.registry.store import resolve_model
 
     if not args.images and not args.csv:
         raise MnistnnError("predict needs IMAGE paths or --csv FILE")
@@ -343,7 +343,7 @@ def _print_predictions(
             f"{p.path},{p.digit},{p.confidence:.4f}" for p in predictions
         ]
         if out:
-            from mnistnn.fileio import write_bytes_atomic
+            from mnistnn.core.files import write_bytes_atomic
 
             write_bytes_atomic(out, ("\n".join(lines) + "\n").encode())
             print(f"wrote {len(predictions)} predictions to {out}")
@@ -359,7 +359,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     """Run the mnist-sweep flow and print one line per result."""
     _prefect_defaults()
     from flows.sweep import run_sweep
-    from mnistnn.sweep import parse_list
+    from mnistnn.runs.sweep import parse_list
 
     paths = DataPaths(Path(args.data_dir))
     result = run_sweep(

@@ -76,7 +76,7 @@ class NetworkConfig:
     `batch_size == 1` is the reference per-sample SGD; larger batches sum the per-sample updates
     of a batch computed at the same weights (mini-batch SGD, a different algorithm).
 
-    Beyond the book (all off by default, see `mnistnn.modern`): a softmax output with
+    Beyond the book (all off by default, see `mnistnn.model.optim`): a softmax output with
     cross-entropy loss, biases, momentum, a learning-rate schedule over `schedule_epochs`,
     shuffling and augmentation regenerated each epoch (deterministic per seed and epoch).
     Any of softmax, biases or momentum switches to the modern mini-batch path, which averages

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnistnn.dataset import read_csv
+from mnistnn.data.fast_csv import read_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_CSV = ROOT / "data" / "raw" / "mnist_train.csv.gz"

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from mnistnn.augment import (
+from mnistnn.errors import ConfigError
+from mnistnn.model.augment import (
     AugmentSettings,
     affine_maps,
     augment_epoch,
@@ -17,7 +18,6 @@ from mnistnn.augment import (
     elastic_displacements,
     warp,
 )
-from mnistnn.errors import ConfigError
 from tests.conftest import Arrays
 
 SIDE = 28

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mnistnn import CheckpointError, NetworkConfig, NeuralNetwork
-from mnistnn import checkpoint as ckpt
+from mnistnn.model import checkpoint as ckpt
 
 
 def _net(seed: int = 0) -> NeuralNetwork:

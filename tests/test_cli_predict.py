@@ -13,7 +13,7 @@ from PIL import Image
 
 from mnistnn import NetworkConfig, NeuralNetwork
 from mnistnn.cli import main
-from mnistnn.registry import ModelRegistry
+from mnistnn.registry.store import ModelRegistry
 
 BIN = Path(sys.executable).parent
 

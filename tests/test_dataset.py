@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mnistnn import DataError
-from mnistnn.dataset import read_csv
+from mnistnn.data.fast_csv import read_csv
 from tests.conftest import write_mnist_csv
 
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -46,7 +46,7 @@ def test_errors_name_the_file(tmp_path: Path) -> None:
 
 
 def test_bundled_files_match_their_published_checksums() -> None:
-    from mnistnn.fileio import sha256_file
+    from mnistnn.core.files import sha256_file
     from tests.conftest import TEST_CSV, TRAIN_CSV
 
     assert sha256_file(TRAIN_CSV).startswith("8f6164ecd3ccfce4abb3f4d5118fe9b4")

@@ -12,9 +12,10 @@ import pytest
 
 from flows import training as flow_module
 from flows.tasks import ingest_task
-from mnistnn import NetworkConfig, NeuralNetwork, training
-from mnistnn.checkpoint import checkpoint_paths, load_weights
-from mnistnn.dataset import read_csv
+from mnistnn import NetworkConfig, NeuralNetwork
+from mnistnn.data.fast_csv import read_csv
+from mnistnn.model.checkpoint import checkpoint_paths, load_weights
+from mnistnn.runs import steps as training
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

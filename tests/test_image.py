@@ -14,9 +14,9 @@ import scipy.ndimage as ndi
 from PIL import Image
 
 from mnistnn.config import DataPaths
-from mnistnn.dataset import read_csv
+from mnistnn.data.fast_csv import read_csv
 from mnistnn.errors import DataError
-from mnistnn.image import (
+from mnistnn.predict.image import (
     CENTRE_OF_MASS,
     IMAGE_SUFFIXES,
     load_image,

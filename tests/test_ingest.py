@@ -16,11 +16,12 @@ import pyarrow.parquet as pq
 import pytest
 
 import mnistnn
-from mnistnn import ConfigError, DataError, ingest
+from mnistnn import ConfigError, DataError
 from mnistnn.config import SCHEMA_VERSION
-from mnistnn.dataset import read_csv
-from mnistnn.fileio import TEMP_PREFIX
-from mnistnn.ingest import IngestSummary, ingest_csv, read_parquet
+from mnistnn.core.files import TEMP_PREFIX
+from mnistnn.data import ingest
+from mnistnn.data.fast_csv import read_csv
+from mnistnn.data.ingest import IngestSummary, ingest_csv, read_parquet
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_TEST = ROOT / "data" / "raw" / "mnist_test.csv.gz"
@@ -508,7 +509,7 @@ def test_crash_in_parquet_write_leaves_nothing(
             where.write(b"PAR1 partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr("mnistnn.ingest.pq.write_table", crash)
+    monkeypatch.setattr("mnistnn.data.ingest.pq.write_table", crash)
     with pytest.raises(OSError, match="disk full"):
         ingest_csv(source, out)
     assert list(out.iterdir()) == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mnistnn import metrics
+from mnistnn.model import metrics
 
 OUTPUTS = np.array(
     [

@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnistnn import ConfigError, NetworkConfig, NeuralNetwork, modern
-from mnistnn.checkpoint import load_weights, save_weights
-from mnistnn.network import input_scale
+from mnistnn import ConfigError, NetworkConfig, NeuralNetwork
+from mnistnn.model import optim as modern
+from mnistnn.model.checkpoint import load_weights, save_weights
+from mnistnn.model.network import input_scale
 
 
 def _params(rng: np.random.Generator, hidden: int = 5, inputs: int = 7) -> modern.Params:
@@ -115,7 +116,7 @@ def test_resumed_augmented_run_equals_uninterrupted(mnist_train, tmp_path: Path)
 
 
 def test_modern_training_learns(mnist_train, mnist_test) -> None:
-    from mnistnn.metrics import accuracy
+    from mnistnn.model.metrics import accuracy
 
     net = NeuralNetwork(MODERN)
     for _ in range(2):

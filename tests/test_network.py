@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mnistnn import ConfigError, NetworkConfig, NeuralNetwork
-from mnistnn.network import initial_weights, input_scale
+from mnistnn.model.network import initial_weights, input_scale
 from tests.reference import ReferenceNetwork, reference_epoch
 
 ROWS = 1000
@@ -110,7 +110,7 @@ def test_minibatch_of_one_is_the_reference_and_larger_batches_differ(mnist_train
     pixels, labels = mnist_train[0][:300], mnist_train[1][:300]
     per_sample = NeuralNetwork(NetworkConfig())
     per_sample.train_epoch(pixels, labels)
-    from mnistnn import engine
+    from mnistnn.model import engine
 
     scale = input_scale("float64")
     start = initial_weights(NetworkConfig())
@@ -200,7 +200,7 @@ def test_bad_training_inputs() -> None:
 @pytest.mark.slow
 def test_reference_epoch_one_numbers_on_full_data(mnist_train, mnist_test) -> None:
     """Seed 0, legacy init, one epoch on all 60,000 rows: the reference's 0.9450 / 0.7952."""
-    from mnistnn.metrics import accuracy, confident_score
+    from mnistnn.model.metrics import accuracy, confident_score
 
     net = NeuralNetwork(NetworkConfig())
     net.train_epoch(*mnist_train)

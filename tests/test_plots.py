@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnistnn import plots
 from mnistnn.config import NetworkConfig
-from mnistnn.metrics import confusion_matrix
-from mnistnn.network import NeuralNetwork
+from mnistnn.model.metrics import confusion_matrix
+from mnistnn.model.network import NeuralNetwork
+from mnistnn.report import figures as plots
 
 MAX_BYTES = 100_000
 

@@ -17,11 +17,11 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont, features
 
 from mnistnn.config import DataPaths, NetworkConfig
-from mnistnn.dataset import read_csv
+from mnistnn.data.fast_csv import read_csv
 from mnistnn.errors import DataError
-from mnistnn.image import preprocess_image
-from mnistnn.network import NeuralNetwork
-from mnistnn.predict import (
+from mnistnn.model.network import NeuralNetwork
+from mnistnn.predict.image import preprocess_image
+from mnistnn.predict.predict import (
     Prediction,
     predict_csv,
     predict_paths,
@@ -216,7 +216,7 @@ def test_predict_pixels_single_row_and_chunks(
     digits, outputs = predict_pixels(untrained, pixels)
     assert outputs.shape == (7, 10)
     assert digits.shape == (7,)
-    monkeypatch.setattr("mnistnn.predict.QUERY_CHUNK", 3)
+    monkeypatch.setattr("mnistnn.predict.predict.QUERY_CHUNK", 3)
     chunked_digits, chunked_outputs = predict_pixels(untrained, pixels)
     np.testing.assert_array_equal(chunked_digits, digits)
     np.testing.assert_allclose(chunked_outputs, outputs)

@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from mnistnn.checkpoint import save_checkpoint, save_weights
 from mnistnn.config import NetworkConfig
 from mnistnn.errors import RegistryError
-from mnistnn.network import NeuralNetwork
-from mnistnn.registry import ModelRegistry, PromotionDecision, resolve_model
+from mnistnn.model.checkpoint import save_checkpoint, save_weights
+from mnistnn.model.network import NeuralNetwork
+from mnistnn.registry.store import ModelRegistry, PromotionDecision, resolve_model
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TEST_A = "a" * 64
@@ -211,18 +211,18 @@ _WORKER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    import mnistnn.registry
+    import mnistnn.registry.store
     from mnistnn.config import NetworkConfig
-    from mnistnn.network import NeuralNetwork
-    from mnistnn.registry import ModelRegistry
+    from mnistnn.model.network import NeuralNetwork
+    from mnistnn.registry.store import ModelRegistry
 
-    write = mnistnn.registry.write_bytes_atomic
+    write = mnistnn.registry.store.write_bytes_atomic
 
     def slow_write(path, data):
         time.sleep(0.02)  # widen the critical section so the two workers really collide
         write(path, data)
 
-    mnistnn.registry.write_bytes_atomic = slow_write
+    mnistnn.registry.store.write_bytes_atomic = slow_write
     root, offset, go = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
     registry = ModelRegistry(root, lock_timeout=60)
     while not go.exists():

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from mnistnn import report
+from mnistnn.report import markdown as report
 
 PNG_A = b"\x89PNG\r\n\x1a\nfake-a" + bytes(range(256))
 PNG_B = b"\x89PNG\r\n\x1a\nfake-b" + bytes(50)

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnistnn import ConfigError, NetworkConfig, NeuralNetwork, sweep
-from mnistnn.checkpoint import load_weights
-from mnistnn.dataset import read_csv
+from mnistnn import ConfigError, NetworkConfig, NeuralNetwork
+from mnistnn.data.fast_csv import read_csv
+from mnistnn.model.checkpoint import load_weights
+from mnistnn.runs import sweep
 
 
 def test_parse_list_forms() -> None:

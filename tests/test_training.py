@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnistnn import CheckpointError, NetworkConfig, NeuralNetwork, training
-from mnistnn.checkpoint import checkpoint_paths, load_checkpoint, load_weights
-from mnistnn.ingest import ingest_csv
-from mnistnn.runs import open_run, run_folder, run_key, run_lock
+from mnistnn import CheckpointError, NetworkConfig, NeuralNetwork
+from mnistnn.data.ingest import ingest_csv
+from mnistnn.model.checkpoint import checkpoint_paths, load_checkpoint, load_weights
+from mnistnn.runs import steps as training
+from mnistnn.runs.folders import open_run, run_folder, run_key, run_lock
 
 CONFIG = NetworkConfig(hidden_nodes=16)
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from mnistnn.report import FIGURE_CAPTIONS
+from mnistnn.report.markdown import FIGURE_CAPTIONS
 from tests.e2e.conftest import BIN, REPO, PrefectServer
 
 pytestmark = pytest.mark.e2e

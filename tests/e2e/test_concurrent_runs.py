@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mnistnn import checkpoint
+from mnistnn.model import checkpoint
 from tests.e2e.conftest import BIN, REPO, PrefectServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

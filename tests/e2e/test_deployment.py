@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mnistnn.registry import ModelRegistry
+from mnistnn.registry.store import ModelRegistry
 from tests.e2e.conftest import BIN, REPO, PrefectServer
 
 pytestmark = pytest.mark.e2e

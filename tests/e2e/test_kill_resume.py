@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mnistnn import NetworkConfig, NeuralNetwork
-from mnistnn.checkpoint import weights_bytes
+from mnistnn.model.checkpoint import weights_bytes
 from tests.conftest import TRAIN_CSV
 from tests.e2e.conftest import BIN, REPO, PrefectServer
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from mnistnn import NetworkConfig, NeuralNetwork
-from mnistnn.checkpoint import load_weights
-from mnistnn.dataset import read_csv
+from mnistnn.data.fast_csv import read_csv
+from mnistnn.model.checkpoint import load_weights
 from tests.e2e.conftest import BIN, REPO, PrefectServer, free_port, stop
 
 pytestmark = pytest.mark.e2e

@@ -1,7 +1,7 @@
 """Predict digits for image files, folders of images, or an unlabelled pixel CSV.
 
 These are the library functions behind the `predict` command: no argument parsing, no Prefect.
-Images go through `mnistnn.image` first, because the network only knows MNIST's form; one
+Images go through `mnistnn.predict.image` first, because the network only knows MNIST's form; one
 unreadable image never stops a batch, it becomes a `PredictFailure` with a one-line message.
 """
 
@@ -22,10 +22,10 @@ import pyarrow.csv as pacsv
 from matplotlib.figure import Figure
 
 from mnistnn.config import IMAGE_SIDE, INPUT_NODES
+from mnistnn.core.files import write_bytes_atomic
 from mnistnn.errors import DataError
-from mnistnn.fileio import write_bytes_atomic
-from mnistnn.image import IMAGE_SUFFIXES, load_image, preprocess_image
-from mnistnn.network import NeuralNetwork
+from mnistnn.model.network import NeuralNetwork
+from mnistnn.predict.image import IMAGE_SUFFIXES, load_image, preprocess_image
 from mnistnn.types import FloatArray, IntArray, PixelArray
 
 #: Rows scored per batched product: bounds the float copy of the inputs (~25 MB at float64).

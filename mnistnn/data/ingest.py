@@ -44,7 +44,7 @@ import pyarrow.parquet as pq
 
 from mnistnn.config import INPUT_NODES, N_CLASSES, SCHEMA_VERSION
 from mnistnn.errors import ConfigError, DataError
-from mnistnn.fileio import (
+from mnistnn.core.files import (
     atomic_write,
     clean_temp_files,
     sha256_bytes,

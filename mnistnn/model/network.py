@@ -14,9 +14,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import logit
 
-from mnistnn import engine, modern
 from mnistnn.config import IMAGE_SIDE, NetworkConfig
 from mnistnn.errors import ConfigError
+from mnistnn.model import engine
+from mnistnn.model import optim as modern
 from mnistnn.types import FloatArray, IntArray, LabelArray, PixelArray
 
 

@@ -15,11 +15,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from mnistnn import plots, training
 from mnistnn.config import NetworkConfig
 from mnistnn.errors import ConfigError
-from mnistnn.report import data_uri
-from mnistnn.runs import open_run, run_folder, run_lock
+from mnistnn.report import figures as plots
+from mnistnn.report.markdown import data_uri
+from mnistnn.runs import steps as training
+from mnistnn.runs.folders import open_run, run_folder, run_lock
 
 
 @dataclass(frozen=True)
@@ -214,7 +215,7 @@ def markdown(points: Sequence[SweepPoint], figures: dict[str, bytes], seconds: f
 
 def write_report(folder: Path, text: str) -> Path:
     """Save the sweep report as markdown in `folder`."""
-    from mnistnn.fileio import write_bytes_atomic
+    from mnistnn.core.files import write_bytes_atomic
 
     path = folder / "sweep-report.md"
     write_bytes_atomic(path, text.encode("utf-8"))

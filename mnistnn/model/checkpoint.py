@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from mnistnn.config import SCHEMA_VERSION, NetworkConfig
+from mnistnn.core.files import sha256_bytes, sha256_file, write_bytes_atomic, write_json_atomic
 from mnistnn.errors import CheckpointError
-from mnistnn.fileio import sha256_bytes, sha256_file, write_bytes_atomic, write_json_atomic
-from mnistnn.network import NeuralNetwork
+from mnistnn.model.network import NeuralNetwork
 
 log = logging.getLogger(__name__)
 

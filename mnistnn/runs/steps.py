@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from mnistnn import checkpoint
 from mnistnn.config import NetworkConfig
+from mnistnn.core.files import write_bytes_atomic, write_json_atomic
 from mnistnn.errors import CheckpointError
-from mnistnn.fileio import write_bytes_atomic, write_json_atomic
-from mnistnn.metrics import evaluate_outputs
-from mnistnn.network import NeuralNetwork
-from mnistnn.runs import RunFolder, read_json
+from mnistnn.model import checkpoint
+from mnistnn.model.metrics import evaluate_outputs
+from mnistnn.model.network import NeuralNetwork
+from mnistnn.runs.folders import RunFolder, read_json
 from mnistnn.types import LabelArray, PixelArray
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def load_arrays(parquet: str | os.PathLike[str]) -> tuple[PixelArray, LabelArray
 
 @functools.lru_cache(maxsize=4)
 def _load_arrays_cached(path: str, size: int, mtime_ns: int) -> tuple[PixelArray, LabelArray]:
-    from mnistnn.ingest import read_parquet
+    from mnistnn.data.ingest import read_parquet
 
     pixels, labels = read_parquet(path)
     pixels.flags.writeable = False

@@ -39,11 +39,11 @@ from typing import Any, NoReturn, TypeGuard
 
 import numpy as np
 
-from mnistnn.checkpoint import load_checkpoint, load_weights, weights_bytes
 from mnistnn.config import SCHEMA_VERSION
+from mnistnn.core.files import clean_temp_files, sha256_bytes, write_bytes_atomic, write_json_atomic
 from mnistnn.errors import CheckpointError, RegistryError
-from mnistnn.fileio import clean_temp_files, sha256_bytes, write_bytes_atomic, write_json_atomic
-from mnistnn.network import NeuralNetwork
+from mnistnn.model.checkpoint import load_checkpoint, load_weights, weights_bytes
+from mnistnn.model.network import NeuralNetwork
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ import math
 import numpy as np
 from scipy.special import expit, softmax
 
-from mnistnn.augment import AugmentSettings, augment_epoch
 from mnistnn.config import NetworkConfig
+from mnistnn.model.augment import AugmentSettings, augment_epoch
 from mnistnn.types import FloatArray, LabelArray, PixelArray
 
 Params = dict[str, FloatArray]

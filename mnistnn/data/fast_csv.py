@@ -1,7 +1,7 @@
 """Read MNIST CSV files (label, then 784 pixels; plain or .gz) into uint8 arrays, fast.
 
 This is the trusted fast path for well-formed files (the bundled data, benchmarks, tests).
-Untrusted files go through `mnistnn.ingest`, which validates every row and keeps the rejects.
+Untrusted files go through `mnistnn.data.ingest`, which validates every row and keeps the rejects.
 """
 
 from __future__ import annotations

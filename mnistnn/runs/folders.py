@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from mnistnn.config import SCHEMA_VERSION, NetworkConfig
+from mnistnn.core.files import write_json_atomic
 from mnistnn.errors import MnistnnError
-from mnistnn.fileio import write_json_atomic
 
 
 def run_key(config: NetworkConfig, train_sha256: str, test_sha256: str) -> str:

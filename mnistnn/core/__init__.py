@@ -1,0 +1,1 @@
+"""Bottom layer: files, hashes, locks, JSON records; imports nothing else of mnistnn."""

@@ -1,0 +1,1 @@
+"""Data layer: MNIST CSV text, validation rules, parsing, Parquet, content-addressed ingest."""

@@ -1,0 +1,1 @@
+"""The network: maths, compiled engine, optimisers, augmentation, metrics, checkpoints."""

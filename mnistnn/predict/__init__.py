@@ -1,0 +1,1 @@
+"""Prediction on your own digits: image preprocessing, batch prediction, previews."""

@@ -1,0 +1,1 @@
+"""Figures and markdown reports of runs and sweeps."""

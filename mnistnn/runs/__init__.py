@@ -1,0 +1,1 @@
+"""Training runs: run folders and keys, the per-epoch steps, sweeps."""
