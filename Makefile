@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_UI_ENABLED ?= true
 
-.PHONY: run test lint typecheck pytest bench bench-quick ui clean help
+.PHONY: run test lint imports typecheck pytest bench bench-quick ui clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -28,11 +28,14 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 run: $(VENV)/.installed  ## train the default configuration through the Prefect flow
 	$(BIN)/mnistnn train
 
-test: $(VENV)/.installed-dev lint typecheck pytest  ## lint, type-check and run every test
+test: $(VENV)/.installed-dev lint imports typecheck pytest  ## lint, check the import contracts, type-check and run every test
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+imports: $(VENV)/.installed-dev  ## the dependency rule (pyproject's [tool.importlinter])
+	$(BIN)/lint-imports
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy

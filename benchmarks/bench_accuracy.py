@@ -10,10 +10,10 @@ import json
 import time
 
 from benchmarks.common import QUICK_ROWS, TEST_CSV, TRAIN_CSV, machine, parser
-from mnistnn import NetworkConfig, NeuralNetwork
+from mnistnn import NeuralNetwork
 from mnistnn.data.fast_csv import read_csv
 from mnistnn.model.metrics import accuracy, confident_score
-from mnistnn.presets import preset
+from mnistnn.presets import resolve
 
 
 def main() -> None:
@@ -22,13 +22,12 @@ def main() -> None:
     arguments.add_argument("--epochs", type=int, default=None)
     arguments.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = arguments.parse_args()
-    settings = preset(args.preset)
+    overrides: dict[str, object] = {"epochs": args.epochs}
     for item in args.set:
         key, value = item.split("=", 1)
-        settings[key] = json.loads(value) if value[:1] in "0123456789-[{tf" else value
-    epochs = args.epochs or settings.pop("epochs")
-    settings.pop("epochs", None)
-    config = NetworkConfig(**settings)
+        overrides[key] = json.loads(value) if value[:1] in "0123456789-[{tf" else value
+    resolved = resolve(args.preset, overrides)
+    config, epochs = resolved.config, resolved.epochs
     pixels, labels = read_csv(TRAIN_CSV)
     test_pixels, test_labels = read_csv(TEST_CSV)
     if args.quick:

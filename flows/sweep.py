@@ -22,12 +22,14 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect_dask.task_runners import DaskTaskRunner
 
-from flows.tasks import RETRYABLE, ingest_task, lineage_of, run_logger
+from flows.tasks import RETRYABLE, ingest_task, run_logger
 from mnistnn.config import DataPaths, NetworkConfig
+from mnistnn.data.ingest import IngestSummary
 from mnistnn.errors import ConfigError
 from mnistnn.registry.from_run import register_run
 from mnistnn.runs import sweep
 from mnistnn.runs.folders import RunFolder
+from mnistnn.runs.records import DataLineage, RunLineage
 
 TABLE_KEY = "mnist-sweep-results"
 REPORT_KEY = "mnist-sweep-report"
@@ -39,22 +41,22 @@ def train_configuration_task(
     config: dict[str, Any],
     epochs: int,
     runs_dir: str,
-    train: dict[str, Any],
-    test: dict[str, Any],
+    train: IngestSummary,
+    test: IngestSummary,
 ) -> list[dict[str, Any]]:
     """Train (or reuse) one configuration for the largest epoch count of the sweep."""
     return sweep.train_configuration(
         NetworkConfig.from_dict(config),
         epochs,
         runs_dir,
-        train["parquet"],
-        test["parquet"],
-        train["sha256"],
-        test["sha256"],
+        train.parquet,
+        test.parquet,
+        train.sha256,
+        test.sha256,
     )
 
 
-@task(name="publish-sweep", **RETRYABLE)
+@task(name="publish-sweep", task_run_name="publish sweep report", **RETRYABLE)
 def publish_sweep_task(points: list[dict[str, Any]], seconds: float, report_dir: str) -> str:
     """Publish the results table and the charts; save the report beside the runs."""
     rows = [sweep.SweepPoint(**point) for point in points]
@@ -64,13 +66,13 @@ def publish_sweep_task(points: list[dict[str, Any]], seconds: float, report_dir:
     return str(sweep.write_report(Path(report_dir), text))
 
 
-@task(name="register-best", **RETRYABLE)
+@task(name="register-best", task_run_name="register best model", **RETRYABLE)
 def register_best_task(
-    run_dir: str, models_dir: str, test: dict[str, Any], lineage: dict[str, Any], min_delta: float
+    run_dir: str, models_dir: str, test: IngestSummary, lineage: RunLineage, min_delta: float
 ) -> dict[str, Any]:
     """Register the best configuration's model; the registry decides on promotion."""
     decision = register_run(
-        RunFolder(Path(run_dir)), models_dir, test["parquet"], lineage, min_delta=min_delta
+        RunFolder(Path(run_dir)), models_dir, test.parquet, lineage.to_dict(), min_delta=min_delta
     )
     run_logger().info("model registry: %s", decision["reason"])
     return decision
@@ -131,7 +133,7 @@ def sweep_pipeline(
     if register_best:
         finals = [point for point in points if point.epochs == max(epoch_counts)]
         chosen = max(finals, key=lambda point: point.accuracy)
-        lineage = {"train": lineage_of(train), "test": lineage_of(test)}
+        lineage = RunLineage(DataLineage.of(train, "train"), DataLineage.of(test, "test"))
         decision = register_best_task(chosen.run_dir, str(paths.models), test, lineage, min_delta)
     return {
         "points": table,

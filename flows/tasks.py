@@ -1,4 +1,4 @@
-"""Tasks shared by the flows. Each is a few lines over `mnistnn`; each returns paths or small dicts.
+"""Tasks shared by the flows: a few lines over `mnistnn` each, returning paths or typed records.
 
 Retries are for what may pass by itself (I/O errors, time-outs); a data, configuration or
 programming error fails at once, since retrying it would only fail again.
@@ -16,7 +16,10 @@ from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 
 from mnistnn.data.ingest import IngestSummary, ingest_csv
+from mnistnn.data.ingest import _check_fraction as check_fraction
 from mnistnn.errors import MnistnnError
+from mnistnn.registry.store import _check_min_delta as check_min_delta
+from mnistnn.runs.steps import check_keep
 
 RETRIES = 2
 RETRY_DELAY_SECONDS = 1.0
@@ -55,7 +58,7 @@ RETRYABLE: dict[str, Any] = {
 @task(name="ingest", task_run_name="ingest {role}", **RETRYABLE)
 def ingest_task(
     role: str, csv_path: str, processed_dir: str, max_rejected_fraction: float
-) -> dict[str, Any]:
+) -> IngestSummary:
     """Validate one MNIST CSV into content-addressed Parquet (reused when unchanged)."""
     summary = ingest_csv(csv_path, processed_dir, max_rejected_fraction=max_rejected_fraction)
     logger = run_logger()
@@ -68,15 +71,14 @@ def ingest_task(
         summary.rows_rejected,
         summary.sha256[:16],
     )
-    return {"role": role, **summary.to_dict()}
+    return summary
 
 
-def lineage_of(summary: dict[str, Any]) -> dict[str, Any]:
-    """The lineage fields of an ingest summary that reports and checkpoints record."""
-    return {
-        key: summary[key]
-        for key in ("role", "source_name", "sha256", "rows_read", "rows_accepted", "rows_rejected")
-    }
+def check_parameters(max_rejected_fraction: float, min_delta: float, keep_checkpoints: int) -> None:
+    """Validate the run parameters before any work starts, with the library's own checks."""
+    check_fraction(max_rejected_fraction)
+    check_min_delta(min_delta)
+    check_keep(keep_checkpoints)
 
 
-__all__ = ["RETRYABLE", "IngestSummary", "ingest_task", "is_transient", "lineage_of", "run_logger"]
+__all__ = ["RETRYABLE", "check_parameters", "ingest_task", "is_transient", "run_logger"]

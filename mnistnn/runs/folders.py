@@ -13,19 +13,18 @@ The number of epochs is not part of the key: asking for more epochs later contin
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mnistnn.config import SCHEMA_VERSION, NetworkConfig
-from mnistnn.core.files import write_json_atomic
+from mnistnn.core.files import write_bytes_atomic, write_json_atomic
+from mnistnn.core.locks import exclusive
 from mnistnn.errors import MnistnnError
 
 
@@ -123,25 +122,17 @@ def run_lock(folder: RunFolder, timeout: float = 3600.0) -> Iterator[None]:
 
     The OS drops the lock when the holder dies (even by SIGKILL), so a crash never leaves it stuck.
     """
-    folder.path.mkdir(parents=True, exist_ok=True)
     lock_path = folder.path / ".lock"
-    with open(lock_path, "a+") as handle:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise MnistnnError(
-                        f"{lock_path}: another run of the same configuration still holds the "
-                        f"lock after {timeout:.0f} s"
-                    ) from None
-                time.sleep(0.2)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    with exclusive(
+        lock_path,
+        timeout=timeout,
+        poll=0.2,
+        on_timeout=lambda waited: MnistnnError(
+            f"{lock_path}: another run of the same configuration still holds the "
+            f"lock after {waited:.0f} s"
+        ),
+    ):
+        yield
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -151,3 +142,35 @@ def read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return value if isinstance(value, dict) else None
+
+
+def shorter_run(parent: RunFolder, epochs: int) -> RunFolder:
+    """The folder that answers "the first `epochs` epochs" of a run that has trained more.
+
+    It lives inside the longer run (`upto-0003/`, the same layout) so the longer run's own
+    metrics, weights and report are never touched. When the longer run still keeps epoch
+    `epochs`'s weights, its checkpoints and scores up to that epoch are copied in and nothing is
+    trained; otherwise (pruned) the flow recomputes epochs 1..N there, bit-identically, since
+    training depends only on the configuration, the data and (seed, epoch). Call under the
+    parent's lock.
+    """
+    child = RunFolder(parent.path / f"upto-{epochs:04d}")
+    run = json.loads(parent.run_json.read_text(encoding="utf-8"))
+    for sub in (child.checkpoints, child.evals, child.figures):
+        sub.mkdir(parents=True, exist_ok=True)
+    if not child.run_json.exists():
+        write_json_atomic(child.run_json, {**run, "shorter_of": str(parent.path), "epochs": epochs})
+    final_weights = parent.checkpoints / f"epoch-{epochs:04d}.npz"
+    if final_weights.exists() and not (child.checkpoints / final_weights.name).exists():
+        for epoch in range(1, epochs + 1):
+            name = f"epoch-{epoch:04d}"
+            _copy_if_present(parent.checkpoints / f"{name}.json", child.checkpoints)
+            _copy_if_present(parent.evals / f"{name}.json", child.evals)
+        _copy_if_present(final_weights, child.checkpoints)  # last: it makes the copy valid
+    return child
+
+
+def _copy_if_present(source: Path, folder: Path) -> None:
+    """Copy `source` into `folder` atomically (the same bytes, so its sha256 still holds)."""
+    if source.exists():
+        write_bytes_atomic(folder / source.name, source.read_bytes())

@@ -19,11 +19,12 @@ import numpy as np
 
 from mnistnn.config import NetworkConfig
 from mnistnn.core.files import write_bytes_atomic, write_json_atomic
-from mnistnn.errors import CheckpointError
+from mnistnn.errors import CheckpointError, ConfigError
 from mnistnn.model import checkpoint
 from mnistnn.model.metrics import evaluate_outputs
 from mnistnn.model.network import NeuralNetwork
 from mnistnn.runs.folders import RunFolder, read_json
+from mnistnn.runs.records import SCORE_FIELDS, EpochRecord
 from mnistnn.types import LabelArray, PixelArray
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,23 @@ def _load_arrays_cached(path: str, size: int, mtime_ns: int) -> tuple[PixelArray
     pixels.flags.writeable = False
     labels.flags.writeable = False
     return pixels, labels
+
+
+def check_keep(keep_checkpoints: int) -> int:
+    """`keep_checkpoints` must be a whole number >= 0 (0 keeps every epoch's weights)."""
+    if isinstance(keep_checkpoints, bool) or not isinstance(keep_checkpoints, int):
+        raise ConfigError(f"keep_checkpoints must be an integer >= 0, got {keep_checkpoints!r}")
+    if keep_checkpoints < 0:
+        raise ConfigError(f"keep_checkpoints must be >= 0 (0 keeps all), got {keep_checkpoints}")
+    return keep_checkpoints
+
+
+def recorded_epochs(folder: RunFolder) -> int:
+    """The highest epoch the run has trained (its metadata stays even when weights are pruned)."""
+    if not folder.checkpoints.is_dir():
+        return 0
+    matches = (checkpoint._EPOCH_FILE.match(path.name) for path in folder.checkpoints.iterdir())
+    return max((int(match.group(1)) for match in matches if match), default=0)
 
 
 def resume_point(folder: RunFolder) -> int:
@@ -144,7 +162,7 @@ def _evaluations_so_far(
             continue
         record = read_json(folder.eval_path(earlier))
         if record is not None:
-            found[earlier] = {k: record[k] for k in ("epoch", "accuracy", "confident", "mse")}
+            found[earlier] = {key: record[key] for key in SCORE_FIELDS}
     return [found[key] for key in sorted(found)]
 
 
@@ -183,7 +201,7 @@ def prune_checkpoints(folder: RunFolder, newest: int, keep: int) -> list[Path]:
     The JSON metadata and the scores stay, so the run's history is complete; resuming needs only
     the newest valid checkpoint, and the final weights are copied to `weights.npz` at the end.
     """
-    if keep <= 0:
+    if check_keep(keep) == 0:
         return []
     removed = []
     for epoch in range(1, newest - keep + 1):
@@ -194,42 +212,22 @@ def prune_checkpoints(folder: RunFolder, newest: int, keep: int) -> list[Path]:
     return removed
 
 
-def epoch_line(record: dict[str, Any], epochs: int) -> str:
-    """The one log line per epoch: `epoch 3/15  accuracy 0.9640  confident 0.8556  train 0.55 s`."""
-    return (
-        f"epoch {record['epoch']}/{epochs}  accuracy {record['accuracy']:.4f}  "
-        f"confident {record['confident']:.4f}  train {record['train_seconds']:.2f} s"
-    )
-
-
-def finish_run(folder: RunFolder, epochs: int) -> list[dict[str, Any]]:
-    """Write `metrics.json` and the final `weights.npz`; return the per-epoch metrics."""
+def finish_run(folder: RunFolder, epochs: int) -> list[EpochRecord]:
+    """Write `metrics.json` and the final `weights.npz`; return the per-epoch records."""
     metrics = []
     for epoch in range(1, epochs + 1):
         record = read_json(folder.eval_path(epoch))
         if record is None:
             raise CheckpointError(f"{folder.eval_path(epoch)}: evaluation of epoch {epoch} missing")
-        metrics.append(
-            {
-                key: record[key]
-                for key in (
-                    "epoch",
-                    "accuracy",
-                    "confident",
-                    "mse",
-                    "train_seconds",
-                    "eval_seconds",
-                )
-            }
-        )
-    write_json_atomic(folder.metrics_json, {"epochs": epochs, "metrics": metrics})
+        metrics.append(EpochRecord.from_eval(record))
+    write_json_atomic(
+        folder.metrics_json, {"epochs": epochs, "metrics": [m.to_dict() for m in metrics]}
+    )
     weights_path, meta_path = checkpoint.checkpoint_paths(folder.checkpoints, epochs)
-    if meta_path.exists() and not weights_path.exists():
-        raise CheckpointError(
-            f"{weights_path}: the weights of epoch {epochs} were pruned (keep_checkpoints); "
-            f"run with fresh=True to retrain up to epoch {epochs}"
-        )
     if not checkpoint.is_valid(meta_path):
-        raise CheckpointError(f"{meta_path}: final checkpoint missing or invalid")
+        raise CheckpointError(
+            f"{meta_path}: the final checkpoint is missing or invalid; run the flow again to "
+            "recompute it"
+        )
     write_bytes_atomic(folder.weights, weights_path.read_bytes())
     return metrics

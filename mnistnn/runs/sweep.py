@@ -115,7 +115,7 @@ def train_configuration(
             training.train_epoch(folder, epoch, config, train_parquet)
             training.evaluate_epoch(folder, epoch, test_parquet)
         metrics = training.finish_run(folder, epochs)
-    return [{**row, "run_dir": str(folder.path)} for row in metrics]
+    return [{**row.to_dict(), "run_dir": str(folder.path)} for row in metrics]
 
 
 def points_for(

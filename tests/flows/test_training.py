@@ -126,7 +126,10 @@ def test_corrupted_checkpoint_is_redone(small_csvs, tmp_path: Path) -> None:
         ({"epochs": 0}, "epochs must be >= 1, got 0"),
         ({"learning_rate": -1.0}, "learning_rate must be a finite number > 0"),
         ({"hidden_nodes": 0}, "hidden_nodes must be >= 1, got 0"),
-        ({"max_rejected_fraction": 2.0}, "max_rejected_fraction must be in 0..1"),
+        ({"max_rejected_fraction": 2.0}, "max_rejected_fraction must be a number in 0..1"),
+        ({"min_delta": -0.1}, "min_delta must be a finite number >= 0, got -0.1"),
+        ({"keep_checkpoints": -1}, "keep_checkpoints must be >= 0"),
+        ({"preset": "best", "epochs": 0}, "epochs must be >= 1, got 0"),
     ],
 )
 def test_bad_parameters_fail_before_any_work(
@@ -146,7 +149,7 @@ def test_bad_parameter_type_is_rejected_by_prefect(small_csvs, tmp_path: Path) -
 
 def test_ingest_task_logic_without_the_engine(small_csvs, tmp_path: Path) -> None:
     summary = ingest_task.fn("train", str(small_csvs[0]), str(tmp_path), 0.0)
-    assert summary["role"] == "train" and summary["rows_accepted"] == 2000
+    assert summary.rows_accepted == 2000 and summary.source_name == small_csvs[0].name
 
 
 def test_rerun_says_the_model_was_already_registered(small_csvs, tmp_path: Path) -> None:
@@ -218,3 +221,51 @@ def test_keep_checkpoints_prunes_old_weights_but_not_history(small_csvs, tmp_pat
     again = run_flow(small_csvs, tmp_path, epochs=4, keep_checkpoints=1)
     assert again["trained_epochs"] == []
     assert again["metrics"] == result["metrics"]
+
+
+def test_explicit_parameters_win_over_the_preset(small_csvs, tmp_path: Path) -> None:
+    """A deployment run or the UI form with preset="best", hidden_nodes=30 trains 30 nodes."""
+    result = run_flow(small_csvs, tmp_path, preset="best", hidden_nodes=30, epochs=1)
+    run = json.loads((Path(result["run_dir"]) / "run.json").read_text())
+    assert run["config"]["hidden_nodes"] == 30
+    assert run["config"]["output"] == "softmax"  # the rest of the preset
+    assert result["settings"]["explicit"] == ["epochs", "hidden_nodes"]
+
+
+def test_fewer_epochs_answer_from_the_longer_run_without_touching_it(
+    small_csvs, tmp_path: Path
+) -> None:
+    longer = run_flow(small_csvs, tmp_path, epochs=4, keep_checkpoints=2, register_model=False)
+    root = Path(longer["run_dir"])
+    before = {name: (root / name).read_bytes() for name in ("weights.npz", "metrics.json")}
+
+    kept = run_flow(small_csvs, tmp_path, epochs=3, keep_checkpoints=2, register_model=False)
+    assert kept["trained_epochs"] == []  # epoch 3's weights are kept: nothing to train
+    assert Path(kept["run_dir"]).parent == root
+    assert [row["accuracy"] for row in kept["metrics"]] == [
+        row["accuracy"] for row in longer["metrics"][:3]
+    ]
+    assert np.array_equal(
+        load_weights(Path(kept["run_dir"]) / "weights.npz").w_input_hidden,
+        direct_weights(small_csvs, 3).w_input_hidden,
+    )
+
+    pruned = run_flow(small_csvs, tmp_path, epochs=1, keep_checkpoints=2, register_model=False)
+    assert pruned["trained_epochs"] == [1]  # epoch 1's weights were pruned: recomputed
+    assert np.array_equal(
+        load_weights(Path(pruned["run_dir"]) / "weights.npz").w_input_hidden,
+        direct_weights(small_csvs, 1).w_input_hidden,
+    )
+    assert pruned["metrics"][0]["accuracy"] == longer["metrics"][0]["accuracy"]
+    assert {name: (root / name).read_bytes() for name in before} == before
+    assert len(list((root / "checkpoints").glob("*.json"))) == 4
+
+
+def test_epoch_listener_is_scoped_to_its_block(small_csvs, tmp_path: Path) -> None:
+    seen: list[tuple[int, int]] = []
+    with flow_module.epoch_listener(lambda record, epochs: seen.append((record.epoch, epochs))):
+        run_flow(small_csvs, tmp_path, epochs=2, register_model=False)
+    assert seen == [(1, 2), (2, 2)]
+    run_flow(small_csvs, tmp_path, epochs=2, register_model=False)  # outside: not called
+    assert seen == [(1, 2), (2, 2)]
+    assert flow_module._LISTENERS == []

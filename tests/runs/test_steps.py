@@ -61,9 +61,9 @@ def test_evaluate_finish_and_reuse(run) -> None:
     assert training.evaluate_epoch(folder, 1, test_parquet) == record
     assert folder.eval_path(1).stat().st_mtime_ns == mtime
     metrics = training.finish_run(folder, 1)
-    assert metrics[0]["accuracy"] == record["accuracy"]
+    assert metrics[0].accuracy == record["accuracy"]
     assert load_weights(folder.weights).config == CONFIG
-    line = training.epoch_line(record, 15)
+    line = metrics[0].line(15)
     assert line.startswith("epoch 1/15  accuracy ") and " confident " in line
 
 
@@ -137,9 +137,9 @@ def test_pruning_keeps_metadata_scores_and_the_newest_weights(run) -> None:
     assert first["epoch"] == 1
     assert training.resume_point(folder) == 3
     training.evaluate_epoch(folder, 2, test_parquet)
-    assert training.finish_run(folder, 3)[2]["epoch"] == 3
+    assert training.finish_run(folder, 3)[2].epoch == 3
     training.prune_checkpoints(folder, 3, keep=1)
-    with pytest.raises(CheckpointError, match="weights of epoch 2 were pruned"):
+    with pytest.raises(CheckpointError, match="final checkpoint is missing or invalid"):
         training.finish_run(folder, 2)
 
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from flows.cli import main
 from mnistnn import NetworkConfig, NeuralNetwork
-from mnistnn.cli import main
 from mnistnn.registry.store import ModelRegistry
 
 BIN = Path(sys.executable).parent
@@ -140,3 +140,16 @@ def test_one_image_answers_quickly_from_a_fresh_process(
     seconds = time.perf_counter() - started
     assert result.stdout.startswith(f"{image}: {mnist_test[1][3]}")
     print(f"predict one image from a fresh process: {seconds:.2f} s")
+
+
+def test_models_list_names_the_champion_in_words(
+    data_dir: Path, mnist_train, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry = ModelRegistry(data_dir / "models")
+    worse = NeuralNetwork(NetworkConfig(hidden_nodes=5))
+    registry.register(worse, metrics={"accuracy": 0.1}, test_sha256="a" * 64, train_sha256="b" * 64)
+    assert main(["--data-dir", str(data_dir), "models", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    champion = [line for line in lines if "champion" in line]
+    assert len(champion) == 1 and champion[0].startswith("* v0001  champion")
+    assert any(line.startswith("  v0002  challenger") for line in lines)

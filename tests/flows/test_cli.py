@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnistnn.cli import main
+from flows.cli import main
 
 BIN = Path(sys.executable).parent
 
@@ -79,7 +79,7 @@ def test_train_json_then_models_evaluate_predict(
     assert 0.5 < result["accuracy"] <= 1.0
 
     assert main([*data, "models", "list"]) == 0
-    assert "* v0001  accuracy" in capsys.readouterr().out
+    assert "* v0001  champion    accuracy" in capsys.readouterr().out
     assert main([*data, "evaluate", "--test-csv", str(small_csvs[1]), "--json"]) == 0
     scores = json.loads(capsys.readouterr().out)
     assert scores["accuracy"] == pytest.approx(result["accuracy"])
