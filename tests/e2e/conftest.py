@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -15,14 +12,7 @@ from pathlib import Path
 
 import pytest
 
-BIN = Path(sys.executable).parent
-REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.e2e.processes import BIN, REPO, free_port, spawn, stop
 
 
 @dataclass(frozen=True)
@@ -80,12 +70,10 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
         "PREFECT_LOGGING_LEVEL": "INFO",
     }
     log = (home / "server.log").open("wb")
-    process = subprocess.Popen(
+    process = spawn(
         [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        env,
+        log=log,
     )
     try:
         _wait_healthy(f"{url}/api", process, timeout=90)
@@ -95,12 +83,4 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
         log.close()
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop the process group we started (the server and its children), by PID."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+__all__ = ["BIN", "REPO", "PrefectServer", "free_port", "stop"]

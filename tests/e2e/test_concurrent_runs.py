@@ -10,27 +10,16 @@ from pathlib import Path
 import pytest
 
 from mnistnn.model import checkpoint
-from tests.e2e.conftest import BIN, REPO, PrefectServer
+from tests.e2e.conftest import REPO, PrefectServer
+from tests.e2e.processes import train_command
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def start(server: PrefectServer, data_dir: Path, small_csvs, hidden: int) -> subprocess.Popen[str]:
-    command = [
-        str(BIN / "mnistnn"),
-        "--data-dir",
-        str(data_dir),
-        "train",
-        "--train-csv",
-        str(small_csvs[0]),
-        "--test-csv",
-        str(small_csvs[1]),
-        "--epochs",
-        "4",
-        "--hidden",
-        str(hidden),
-        "--json",
-    ]
+    command = train_command(
+        data_dir, small_csvs[0], small_csvs[1], "--epochs", "4", "--hidden", str(hidden)
+    )
     return subprocess.Popen(
         command,
         cwd=REPO,

@@ -12,7 +12,6 @@ so the repository's data/ is never touched. Every process started here is stoppe
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -25,6 +24,7 @@ import yaml
 
 from mnistnn.registry.store import ModelRegistry
 from tests.e2e.conftest import BIN, REPO, PrefectServer
+from tests.e2e.processes import spawn, stop
 
 pytestmark = pytest.mark.e2e
 
@@ -109,27 +109,13 @@ def wait_final(server: PrefectServer, run_id: str, timeout: float = RUN_TIMEOUT)
         time.sleep(1)
 
 
-def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 30) -> None:
-    """Stop a process we started (and its process group, if it lingers), by PID."""
-    if process.poll() is None:
-        os.kill(process.pid, sig)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-
-
 def run_worker_once(server: PrefectServer, log: Path, timeout: float = RUN_TIMEOUT) -> None:
     """`prefect worker start --run-once`: picks up the due runs, runs them, exits by itself."""
     with log.open("wb") as out:
-        worker = subprocess.Popen(
+        worker = spawn(
             [str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--run-once"],
-            cwd=REPO,
-            env=server.env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            server.env,
+            log=out,
         )
         try:
             worker.wait(timeout=timeout)

@@ -15,7 +15,8 @@ import pytest
 from mnistnn import NetworkConfig, NeuralNetwork
 from mnistnn.model.checkpoint import weights_bytes
 from tests.conftest import TRAIN_CSV
-from tests.e2e.conftest import BIN, REPO, PrefectServer
+from tests.e2e.conftest import REPO, PrefectServer
+from tests.e2e.processes import train_command
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -23,29 +24,17 @@ EPOCHS = 6
 HIDDEN = 40
 
 
-def train_command(data_dir: Path, test_csv: Path) -> list[str]:
-    return [
-        str(BIN / "mnistnn"),
-        "--data-dir",
-        str(data_dir),
-        "train",
-        "--train-csv",
-        str(TRAIN_CSV),
-        "--test-csv",
-        str(test_csv),
-        "--epochs",
-        str(EPOCHS),
-        "--hidden",
-        str(HIDDEN),
-        "--json",
-    ]
+def kill_command(data_dir: Path, test_csv: Path) -> list[str]:
+    return train_command(
+        data_dir, TRAIN_CSV, test_csv, "--epochs", str(EPOCHS), "--hidden", str(HIDDEN)
+    )
 
 
 def test_sigkill_mid_training_then_resume(
     prefect_server: PrefectServer, mnist_train, small_csvs, tmp_path: Path
 ) -> None:
     data_dir = tmp_path / "data"
-    command = train_command(data_dir, small_csvs[1])
+    command = kill_command(data_dir, small_csvs[1])
     process = subprocess.Popen(
         command,
         cwd=REPO,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,8 @@ import pytest
 from mnistnn import NetworkConfig, NeuralNetwork
 from mnistnn.data.fast_csv import read_csv
 from mnistnn.model.checkpoint import load_weights
-from tests.e2e.conftest import BIN, REPO, PrefectServer, free_port, stop
+from tests.e2e.conftest import BIN, PrefectServer
+from tests.e2e.processes import dask_cluster
 
 pytestmark = pytest.mark.e2e
 
@@ -75,43 +75,7 @@ def test_sweep_on_an_existing_dask_cluster(
     prefect_server: PrefectServer, small_csvs, tmp_path: Path
 ) -> None:
     """`--dask-address` sends the configurations to a cluster started elsewhere."""
-    port = free_port()
-    env = {**prefect_server.env, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
-    scheduler = subprocess.Popen(
-        [
-            str(BIN / "dask"),
-            "scheduler",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-dashboard",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    worker = subprocess.Popen(
-        [
-            str(BIN / "dask"),
-            "worker",
-            f"tcp://127.0.0.1:{port}",
-            "--nworkers",
-            "1",
-            "--nthreads",
-            "1",
-            "--no-dashboard",
-            "--host",
-            "127.0.0.1",
-        ],
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
+    with dask_cluster(prefect_server.env) as address:
         command = [
             str(BIN / "mnistnn"),
             "--data-dir",
@@ -124,7 +88,7 @@ def test_sweep_on_an_existing_dask_cluster(
             "--epochs",
             "1",
             "--dask-address",
-            f"tcp://127.0.0.1:{port}",
+            address,
             "--train-csv",
             str(small_csvs[0]),
             "--test-csv",
@@ -134,6 +98,3 @@ def test_sweep_on_an_existing_dask_cluster(
         output = prefect_server.run(*command, timeout=300).stdout
         result = json.loads(output.strip().splitlines()[-1])
         assert sorted(p["learning_rate"] for p in result["points"]) == [0.05, 0.1]
-    finally:
-        stop(worker)
-        stop(scheduler)
