@@ -61,6 +61,31 @@ class DataPaths:
         return self.root / "models"
 
     @property
+    def incoming(self) -> Path:
+        """The labelled inbox: MNIST CSV batches that other processes drop (never modified)."""
+        return self.root / "incoming"
+
+    @property
+    def snapshots(self) -> Path:
+        """Content-addressed training-data manifests and the inbox ledger."""
+        return self.root / "snapshots"
+
+    @property
+    def unlabelled(self) -> Path:
+        """The scoring inbox: unlabelled digits (CSV, Parquet, folders of images)."""
+        return self.root / "unlabelled"
+
+    @property
+    def predictions(self) -> Path:
+        """One Parquet of predictions per (input content, model version)."""
+        return self.root / "predictions"
+
+    @property
+    def review(self) -> Path:
+        """Doubtful digits waiting for a person's label, one CSV per input."""
+        return self.root / "review"
+
+    @property
     def train_csv(self) -> Path:
         return self.raw / "mnist_train.csv.gz"
 
