@@ -18,7 +18,7 @@ from prefect.logging import get_run_logger
 from mnistnn.data.ingest import IngestSummary, ingest_csv
 from mnistnn.data.ingest import _check_fraction as check_fraction
 from mnistnn.errors import MnistnnError
-from mnistnn.registry.store import _check_min_delta as check_min_delta
+from mnistnn.registry.promotion import check_min_delta
 from mnistnn.runs.steps import check_keep
 
 RETRIES = 2

@@ -97,7 +97,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """Score a model on a labelled CSV."""
     from mnistnn.data.ingest import ingest_csv
     from mnistnn.model.metrics import evaluate_outputs
-    from mnistnn.registry.store import resolve_model
+    from mnistnn.registry.resolve import resolve_model
     from mnistnn.runs.steps import load_arrays
 
     paths = DataPaths(Path(args.data_dir))
@@ -119,7 +119,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """Predict digits of images, folders of images, or an unlabelled CSV."""
     from mnistnn.predict import predict
     from mnistnn.predict.image import preprocess_image
-    from mnistnn.registry.store import resolve_model
+    from mnistnn.registry.resolve import resolve_model
 
     if not args.images and not args.csv:
         raise MnistnnError("predict needs IMAGE paths or --csv FILE")

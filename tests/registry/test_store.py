@@ -1,4 +1,4 @@
-"""The model registry: promotion rule, atomic and concurrent updates, corruption, resolution."""
+"""The registry store: registering, rescoring, atomic and concurrent updates, promote/rollback."""
 
 from __future__ import annotations
 
@@ -18,70 +18,12 @@ import pytest
 
 from mnistnn.config import NetworkConfig
 from mnistnn.errors import RegistryError
-from mnistnn.model.checkpoint import save_checkpoint, save_weights
+from mnistnn.model.checkpoint import save_weights
 from mnistnn.model.network import NeuralNetwork
-from mnistnn.registry.store import ModelRegistry, PromotionDecision, resolve_model
+from mnistnn.registry.store import ModelRegistry
+from tests.registry.conftest import TEST_A, TEST_B, TRAIN, register, same_weights, tiny
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-TEST_A = "a" * 64
-TEST_B = "b" * 64
-TRAIN = "c" * 64
-
-
-def tiny(seed: int) -> NeuralNetwork:
-    """A 784-4-10 network with random weights: enough to exercise the registry."""
-    return NeuralNetwork(NetworkConfig(hidden_nodes=4, seed=seed))
-
-
-def register(
-    registry: ModelRegistry, seed: int, accuracy: float, test: str = TEST_A, **kwargs: Any
-) -> PromotionDecision:
-    metrics = {"accuracy": accuracy, "confident": accuracy - 0.1, "mse": 0.01}
-    return registry.register(
-        tiny(seed), metrics=metrics, test_sha256=test, train_sha256=TRAIN, **kwargs
-    )
-
-
-def same_weights(a: NeuralNetwork, b: NeuralNetwork) -> bool:
-    return bool(
-        np.array_equal(a.w_input_hidden, b.w_input_hidden)
-        and np.array_equal(a.w_hidden_output, b.w_hidden_output)
-    )
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> ModelRegistry:
-    return ModelRegistry(tmp_path / "models", lock_timeout=5.0)
-
-
-# -- promotion rule -------------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    ("champion_acc", "new_acc", "min_delta", "promoted"),
-    [
-        pytest.param(0.90, 0.95, 0.0, True, id="better"),
-        pytest.param(0.90, 0.90, 0.0, True, id="equal"),
-        pytest.param(0.90, 0.85, 0.0, False, id="worse"),
-        pytest.param(0.90, 0.905, 0.01, False, id="within-min-delta"),
-        pytest.param(0.9702, 0.9712, 0.001, True, id="exactly-min-delta"),
-        pytest.param(0.90, 0.92, 0.01, True, id="beyond-min-delta"),
-    ],
-)
-def test_promotion_rule(
-    registry: ModelRegistry, champion_acc: float, new_acc: float, min_delta: float, promoted: bool
-) -> None:
-    register(registry, 1, champion_acc)
-    decision = register(registry, 2, new_acc, min_delta=min_delta)
-    assert decision.promoted is promoted
-    assert decision.version == "v0002"
-    assert (decision.champion_version, decision.champion_accuracy) == ("v0001", champion_acc)
-    assert decision.min_delta == min_delta
-    assert f"{new_acc:.4f}" in decision.reason
-    assert f"{champion_acc:.4f}" in decision.reason
-    champion = registry.champion()
-    assert champion is not None
-    assert champion.version == ("v0002" if promoted else "v0001")
-    assert ("replaces champion v0001" in decision.reason) is promoted
-    assert ("stays a challenger" in decision.reason) is not promoted
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_first_model_becomes_champion(registry: ModelRegistry) -> None:
@@ -98,17 +40,6 @@ def test_first_model_becomes_champion(registry: ModelRegistry) -> None:
     assert version.config == NetworkConfig(hidden_nodes=4, seed=1).to_dict()
     assert datetime.fromisoformat(version.created).utcoffset() is not None
     assert version.decision == decision
-
-
-def test_reason_strings_match_the_issue(registry: ModelRegistry) -> None:
-    register(registry, 1, 0.9701)
-    assert (
-        register(registry, 2, 0.9712).reason
-        == "v0002 (accuracy 0.9712) replaces champion v0001 (0.9701)"
-    )
-    assert register(registry, 3, 0.9102).reason == (
-        "v0003 (accuracy 0.9102) stays a challenger: champion v0002 has 0.9712, needed >= 0.9712"
-    )
 
 
 def test_changed_test_data_rescores_champion_once(registry: ModelRegistry) -> None:
@@ -151,14 +82,6 @@ def test_changed_test_data_without_rescore_is_an_error(registry: ModelRegistry) 
         register(registry, 2, 0.99, test=TEST_B)
     assert [v.version for v in registry.versions()] == ["v0001"]
     assert not (registry.root / "v0002").exists()
-
-
-def test_decision_is_json_able(registry: ModelRegistry) -> None:
-    register(registry, 1, 0.9)
-    decision = register(registry, 2, 0.8)
-    data = json.loads(json.dumps(decision.to_dict()))
-    assert PromotionDecision.from_dict(data) == decision
-    assert json.loads(json.dumps(registry.get("v0002").to_dict()))["decision"] == data
 
 
 @pytest.mark.parametrize(
@@ -296,52 +219,6 @@ def test_unknown_version_lists_known(registry: ModelRegistry) -> None:
         registry.load("v0009")
 
 
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [
-        ("{not json", "not valid JSON"),
-        ("[]", "expected a JSON object"),
-        ('{"versions": "v0001", "champion": null, "history": []}', "'versions' must be a list"),
-        ('{"versions": ["x1"], "champion": null, "history": []}', "not a version name"),
-        ('{"versions": ["v0001", "v0001"], "champion": null, "history": []}', "twice"),
-        ('{"versions": ["v0001"], "champion": "v0002", "history": []}', "not in versions"),
-        ('{"versions": ["v0001"], "champion": "v0001", "history": []}', "does not match"),
-        (
-            '{"versions": ["v0001"], "champion": "v0001", "history": [{"action": "x", '
-            '"champion": "v0001", "previous": null}]}',
-            "'action' must be one of",
-        ),
-    ],
-)
-def test_corrupt_registry_json_names_the_file(
-    registry: ModelRegistry, content: str, message: str
-) -> None:
-    register(registry, 1, 0.9)
-    registry.registry_path.write_text(content, encoding="utf-8")
-    with pytest.raises(RegistryError, match=message) as info:
-        registry.versions()
-    assert str(registry.registry_path) in str(info.value)
-
-
-@pytest.mark.parametrize(
-    ("edit", "message"),
-    [
-        (lambda meta: "{truncated", "unreadable version metadata"),
-        (lambda meta: "[1, 2]", "expected a JSON object"),
-        (lambda meta: json.dumps({**meta, "metrics": {}}), "'accuracy' is missing"),
-        (lambda meta: json.dumps({**meta, "weights_sha256": 3}), "'weights_sha256' must be"),
-        (lambda meta: json.dumps({**meta, "version": "v0007"}), "expected 'v0001'"),
-    ],
-)
-def test_corrupt_meta_json_names_the_file(registry: ModelRegistry, edit: Any, message: str) -> None:
-    register(registry, 1, 0.9)
-    path = registry.root / "v0001" / "meta.json"
-    path.write_text(edit(json.loads(path.read_text(encoding="utf-8"))), encoding="utf-8")
-    with pytest.raises(RegistryError, match=message) as info:
-        registry.get("v0001")
-    assert str(path) in str(info.value)
-
-
 def test_weights_sha_mismatch_is_refused(registry: ModelRegistry) -> None:
     register(registry, 1, 0.9)
     assert same_weights(registry.load(), tiny(1))
@@ -397,44 +274,3 @@ def test_promote_current_champion_changes_nothing(registry: ModelRegistry) -> No
     before = registry.registry_path.read_text(encoding="utf-8")
     assert registry.promote("v0001").is_champion
     assert registry.registry_path.read_text(encoding="utf-8") == before
-
-
-# -- resolve_model --------------------------------------------------------------------------------
-def test_resolve_model_variants(registry: ModelRegistry, tmp_path: Path) -> None:
-    register(registry, 1, 0.9)
-    register(registry, 2, 0.8)
-    assert same_weights(resolve_model(None, registry.root), tiny(1))
-    assert same_weights(resolve_model("v0002", registry.root), tiny(2))
-    weights = tmp_path / "loose.npz"
-    save_weights(weights, tiny(3))
-    assert same_weights(resolve_model(str(weights), registry.root), tiny(3))
-    meta = save_checkpoint(tmp_path / "ckpt", 1, tiny(4), {"note": "test"})
-    assert same_weights(resolve_model(str(meta), registry.root), tiny(4))
-
-
-@pytest.mark.parametrize(
-    ("spec", "message"),
-    [
-        ("missing.npz", "no such file"),
-        ("latest", "no such file"),
-        ("notes.txt", "not a .npz or checkpoint .json file"),
-        ("v0009", "unknown version v0009"),
-    ],
-)
-def test_resolve_model_errors(
-    registry: ModelRegistry,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    spec: str,
-    message: str,
-) -> None:
-    register(registry, 1, 0.9)
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "notes.txt").write_text("hello", encoding="utf-8")
-    with pytest.raises(RegistryError, match=message):
-        resolve_model(spec, registry.root)
-
-
-def test_resolve_model_with_empty_registry(tmp_path: Path) -> None:
-    with pytest.raises(RegistryError, match="no model trained yet"):
-        resolve_model(None, tmp_path / "models")
