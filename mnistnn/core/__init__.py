@@ -1,0 +1,1 @@
+"""Bottom layer: storage, files, locks, records; imports nothing else of mnistnn."""
