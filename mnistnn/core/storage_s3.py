@@ -7,7 +7,9 @@ pipeline retries them; permanent ones (missing bucket, access denied) as plain S
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 import time
 from contextlib import AbstractContextManager
 from typing import Any
@@ -15,6 +17,8 @@ from typing import Any
 import boto3
 import botocore.config
 import botocore.exceptions
+import botocore.loaders
+import botocore.session
 
 from mnistnn.core.lease import Lease, object_lease
 from mnistnn.core.storage import NotFound, StorageError, StorageUnavailable, Store, check_key
@@ -89,12 +93,7 @@ class S3Store(Store):
     """A Store over `s3://bucket/prefix`; each store has its own boto3 session and client."""
 
     def __init__(self, bucket: str, prefix: str, *, endpoint_url: str | None = None) -> None:
-        session = boto3.session.Session()  # sessions are not thread-safe: one per store
-        self._client: Any = session.client("s3", endpoint_url=endpoint_url, config=_CONFIG)
-        if not _AWS_HOST.search(str(self._client.meta.endpoint_url)):
-            # an S3-compatible server (AWS_ENDPOINT_URL or the argument): path-style URLs, as
-            # "bucket.host" rarely resolves there; AWS itself keeps its default
-            self._client = session.client("s3", endpoint_url=endpoint_url, config=_PATH_STYLE)
+        self._client: Any = _new_client(endpoint_url)
         self.bucket, self.prefix = bucket, prefix
         self.url = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
         self.endpoint = _redact(str(self._client.meta.endpoint_url))
@@ -222,6 +221,33 @@ class S3Store(Store):
         except botocore.exceptions.BotoCoreError:
             return
         self._bucket_seen = True
+
+
+_CLIENT_LOCK = threading.Lock()
+_LOADER = botocore.loaders.create_loader()
+
+
+def _new_client(endpoint_url: str | None) -> Any:
+    """A client of its own (own connection pool) for one store, in ~50 ms.
+
+    A fresh session per client re-reads the environment (credentials, endpoint); sharing the
+    loader of the service model avoids re-parsing it each time (which costs ~0.2 s).
+    """
+    custom = (
+        endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    )
+    with _CLIENT_LOCK:  # session and loader set-up is not documented as thread-safe
+        core = botocore.session.Session()
+        core.register_component("data_loader", _LOADER)
+        session = boto3.session.Session(botocore_session=core)
+        # S3-compatible servers want path-style URLs ("bucket.host" rarely resolves there);
+        # AWS itself keeps its default
+        client = session.client(
+            "s3", endpoint_url=endpoint_url, config=_PATH_STYLE if custom else _CONFIG
+        )
+        if not custom and not _AWS_HOST.search(str(client.meta.endpoint_url)):
+            client = session.client("s3", endpoint_url=endpoint_url, config=_PATH_STYLE)
+    return client
 
 
 def _redact(endpoint: str) -> str:
