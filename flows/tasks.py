@@ -17,7 +17,7 @@ from prefect.logging import get_run_logger
 
 from mnistnn.data.ingest import IngestSummary, ingest_csv
 from mnistnn.data.ingest import _check_fraction as check_fraction
-from mnistnn.errors import MnistnnError
+from mnistnn.errors import MnistnnError, StorageUnavailable
 from mnistnn.registry.promotion import check_min_delta
 from mnistnn.runs.steps import check_keep
 
@@ -37,6 +37,8 @@ def is_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> 
     """Retry OSError and time-outs; never our own errors, ValueError or TypeError."""
     try:
         state.result(raise_on_failure=True)
+    except StorageUnavailable:  # the store may be back: an OSError as well as our own error
+        return True
     except MnistnnError:
         return False
     except (OSError, TimeoutError):

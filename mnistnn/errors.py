@@ -21,3 +21,15 @@ class RegistryError(MnistnnError):
 
 class ConfigError(MnistnnError, ValueError):
     """A configuration value is invalid; a ValueError so that callers may catch either."""
+
+
+class StorageError(MnistnnError):
+    """A storage operation failed for a reason retrying will not fix (the message names the URL)."""
+
+
+class NotFound(StorageError, FileNotFoundError):
+    """The key does not exist; a FileNotFoundError so existing `except FileNotFoundError` works."""
+
+
+class StorageUnavailable(StorageError, OSError):
+    """The storage could not be reached or answered 5xx/throttling: an OSError, so retried."""

@@ -1,1 +1,1 @@
-"""Bottom layer: files, hashes, locks, JSON records; imports nothing else of mnistnn."""
+"""Bottom layer: storage, files, hashes, locks, JSON records; imports only mnistnn.errors."""

@@ -1,0 +1,177 @@
+"""One storage interface, `Store`, over a local folder or an S3 prefix; `open_store` picks one.
+
+Keys are '/'-separated strings relative to the store's root ("runs/ab12/run.json"). Every write
+is whole or absent. `create`/`replace` are the two conditional writes that compare-and-swap
+(`update`) and leases are built on; their version token names the *content* (an S3 ETag, a local
+sha256), so a token can only go stale by the bytes changing.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+import random
+import re
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mnistnn.errors import StorageError
+
+if TYPE_CHECKING:
+    from mnistnn.core.lease import Lease
+
+#: Prefix of in-flight temp files (the same as mnistnn.fileio's): never a key, never listed.
+TEMP_PREFIX = ".tmp-"
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def check_key(key: str, *, prefix: bool = False) -> str:
+    """Return `key` if it is a clean relative key; ValueError naming it otherwise.
+
+    With `prefix=True` the empty string and a trailing '/' are allowed (list prefixes).
+    """
+    body = key[:-1] if prefix and key.endswith("/") else key
+    if prefix and body == "":
+        return key
+    parts = body.split("/")
+    bad = (
+        key.startswith("/")
+        or "\\" in key
+        or "\0" in key
+        or any(part in ("", ".", "..") or part.startswith(TEMP_PREFIX) for part in parts)
+    )
+    if bad:
+        raise ValueError(
+            f"invalid storage key {key!r}: use '/'-separated names, no leading '/', "
+            f"no empty, '.' or '..' parts and no '{TEMP_PREFIX}' names"
+        )
+    return key
+
+
+class Store(abc.ABC):
+    """A flat namespace of byte objects under one root; see the module docstring."""
+
+    #: The root, for messages and lineage ("/abs/data" or "s3://bucket/prefix"); never secrets.
+    url: str
+
+    @abc.abstractmethod
+    def join(self, key: str) -> str:
+        """The full path or URL of `key`, for messages and lineage."""
+
+    def local_path(self, key: str) -> Path | None:
+        """The file behind `key` on a local store (for flock, mmap); None elsewhere."""
+        return None
+
+    @abc.abstractmethod
+    def read_bytes(self, key: str) -> bytes:
+        """The object's bytes; NotFound when it does not exist."""
+
+    @abc.abstractmethod
+    def exists(self, key: str) -> bool:
+        """Whether `key` exists."""
+
+    @abc.abstractmethod
+    def size(self, key: str) -> int:
+        """The object's size in bytes; NotFound when it does not exist."""
+
+    @abc.abstractmethod
+    def write_bytes(self, key: str, data: bytes) -> None:
+        """Write `data` to `key`, whole or not at all (last writer wins)."""
+
+    @abc.abstractmethod
+    def list(self, prefix: str = "") -> list[str]:
+        """Sorted keys starting with `prefix` (a string prefix, as on S3: "a/b" matches "a/bc")."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Delete `key`; a missing key is fine."""
+
+    @abc.abstractmethod
+    def read_versioned(self, key: str) -> tuple[bytes, str] | None:
+        """The bytes and a version token for `replace`; None when the key does not exist."""
+
+    @abc.abstractmethod
+    def lease(
+        self, key: str, owner: str, ttl: float = 60.0, timeout: float = 3600.0
+    ) -> AbstractContextManager[Lease]:
+        """Hold an exclusive lease named `key` (see mnistnn.core.lease); StorageError on timeout."""
+
+    def create(self, key: str, data: bytes) -> bool:
+        """Write `data` only if `key` does not exist; False (and nothing written) if it does."""
+        return self._create(key, data) is not None
+
+    def replace(self, key: str, data: bytes, token: str) -> bool:
+        """Write `data` only if `key` still holds the version `token`; False otherwise."""
+        return self._replace(key, data, token) is not None
+
+    def update(self, key: str, fn: Callable[[bytes | None], bytes], *, retries: int = 32) -> bytes:
+        """Compare-and-swap `key` to `fn(current bytes or None)`; return what was written.
+
+        `fn` may run several times (once per conflict), so it must be pure. Conflicts back off
+        with full jitter; StorageError naming the key after `retries` lost races.
+        """
+        for attempt in range(retries + 1):
+            current = self.read_versioned(key)
+            new = fn(None if current is None else current[0])
+            if current is not None and new == current[0]:
+                return new  # nothing to change: as if done at the read
+            written = (
+                self.create(key, new) if current is None else self.replace(key, new, current[1])
+            )
+            if written:
+                return new
+            time.sleep(random.uniform(0, min(0.25, 0.005 * 2**attempt)))
+        raise StorageError(
+            f"{self.join(key)}: gave up after {retries + 1} conflicting updates "
+            "(too many concurrent writers of this key)"
+        )
+
+    # -- backend hooks for create/replace and for leases (which need the new version token) -----
+
+    @abc.abstractmethod
+    def _create(self, key: str, data: bytes) -> str | None:
+        """`create` returning the new version token, or None if the key exists."""
+
+    @abc.abstractmethod
+    def _replace(self, key: str, data: bytes, token: str) -> str | None:
+        """`replace` returning the new version token, or None on a stale token or missing key."""
+
+    @abc.abstractmethod
+    def _delete_if(self, key: str, token: str) -> bool:
+        """Delete `key` only if it still holds version `token`."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+
+def open_store(location: str | os.PathLike[str], *, endpoint_url: str | None = None) -> Store:
+    """A store for a local folder (created on first write) or an `s3://bucket/prefix` URL.
+
+    S3 endpoint, credentials and region come from the standard AWS variables (AWS_ENDPOINT_URL,
+    AWS_ACCESS_KEY_ID, ...) unless `endpoint_url` is given. No request is made here.
+    """
+    text = os.fspath(location)
+    match = _SCHEME.match(text)
+    if match is None:
+        if endpoint_url is not None:
+            raise StorageError(f"{text}: endpoint_url is only for s3:// locations")
+        from mnistnn.core.storage_local import LocalStore
+
+        return LocalStore(Path(text))
+    if match.group(1).lower() != "s3":
+        raise StorageError(f"{text}: unsupported storage scheme {match.group(1)!r} (use s3://)")
+    bucket, _, prefix = text[len(match.group(0)) :].partition("/")
+    if "@" in bucket or ":" in bucket:
+        # never echo it: it may hold a secret
+        raise StorageError("s3:// location must not embed credentials or a port; use AWS_* vars")
+    if len(bucket) < 3:
+        raise StorageError(f"{text}: missing or too short bucket name (3+ characters)")
+    prefix = prefix.strip("/")
+    if prefix:
+        check_key(prefix)
+    from mnistnn.core.storage_s3 import S3Store
+
+    return S3Store(bucket, prefix, endpoint_url=endpoint_url)

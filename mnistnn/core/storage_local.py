@@ -1,0 +1,215 @@
+"""The local-folder Store: whole writes by temp file + rename, conditional ones under flock.
+
+Conditional writes (`replace`, `_delete_if`) and every rename onto an existing key take an
+exclusive flock on the key's *current* file and re-check that the path still names that inode
+after the lock is granted; a writer that renamed a new file into place meanwhile has changed it,
+so the waiter retries on the new one. That makes check-then-rename atomic without lock files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import stat
+import tempfile
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+from mnistnn.core.lease import Lease, flock_lease
+from mnistnn.core.storage import TEMP_PREFIX, Store, check_key
+from mnistnn.errors import NotFound
+
+_MISSING = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
+
+
+class LocalStore(Store):
+    """A Store over a local folder, created on the first write."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.expanduser().absolute()
+        self.url = str(self.root)
+
+    def join(self, key: str) -> str:
+        return str(self._path(key))
+
+    def local_path(self, key: str) -> Path:
+        return self._path(key)
+
+    def read_bytes(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            return path.read_bytes()
+        except _MISSING:
+            raise NotFound(f"{path}: no such key") from None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def size(self, key: str) -> int:
+        path = self._path(key)
+        try:
+            info = path.stat()
+        except _MISSING:
+            raise NotFound(f"{path}: no such key") from None
+        if not stat.S_ISREG(info.st_mode):
+            raise NotFound(f"{path}: no such key (a folder)")
+        return info.st_size
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        tmp = _write_temp(path, data)
+        try:
+            with _locked_current(path):  # serialised with replace/delete of the same file
+                os.replace(tmp, path)
+        finally:
+            _unlink_quietly(tmp)
+        _fsync_dir(path.parent)
+
+    def list(self, prefix: str = "") -> list[str]:
+        check_key(prefix, prefix=True)
+        folder = prefix.rpartition("/")[0]
+        keys = []
+        for dirpath, dirnames, filenames in os.walk(self.root / folder):
+            rel = Path(dirpath).relative_to(self.root).as_posix()
+            base = "" if rel == "." else rel + "/"
+            dirnames[:] = [
+                name
+                for name in dirnames
+                if not name.startswith(TEMP_PREFIX)
+                and (f"{base}{name}/".startswith(prefix) or prefix.startswith(f"{base}{name}/"))
+            ]
+            keys += [
+                base + name
+                for name in filenames
+                if not name.startswith(TEMP_PREFIX) and (base + name).startswith(prefix)
+            ]
+        return sorted(keys)
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        with _locked_current(path) as fd:
+            if fd is not None:
+                os.unlink(path)
+        _fsync_dir(path.parent)
+
+    def read_versioned(self, key: str) -> tuple[bytes, str] | None:
+        try:
+            data = self.read_bytes(key)
+        except NotFound:
+            return None
+        return data, _token(data)
+
+    def lease(
+        self, key: str, owner: str, ttl: float = 60.0, timeout: float = 3600.0
+    ) -> AbstractContextManager[Lease]:
+        """An flock on the key's file: one machine, so it dies with its process and needs no ttl."""
+        return flock_lease(self._path(key), owner, timeout)
+
+    def _create(self, key: str, data: bytes) -> str | None:
+        path = self._path(key)
+        tmp = _write_temp(path, data)
+        try:
+            os.link(tmp, path)  # atomic, whole, and fails if the name exists
+        except FileExistsError:
+            return None
+        finally:
+            _unlink_quietly(tmp)
+        _fsync_dir(path.parent)
+        return _token(data)
+
+    def _replace(self, key: str, data: bytes, token: str) -> str | None:
+        path = self._path(key)
+        tmp = _write_temp(path, data)  # the slow part, outside the lock
+        try:
+            with _locked_current(path) as fd:
+                if fd is None or _token(_read_fd(fd)) != token:
+                    return None
+                os.replace(tmp, path)
+        finally:
+            _unlink_quietly(tmp)
+        _fsync_dir(path.parent)
+        return _token(data)
+
+    def _delete_if(self, key: str, token: str) -> bool:
+        path = self._path(key)
+        with _locked_current(path) as fd:
+            if fd is None or _token(_read_fd(fd)) != token:
+                return False
+            os.unlink(path)
+        _fsync_dir(path.parent)
+        return True
+
+    def _path(self, key: str) -> Path:
+        return self.root.joinpath(*check_key(key).split("/"))
+
+
+def _token(data: bytes) -> str:
+    """The version token of local bytes: their sha256, so it changes exactly when they do."""
+    return hashlib.sha256(data).hexdigest()
+
+
+@contextlib.contextmanager
+def _locked_current(path: Path) -> Iterator[int | None]:
+    """Yield an fd of the file now at `path`, exclusively flocked, or None if there is none."""
+    while True:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError):
+            yield None
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # held only for one rename by any holder
+            if _same_file(fd, path):
+                yield fd
+                return
+        finally:
+            os.close(fd)  # releases the lock
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether `path` still names the file open as `fd` (not renamed over or deleted)."""
+    try:
+        now = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
+
+
+def _read_fd(fd: int) -> bytes:
+    with open(fd, "rb", closefd=False) as handle:
+        handle.seek(0)
+        return handle.read()
+
+
+def _write_temp(path: Path, data: bytes) -> str:
+    """A fsynced temp file holding `data` beside `path` (same folder, so renames are atomic)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    return tmp
+
+
+def _unlink_quietly(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename durable (best effort: not every filesystem can fsync a folder)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

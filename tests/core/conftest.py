@@ -1,0 +1,81 @@
+"""Fixtures of the storage tests: one SeaweedFS per session, a fresh bucket per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mnistnn.core.storage import Store, open_store
+from tests.seaweed import ACCESS_KEY, REGION, SECRET_KEY, SeaweedServer, start_seaweed
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:
+    """A running SeaweedFS S3 server (restarted by fault tests, so use its current endpoint)."""
+    server = start_seaweed(tmp_path_factory.mktemp("seaweed"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(seaweed: SeaweedServer, monkeypatch: pytest.MonkeyPatch) -> SeaweedServer:
+    """The standard AWS variables pointed at the test server, and nothing of this machine's."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", seaweed.endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    monkeypatch.setenv("AWS_REGION", REGION)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never probe 169.254.169.254
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    return seaweed
+
+
+def new_bucket(server: SeaweedServer) -> str:
+    """Create a uniquely named bucket on `server` and return its name."""
+    import boto3
+
+    name = f"t-{uuid.uuid4().hex[:16]}"
+    client = boto3.session.Session().client(
+        "s3",
+        endpoint_url=server.endpoint,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        region_name=REGION,
+    )
+    client.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def s3_url(s3_env: SeaweedServer) -> str:
+    """`s3://<fresh bucket>/root`: the prefix checks that keys are relative to it."""
+    return f"s3://{new_bucket(s3_env)}/root"
+
+
+@pytest.fixture
+def s3_store(s3_url: str) -> Store:
+    return open_store(s3_url)
+
+
+@pytest.fixture
+def local_store(tmp_path: Path) -> Store:
+    return open_store(tmp_path / "store")
+
+
+@pytest.fixture(params=["local", "s3"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The root of an empty store of each backend (open more stores on it for more clients)."""
+    if request.param == "local":
+        return str(tmp_path / "store")
+    url: str = request.getfixturevalue("s3_url")
+    return url
+
+
+@pytest.fixture
+def store(store_url: str) -> Store:
+    return open_store(store_url)
