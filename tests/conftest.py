@@ -10,6 +10,15 @@ import numpy as np
 import pytest
 
 from mnistnn.data.fast_csv import read_csv
+from tests.s3fixtures import (  # noqa: F401 (fixtures shared by every test folder)
+    local_store,
+    s3_env,
+    s3_store,
+    s3_url,
+    seaweed,
+    store,
+    store_url,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_CSV = ROOT / "data" / "raw" / "mnist_train.csv.gz"

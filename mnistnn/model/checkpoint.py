@@ -57,6 +57,13 @@ def load_weights(path: str | os.PathLike[str], expected_sha256: str | None = Non
         data = source.read_bytes()
     except FileNotFoundError:
         raise CheckpointError(f"{source}: weights file not found") from None
+    return weights_from_bytes(data, str(source), expected_sha256)
+
+
+def weights_from_bytes(
+    data: bytes, source: str, expected_sha256: str | None = None
+) -> NeuralNetwork:
+    """Rebuild a network from `.npz` bytes read from `source` (a path or URL, for messages)."""
     if expected_sha256 is not None and sha256_bytes(data) != expected_sha256:
         raise CheckpointError(f"{source}: sha256 does not match its metadata (corrupt or replaced)")
     try:

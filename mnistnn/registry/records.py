@@ -171,7 +171,7 @@ class RegistryState:
         }
 
 
-def parse_state(data: object, path: Path) -> RegistryState:
+def parse_state(data: object, path: Path | str) -> RegistryState:
     """Validate registry.json's structure and its internal consistency."""
     fields = Fields(
         data, path, error=RegistryError, what="a JSON object with versions, champion and history"
@@ -199,7 +199,7 @@ def parse_state(data: object, path: Path) -> RegistryState:
     return RegistryState(list(versions), champion, list(history))
 
 
-def champion_stack(history: list[dict[str, Any]], path: Path) -> list[str]:
+def champion_stack(history: list[dict[str, Any]], path: Path | str) -> list[str]:
     """Replay the history: register/promote push a champion, rollback pops back to the last."""
     stack: list[str] = []
     for index, entry in enumerate(history):
@@ -246,7 +246,7 @@ class VersionMeta:
         )
 
 
-def parse_meta(data: object, path: Path) -> VersionMeta:
+def parse_meta(data: object, path: Path | str) -> VersionMeta:
     """Validate one meta.json; RegistryError naming the file and the wrong field."""
     fields = Fields(data, path, error=RegistryError, what="a JSON object of version metadata")
     for key in ("created", "train_sha256"):

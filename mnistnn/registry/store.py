@@ -1,17 +1,21 @@
 """Model registry: every completed run becomes a numbered version; one version is the champion.
 
-Layout under the registry root (`DataPaths().models`, i.e. `data/models`):
+Layout under the registry root (`DataPaths().models`: `data/models` or `s3://bucket/x/models`):
 
     registry.json           versions list, champion pointer, history of champion changes
     v0001/weights.npz       the weights (`checkpoint.save_weights` format, never pickle)
     v0001/meta.json         config, data hashes, metrics, created time, flow run id, decision
-    .lock                   `fcntl.flock` target that serialises every writer
+    .lock                   (local folders only) `fcntl.flock` target that serialises writers
 
-`registry.json` is the commit point: a version's files are written first, then the registry is
-replaced atomically, so a crash leaves at worst an unregistered folder, never a half-written
-registry. Every write happens under the lock, which also allocates version numbers, so two
-runs finishing at once each get their own version. Readers take no lock: they only ever see a
-whole old or a whole new `registry.json`, and it names only versions whose files are complete.
+`registry.json` is the commit point: a version's files are written first, then the registry,
+so a crash leaves at worst an unregistered version, never a half-written registry. Every
+write goes through the `Store` (whole or absent) and the commit is a compare-and-swap: the
+registry is re-read with its version token and replaced only if unchanged (`If-Match` on S3,
+`If-None-Match: *` for the first commit), recomputing the promotion decision on a conflict. A
+version number is taken by a conditional *create* of its `weights.npz`, so two writers (on two
+machines) never share one. In a local folder every writer also holds the flock, exactly as
+before, so there the CAS never conflicts. Readers take no lock: they only ever see a whole old
+or a whole new `registry.json`, and it names only versions whose files are complete.
 
 Promotion is fair: the newcomer is compared with the champion's accuracy *on the same test data*
 (matched by sha256). When the test data changed since the champion was scored, the caller's
@@ -25,15 +29,18 @@ import contextlib
 import json
 import logging
 import os
+import random
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from mnistnn.config import SCHEMA_VERSION
-from mnistnn.core.files import clean_temp_files, sha256_bytes, write_bytes_atomic, write_json_atomic
+from mnistnn.core.files import clean_temp_files, sha256_bytes
 from mnistnn.core.locks import exclusive
-from mnistnn.errors import CheckpointError, RegistryError
-from mnistnn.model.checkpoint import load_weights, weights_bytes
+from mnistnn.core.storage import Store, open_store
+from mnistnn.errors import CheckpointError, NotFound, RegistryError
+from mnistnn.model.checkpoint import weights_bytes, weights_from_bytes
 from mnistnn.model.network import NeuralNetwork
 from mnistnn.registry.promotion import ChampionScore, check_min_delta, decide
 from mnistnn.registry.records import (
@@ -60,32 +67,56 @@ META_FILE = "meta.json"
 DEFAULT_LOCK_TIMEOUT = 60.0
 
 _LOCK_POLL = 0.01
+_COMMIT_RETRIES = 64
 _NO_MODEL = "no model trained yet: run `mnistnn train` first"
 
 
 # -- the registry ---------------------------------------------------------------------------------
 class ModelRegistry:
-    """The versions under one root folder; safe to use from several processes at once."""
+    """The versions under one root (a local folder or `s3://bucket/prefix`); safe to use from
+    several processes, on several machines, at once."""
 
     def __init__(
-        self, root: str | os.PathLike[str], *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+        self, root: str | os.PathLike[str] | Store, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
     ) -> None:
-        self.root = Path(root)
+        self.store = root if isinstance(root, Store) else open_store(root)
+        local = self.store.local_path(REGISTRY_FILE)
+        #: A Path for a local registry (as given, relative or not), the URL on object storage.
+        self.root: Path | str = (
+            (Path(root) if not isinstance(root, Store) else local.parent)
+            if local is not None
+            else self.store.url
+        )
         self.lock_timeout = float(lock_timeout)
 
     @property
+    def is_local(self) -> bool:
+        return isinstance(self.root, Path)
+
+    @property
     def registry_path(self) -> Path:
-        """The registry's commit point."""
-        return self.root / REGISTRY_FILE
+        """The registry's commit point (local registries only)."""
+        return self._local_root() / REGISTRY_FILE
 
     @property
     def lock_path(self) -> Path:
-        """The file every writer locks."""
-        return self.root / LOCK_FILE
+        """The file every writer locks (local registries only)."""
+        return self._local_root() / LOCK_FILE
 
     def version_dir(self, version: str) -> Path:
-        """Folder holding a version's weights and metadata."""
-        return self.root / version
+        """Folder holding a version's weights and metadata (local registries only)."""
+        return self._local_root() / version
+
+    def where(self, key: str) -> str:
+        """The path or URL of `key` for messages (the root as given, locally)."""
+        if isinstance(self.root, Path):
+            return str(self.root.joinpath(*key.split("/")))
+        return self.store.join(key)
+
+    def _local_root(self) -> Path:
+        if not isinstance(self.root, Path):
+            raise RegistryError(f"{self.root}: not a local registry (no file paths)")
+        return self.root
 
     def __repr__(self) -> str:
         return f"ModelRegistry({str(self.root)!r})"
@@ -120,13 +151,12 @@ class ModelRegistry:
         data = weights_bytes(network)
         digest = sha256_bytes(data)
         with self._locked():
-            state = self._read_state()
+            state, token = self._read_state_versioned()
             existing = self._find_meta(state, digest)
             if existing is not None:
                 return self._recorded_decision(existing)
-            champion = self._champion_score(state, test_sha256, rescore)
-            version = self._next_version(state)
-            decision = decide(version, accuracy, champion, margin)
+            champion = self._champion_score(state, test_sha256, rescore)  # before any write
+            version = self._claim_version(state, data)
             record = {
                 "version": version,
                 "created": now_utc(),
@@ -138,28 +168,49 @@ class ModelRegistry:
                 "flow_run_id": flow_run_id,
                 "weights_sha256": digest,
                 "scores": {test_sha256: accuracy},
-                "decision": decision.to_dict(),
             }
-            self._write_version(version, data, record)
-            state.versions.append(version)
-            if decision.promoted:
-                state.change_champion(version, "register", decision.reason)
-            self._write_state(state)
+            for attempt in range(_COMMIT_RETRIES):
+                decision = decide(version, accuracy, champion, margin)
+                self._write_meta(version, {**record, "decision": decision.to_dict()})
+                new_state = RegistryState(
+                    sorted([*state.versions, version], key=_number),
+                    state.champion,
+                    list(state.history),
+                )
+                if decision.promoted:
+                    new_state.change_champion(version, "register", decision.reason)
+                if self._commit(new_state, token):
+                    break
+                # another writer committed first (only on object storage): decide again
+                # against the registry as it is now
+                time.sleep(random.uniform(0, min(0.25, 0.005 * 2**attempt)))
+                state, token = self._read_state_versioned()
+                existing = self._find_meta(state, digest)
+                if existing is not None:  # the same weights registered concurrently
+                    return self._recorded_decision(existing)
+                champion = self._champion_score(state, test_sha256, rescore)
+            else:
+                raise RegistryError(
+                    f"{self.where(REGISTRY_FILE)}: gave up registering {version} after "
+                    f"{_COMMIT_RETRIES} conflicting commits (too many concurrent writers)"
+                )
         log.info("registered %s in %s: %s", version, self.root, decision.reason)
         return decision
 
     def promote(self, version: str) -> ModelVersion:
         """Make `version` the champion by hand (recorded in the history, undone by `rollback`)."""
         with self._locked():
-            state = self._read_state()
-            self._require_known(state, version)
-            if state.champion == version:
-                log.info("%s is already the champion; nothing to do", version)
-            else:
+            while True:
+                state, token = self._read_state_versioned()
+                self._require_known(state, version)
+                if state.champion == version:
+                    log.info("%s is already the champion; nothing to do", version)
+                    break
                 reason = f"manual promotion: {version} replaces champion {state.champion}"
                 state.change_champion(version, "promote", reason)
-                self._write_state(state)
-                log.info(reason)
+                if self._commit(state, token):
+                    log.info(reason)
+                    break
             return self._model_version(version, state)
 
     def rollback(self) -> ModelVersion:
@@ -168,18 +219,21 @@ class ModelRegistry:
         Repeated rollbacks walk further back (the history is a stack of champion changes, and
         each rollback pops one); RegistryError when there is no earlier champion.
         """
+        where = self.where(REGISTRY_FILE)
         with self._locked():
-            state = self._read_state()
-            stack = champion_stack(state.history, self.registry_path)
-            if len(stack) < 2:
-                raise RegistryError(
-                    f"{self.registry_path}: no previous champion to roll back to "
-                    f"(champion: {state.champion or 'none'})"
-                )
-            target = stack[-2]
-            reason = f"rollback: {target} replaces champion {state.champion}"
-            state.change_champion(target, "rollback", reason)
-            self._write_state(state)
+            while True:
+                state, token = self._read_state_versioned()
+                stack = champion_stack(state.history, where)
+                if len(stack) < 2:
+                    raise RegistryError(
+                        f"{where}: no previous champion to roll back to "
+                        f"(champion: {state.champion or 'none'})"
+                    )
+                target = stack[-2]
+                reason = f"rollback: {target} replaces champion {state.champion}"
+                state.change_champion(target, "rollback", reason)
+                if self._commit(state, token):
+                    break
             log.info(reason)
             return self._model_version(target, state)
 
@@ -219,10 +273,14 @@ class ModelRegistry:
     # -- internals: lock and registry.json ---------------------------------------------------------
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        """Hold the exclusive registry lock; RegistryError naming the lock file on timeout.
+        """Locally, hold the exclusive registry lock (RegistryError naming it on timeout).
 
-        `flock` locks die with their process, so a crashed run never leaves a stale lock.
+        `flock` locks die with their process, so a crashed run never leaves a stale lock. On
+        object storage there is no lock: the conditional commit serialises the writers.
         """
+        if not isinstance(self.root, Path):
+            yield
+            return
 
         def timed_out(timeout: float) -> RegistryError:
             return RegistryError(
@@ -238,23 +296,29 @@ class ModelRegistry:
             yield
 
     def _read_state(self) -> RegistryState:
-        """The parsed registry.json; an empty registry when the file does not exist yet."""
-        path = self.registry_path
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return RegistryState([], None, [])
-        except (OSError, UnicodeDecodeError) as exc:
-            raise RegistryError(f"{path}: unreadable registry ({exc})") from exc
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise RegistryError(f"{path}: registry is not valid JSON ({exc})") from exc
-        return parse_state(data, path)
+        """The parsed registry.json; an empty registry when it does not exist yet."""
+        return self._read_state_versioned()[0]
 
-    def _write_state(self, state: RegistryState) -> None:
-        """Commit the registry atomically (callers hold the lock)."""
-        write_json_atomic(self.registry_path, state.to_json())
+    def _read_state_versioned(self) -> tuple[RegistryState, str | None]:
+        """The parsed registry.json and its version token (None: there is no registry yet)."""
+        where = self.where(REGISTRY_FILE)
+        found = self.store.read_versioned(REGISTRY_FILE)
+        if found is None:
+            return RegistryState([], None, []), None
+        try:
+            data = json.loads(found[0].decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise RegistryError(f"{where}: unreadable registry ({exc})") from exc
+        except json.JSONDecodeError as exc:
+            raise RegistryError(f"{where}: registry is not valid JSON ({exc})") from exc
+        return parse_state(data, where), found[1]
+
+    def _commit(self, state: RegistryState, token: str | None) -> bool:
+        """Write registry.json if it is still the version `token` (None: still absent)."""
+        data = _json_bytes(state.to_json())
+        if token is None:
+            return self.store.create(REGISTRY_FILE, data)
+        return self.store.replace(REGISTRY_FILE, data, token)
 
     def _require_known(self, state: RegistryState, version: str) -> None:
         """RegistryError listing the known versions when `version` is not registered."""
@@ -262,44 +326,53 @@ class ModelRegistry:
             known = ", ".join(state.versions) if state.versions else "none (registry is empty)"
             raise RegistryError(f"unknown version {version}; known: {known}")
 
-    def _next_version(self, state: RegistryState) -> str:
-        """One past every number used, registered or not, so an orphan folder is never reused."""
+    def _claim_version(self, state: RegistryState, data: bytes) -> str:
+        """Take the next free version number by creating its weights (if absent), return it.
+
+        One past every number used, registered or not, so an orphan version is never reused;
+        the conditional create means two writers never take the same number.
+        """
         names = list(state.versions)
-        if self.root.is_dir():
+        names += [key.partition("/")[0] for key in self.store.list("")]
+        if isinstance(self.root, Path) and self.root.is_dir():  # empty orphan folders count too
             names += [path.name for path in self.root.iterdir() if path.is_dir()]
-        numbers_used = [int(m.group(1)) for m in map(VERSION_NAME.match, names) if m]
-        return f"v{max(numbers_used, default=0) + 1:04d}"
+        number = max((_number(name) for name in names if VERSION_NAME.match(name)), default=0)
+        while True:
+            number += 1
+            version = f"v{number:04d}"
+            if self.store.create(f"{version}/{WEIGHTS_FILE}", data):
+                return version
 
     # -- internals: versions -------------------------------------------------------------------
-    def _write_version(self, version: str, data: bytes, record: dict[str, Any]) -> None:
-        """Weights first, then the metadata that vouches for them (both atomic)."""
+    def _write_meta(self, version: str, record: dict[str, Any]) -> None:
+        """The metadata that vouches for a claimed version's weights (written after them)."""
         from mnistnn import __version__
 
-        folder = self.version_dir(version)
-        folder.mkdir(parents=True, exist_ok=False)
-        write_bytes_atomic(folder / WEIGHTS_FILE, data)
         full = {
             **record,
             "weights_file": WEIGHTS_FILE,
             "mnistnn_version": __version__,
             "schema_version": SCHEMA_VERSION,
         }
-        write_json_atomic(folder / META_FILE, full)
+        self.store.write_bytes(f"{version}/{META_FILE}", _json_bytes(full))
 
     def _read_meta(self, version: str) -> VersionMeta:
         """A registered version's validated meta.json; RegistryError naming the file if bad."""
-        path = self.version_dir(version) / META_FILE
+        key = f"{version}/{META_FILE}"
+        where = self.where(key)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+            raw = self.store.read_bytes(key)
+        except NotFound:
             raise RegistryError(
-                f"{path}: metadata of registered version {version} is missing"
+                f"{where}: metadata of registered version {version} is missing"
             ) from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise RegistryError(f"{path}: unreadable version metadata ({exc})") from exc
-        meta = parse_meta(data, path)
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise RegistryError(f"{where}: unreadable version metadata ({exc})") from exc
+        meta = parse_meta(data, where)
         if meta.version != version:
-            raise RegistryError(f"{path}: names version {meta.version!r}, expected {version!r}")
+            raise RegistryError(f"{where}: names version {meta.version!r}, expected {version!r}")
         return meta
 
     def _model_version(self, version: str, state: RegistryState) -> ModelVersion:
@@ -326,13 +399,18 @@ class ModelRegistry:
 
     def _load_network(self, meta: VersionMeta) -> NeuralNetwork:
         """Rebuild a version's network, refusing weights whose bytes do not match meta.json."""
-        path = self.version_dir(meta.version) / WEIGHTS_FILE
+        key = f"{meta.version}/{WEIGHTS_FILE}"
+        where = self.where(key)
         try:
-            network = load_weights(path, expected_sha256=meta.weights_sha256)
+            data = self.store.read_bytes(key)
+        except NotFound:
+            raise RegistryError(f"model {meta.version}: {where}: weights file not found") from None
+        try:
+            network = weights_from_bytes(data, where, expected_sha256=meta.weights_sha256)
         except CheckpointError as exc:
             raise RegistryError(f"model {meta.version}: {exc}") from exc
         if network.config.to_dict() != meta.config:
-            raise RegistryError(f"{path}: configuration differs from the one in {META_FILE}")
+            raise RegistryError(f"{where}: configuration differs from the one in {META_FILE}")
         return network
 
     def _champion_score(
@@ -364,6 +442,23 @@ class ModelRegistry:
 
     def _record_score(self, meta: VersionMeta, test_sha256: str, accuracy: float) -> None:
         """Store a re-score in the version's meta.json so it is never computed twice."""
-        raw = dict(meta.raw)
-        raw["scores"] = {**meta.scores, test_sha256: accuracy}
-        write_json_atomic(self.version_dir(meta.version) / META_FILE, raw)
+        key = f"{meta.version}/{META_FILE}"
+
+        def add_score(current: bytes | None) -> bytes:
+            if current is None:
+                raise RegistryError(f"{self.where(key)}: metadata vanished while re-scoring")
+            raw = json.loads(current.decode("utf-8"))
+            raw["scores"] = {**raw.get("scores", {}), test_sha256: accuracy}
+            return _json_bytes(raw)
+
+        self.store.update(key, add_score)
+
+
+def _number(version: str) -> int:
+    """The number of a version name ("v0012" -> 12)."""
+    return int(version[1:])
+
+
+def _json_bytes(obj: Any) -> bytes:
+    """Indented, key-sorted JSON, as every record of the project is written."""
+    return (json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n").encode("utf-8")

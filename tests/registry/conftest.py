@@ -40,5 +40,14 @@ def same_weights(a: NeuralNetwork, b: NeuralNetwork) -> bool:
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> ModelRegistry:
+def registry(store_url: str) -> ModelRegistry:
+    """A registry in a local folder and one in a SeaweedFS bucket (the same tests run on both)."""
+    if "://" in store_url:
+        return ModelRegistry(f"{store_url}/models", lock_timeout=5.0)
+    return ModelRegistry(Path(store_url) / "models", lock_timeout=5.0)
+
+
+@pytest.fixture
+def local_registry(tmp_path: Path) -> ModelRegistry:
+    """A registry in a local folder, for what only a folder has (flock, empty directories)."""
     return ModelRegistry(tmp_path / "models", lock_timeout=5.0)

@@ -50,10 +50,10 @@ def test_corrupt_registry_json_names_the_file(
     registry: ModelRegistry, content: str, message: str
 ) -> None:
     register(registry, 1, 0.9)
-    registry.registry_path.write_text(content, encoding="utf-8")
+    registry.store.write_bytes("registry.json", content.encode("utf-8"))
     with pytest.raises(RegistryError, match=message) as info:
         registry.versions()
-    assert str(registry.registry_path) in str(info.value)
+    assert registry.where("registry.json") in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -68,11 +68,11 @@ def test_corrupt_registry_json_names_the_file(
 )
 def test_corrupt_meta_json_names_the_file(registry: ModelRegistry, edit: Any, message: str) -> None:
     register(registry, 1, 0.9)
-    path = registry.root / "v0001" / "meta.json"
-    path.write_text(edit(json.loads(path.read_text(encoding="utf-8"))), encoding="utf-8")
+    key = "v0001/meta.json"
+    registry.store.write_bytes(key, edit(json.loads(registry.store.read_bytes(key))).encode())
     with pytest.raises(RegistryError, match=message) as info:
         registry.get("v0001")
-    assert str(path) in str(info.value)
+    assert registry.where(key) in str(info.value)
 
 
 # -- files written by earlier runs ----------------------------------------------------------------
@@ -158,11 +158,11 @@ def test_written_files_keep_the_earlier_format(registry: ModelRegistry) -> None:
     register(registry, 1, 0.90)
     register(registry, 2, 0.95)
     registry.rollback()
-    data = json.loads(registry.registry_path.read_text(encoding="utf-8"))
+    data = json.loads(registry.store.read_bytes("registry.json"))
     assert set(data) == set(_OLD_REGISTRY)
     assert [set(entry) for entry in data["history"]] == [set(e) for e in _OLD_REGISTRY["history"]]
     assert [e["reason"] for e in data["history"]] == [e["reason"] for e in _OLD_REGISTRY["history"]]
-    meta = json.loads((registry.root / "v0002" / "meta.json").read_text(encoding="utf-8"))
+    meta = json.loads(registry.store.read_bytes("v0002/meta.json"))
     assert set(meta) == set(_OLD_META)
     assert meta["decision"] == _OLD_META["decision"]
     assert (meta["weights_file"], meta["schema_version"]) == ("weights.npz", 1)

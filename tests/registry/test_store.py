@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +20,7 @@ import pytest
 
 from mnistnn.config import NetworkConfig
 from mnistnn.errors import RegistryError
-from mnistnn.model.checkpoint import save_weights
+from mnistnn.model.checkpoint import weights_bytes
 from mnistnn.model.network import NeuralNetwork
 from mnistnn.registry.store import ModelRegistry
 from tests.registry.conftest import TEST_A, TEST_B, TRAIN, register, same_weights, tiny
@@ -81,7 +83,7 @@ def test_changed_test_data_without_rescore_is_an_error(registry: ModelRegistry) 
     with pytest.raises(RegistryError, match=r"other test data.*rescore"):
         register(registry, 2, 0.99, test=TEST_B)
     assert [v.version for v in registry.versions()] == ["v0001"]
-    assert not (registry.root / "v0002").exists()
+    assert registry.store.list("v0002/") == []
 
 
 @pytest.mark.parametrize(
@@ -102,7 +104,7 @@ def test_bad_arguments_are_rejected(
         registry.register(
             tiny(1), metrics=metrics, test_sha256=TEST_A, train_sha256=TRAIN, min_delta=min_delta
         )
-    assert not registry.root.exists() or registry.versions() == []
+    assert registry.store.list("") == []
 
 
 def test_numpy_metrics_are_stored_as_plain_json(registry: ModelRegistry) -> None:
@@ -124,10 +126,16 @@ def test_register_is_idempotent_on_weights(registry: ModelRegistry) -> None:
     assert registry.find_by_weights("0" * 64) is None
 
 
-def test_orphan_folder_is_never_reused(registry: ModelRegistry) -> None:
-    (registry.root / "v0001").mkdir(parents=True)  # a crash before the registry was committed
+def test_orphan_folder_is_never_reused(local_registry: ModelRegistry) -> None:
+    (local_registry.version_dir("v0001")).mkdir(parents=True)  # crashed before the commit
+    assert register(local_registry, 1, 0.9).version == "v0002"
+    assert register(local_registry, 2, 0.9).version == "v0003"
+
+
+def test_orphan_version_object_is_never_reused(registry: ModelRegistry) -> None:
+    registry.store.write_bytes("v0001/weights.npz", b"claimed, never committed")
     assert register(registry, 1, 0.9).version == "v0002"
-    assert register(registry, 2, 0.9).version == "v0003"
+    assert [v.version for v in registry.versions()] == ["v0002"]
 
 
 _WORKER = textwrap.dedent(
@@ -139,13 +147,15 @@ _WORKER = textwrap.dedent(
     from mnistnn.model.network import NeuralNetwork
     from mnistnn.registry.store import ModelRegistry
 
-    write = mnistnn.registry.store.write_bytes_atomic
+    from mnistnn.core.storage_local import LocalStore
 
-    def slow_write(path, data):
+    write = LocalStore.write_bytes
+
+    def slow_write(self, key, data):
         time.sleep(0.02)  # widen the critical section so the two workers really collide
-        write(path, data)
+        write(self, key, data)
 
-    mnistnn.registry.store.write_bytes_atomic = slow_write
+    LocalStore.write_bytes = slow_write
     root, offset, go = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
     registry = ModelRegistry(root, lock_timeout=60)
     while not go.exists():
@@ -192,10 +202,10 @@ def test_concurrent_registrations_never_lose_a_version(tmp_path: Path) -> None:
     assert not list(root.glob(".tmp-*"))
 
 
-def test_lock_timeout_names_the_lock_file(registry: ModelRegistry) -> None:
-    registry.root.mkdir(parents=True)
-    blocked = ModelRegistry(registry.root, lock_timeout=0.1)
-    with open(registry.lock_path, "a+b") as handle:
+def test_lock_timeout_names_the_lock_file(local_registry: ModelRegistry) -> None:
+    local_registry.registry_path.parent.mkdir(parents=True)
+    blocked = ModelRegistry(local_registry.root, lock_timeout=0.1)
+    with open(local_registry.lock_path, "a+b") as handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         with pytest.raises(RegistryError, match=r"\.lock: timed out"):
             register(blocked, 1, 0.9)
@@ -222,21 +232,22 @@ def test_unknown_version_lists_known(registry: ModelRegistry) -> None:
 def test_weights_sha_mismatch_is_refused(registry: ModelRegistry) -> None:
     register(registry, 1, 0.9)
     assert same_weights(registry.load(), tiny(1))
-    save_weights(registry.root / "v0001" / "weights.npz", tiny(2))  # valid file, wrong bytes
+    registry.store.write_bytes("v0001/weights.npz", weights_bytes(tiny(2)))  # wrong bytes
     with pytest.raises(RegistryError, match=r"v0001: .*sha256 does not match"):
         registry.load()
 
 
 def test_registry_json_has_no_pickle_and_is_committed_last(registry: ModelRegistry) -> None:
     register(registry, 1, 0.9)
-    with np.load(registry.root / "v0001" / "weights.npz", allow_pickle=False) as archive:
+    weights = io.BytesIO(registry.store.read_bytes("v0001/weights.npz"))
+    with np.load(weights, allow_pickle=False) as archive:
         assert set(archive.files) == {
             "w_input_hidden",
             "w_hidden_output",
             "config_json",
             "epochs_trained",
         }
-    data = json.loads(registry.registry_path.read_text(encoding="utf-8"))
+    data = json.loads(registry.store.read_bytes("registry.json"))
     assert data["champion"] == "v0001"
     assert [entry["action"] for entry in data["history"]] == ["register"]
 
@@ -257,7 +268,7 @@ def test_promote_and_rollback(registry: ModelRegistry) -> None:
     assert same_weights(registry.load(), tiny(1))
     with pytest.raises(RegistryError, match="unknown version v0042"):
         registry.promote("v0042")
-    history = json.loads(registry.registry_path.read_text(encoding="utf-8"))["history"]
+    history = json.loads(registry.store.read_bytes("registry.json"))["history"]
     assert [e["action"] for e in history] == [
         "register",
         "register",
@@ -271,6 +282,51 @@ def test_promote_and_rollback(registry: ModelRegistry) -> None:
 
 def test_promote_current_champion_changes_nothing(registry: ModelRegistry) -> None:
     register(registry, 1, 0.9)
-    before = registry.registry_path.read_text(encoding="utf-8")
+    before = registry.store.read_bytes("registry.json")
     assert registry.promote("v0001").is_champion
-    assert registry.registry_path.read_text(encoding="utf-8") == before
+    assert registry.store.read_bytes("registry.json") == before
+
+
+def test_hand_edited_invalid_json_is_named(registry: ModelRegistry) -> None:
+    register(registry, 1, 0.9)
+    good = registry.store.read_bytes("registry.json")
+    registry.store.write_bytes("registry.json", b'{"versions": ["v0001",')
+    with pytest.raises(RegistryError, match=r"models/registry\.json: registry is not valid JSON"):
+        registry.versions()
+    registry.store.write_bytes("registry.json", good)
+    registry.store.write_bytes("v0001/meta.json", b"not json")
+    with pytest.raises(RegistryError, match=r"v0001/meta\.json: unreadable version metadata"):
+        registry.champion()
+
+
+def test_racing_registrations_on_s3_get_distinct_versions(s3_url: str) -> None:
+    """8 threads, each with its own client (as 8 machines would be), register at once."""
+    accuracies = [0.80, 0.91, 0.85, 0.97, 0.88, 0.90, 0.83, 0.86]
+    start = threading.Barrier(len(accuracies))
+    decisions: dict[int, Any] = {}
+    errors: list[BaseException] = []
+
+    def worker(seed: int) -> None:
+        registry = ModelRegistry(f"{s3_url}/models")
+        start.wait()
+        try:
+            decisions[seed] = register(registry, seed, accuracies[seed])
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(len(accuracies))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+    registry = ModelRegistry(f"{s3_url}/models")
+    versions = registry.versions()
+    assert [v.version for v in versions] == [f"v{n:04d}" for n in range(1, 9)]
+    assert sorted(d.version for d in decisions.values()) == [v.version for v in versions]
+    assert len({v.weights_sha256 for v in versions}) == 8
+    champion = registry.champion()
+    assert champion is not None
+    assert champion.accuracy == max(accuracies)
+    assert champion.version == decisions[3].version
+    assert same_weights(registry.load(), tiny(3))

@@ -1,4 +1,8 @@
-"""Fixtures of the storage tests: one SeaweedFS per session, a fresh bucket per test."""
+"""S3 fixtures for every test folder: one SeaweedFS per session, a fresh bucket per test.
+
+Imported by tests/conftest.py (so `seaweed`, `s3_env`, `s3_url`, `s3_store`, `store_url`, `store`
+and `local_store` are available everywhere); the server starts only when a test asks for it.
+"""
 
 from __future__ import annotations
 
