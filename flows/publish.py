@@ -30,21 +30,20 @@ def publish_run(
     create_table_artifact(
         key=TABLE_KEY,
         table=rendered.table,
-        description=f"Per-epoch test scores of run {folder.path.name}",
+        description=f"Per-epoch test scores of run {folder.name}",
     )
     create_markdown_artifact(
         key=REPORT_KEY,
         markdown=rendered.markdown,
         description=(
-            f"accuracy {rendered.accuracy:.4f}, confident {rendered.confident:.4f}"
-            f" ({folder.path.name})"
+            f"accuracy {rendered.accuracy:.4f}, confident {rendered.confident:.4f} ({folder.name})"
         ),
     )
-    weights = Path(folder.weights).resolve()
+    weights = folder.weights.resolve() if isinstance(folder.weights, Path) else folder.weights
     create_link_artifact(
         key=LINK_KEY,
-        link=weights.as_uri(),
-        link_text=f"final weights of run {folder.path.name}: {weights}",
+        link=weights.as_uri() if isinstance(weights, Path) else weights,
+        link_text=f"final weights of run {folder.name}: {weights}",
         description="Run folder: checkpoints, metrics.json, figures/, report.md",
     )
     return str(folder.report)

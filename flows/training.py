@@ -211,7 +211,7 @@ def _train_and_evaluate(
     """Train the missing epochs in order; evaluate epoch k while epoch k+1 trains."""
     logger = run_logger()
     progress_id = create_progress_artifact(
-        progress=0.0, key=PROGRESS_KEY, description=f"Training {folder.path.name}"
+        progress=0.0, key=PROGRESS_KEY, description=f"Training {folder.name}"
     )
     assert isinstance(progress_id, UUID)  # the sync API returns the id itself
     pending: list[PrefectFuture[EpochRecord]] = []

@@ -5,6 +5,10 @@ after the `.npz` and records the sha256 of its bytes, so a checkpoint is valid o
 exist and the bytes match: a crash between the two writes, a truncated file or a flipped bit
 all read as "no checkpoint here", never as wrong weights. The `.npz` also embeds the
 configuration, so a weights file alone rebuilds the model.
+
+Every location may be a local path or an `s3://` URL (see `mnistnn.core.locations`): each write
+is one whole object (a temp file + rename locally, one PUT on S3), so the order "weights, then
+the JSON that vouches for their sha256" is the commit protocol on both.
 """
 
 from __future__ import annotations
@@ -14,14 +18,15 @@ import json
 import logging
 import os
 import re
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mnistnn.config import SCHEMA_VERSION, NetworkConfig
-from mnistnn.core.files import sha256_bytes, sha256_file, write_bytes_atomic, write_json_atomic
-from mnistnn.errors import CheckpointError
+from mnistnn.core import locations
+from mnistnn.core.files import sha256_bytes
+from mnistnn.core.locations import Location
+from mnistnn.errors import CheckpointError, NotFound, StorageUnavailable
 from mnistnn.model.network import NeuralNetwork
 
 log = logging.getLogger(__name__)
@@ -46,16 +51,16 @@ def weights_bytes(network: NeuralNetwork) -> bytes:
 def save_weights(path: str | os.PathLike[str], network: NeuralNetwork) -> str:
     """Write a network's weights atomically; return the sha256 of the bytes written."""
     data = weights_bytes(network)
-    write_bytes_atomic(path, data)
+    locations.write_bytes(path, data)
     return sha256_bytes(data)
 
 
 def load_weights(path: str | os.PathLike[str], expected_sha256: str | None = None) -> NeuralNetwork:
     """Rebuild a network from a `.npz` written by `save_weights` (checked against a sha256)."""
-    source = Path(path)
+    source = locations.as_location(path)
     try:
-        data = source.read_bytes()
-    except FileNotFoundError:
+        data = locations.read_bytes(source)
+    except (NotFound, FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise CheckpointError(f"{source}: weights file not found") from None
     return weights_from_bytes(data, str(source), expected_sha256)
 
@@ -78,10 +83,10 @@ def weights_from_bytes(
     return NeuralNetwork(config, weights, extra_state=extra, epochs_trained=epochs)
 
 
-def checkpoint_paths(directory: Path, epoch: int) -> tuple[Path, Path]:
-    """(weights .npz, metadata .json) paths of epoch `epoch` in `directory`."""
+def checkpoint_paths(directory: str | os.PathLike[str], epoch: int) -> tuple[Location, Location]:
+    """(weights .npz, metadata .json) locations of epoch `epoch` in `directory`."""
     stem = f"epoch-{epoch:04d}"
-    return directory / f"{stem}.npz", directory / f"{stem}.json"
+    return locations.join(directory, f"{stem}.npz"), locations.join(directory, f"{stem}.json")
 
 
 def save_checkpoint(
@@ -89,33 +94,35 @@ def save_checkpoint(
     epoch: int,
     network: NeuralNetwork,
     metadata: dict[str, Any],
-) -> Path:
+) -> Location:
     """Write checkpoint `epoch` (weights first, then the JSON that vouches for them)."""
     from mnistnn import __version__
 
-    folder = Path(directory)
-    weights_path, meta_path = checkpoint_paths(folder, epoch)
+    weights_path, meta_path = checkpoint_paths(directory, epoch)
     digest = save_weights(weights_path, network)
     record = {
         **metadata,
         "epoch": epoch,
         "config": network.config.to_dict(),
-        "weights_file": weights_path.name,
+        "weights_file": locations.name(weights_path),
         "weights_sha256": digest,
         "mnistnn_version": __version__,
         "schema_version": SCHEMA_VERSION,
     }
-    write_json_atomic(meta_path, record)
+    text = json.dumps(record, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    locations.write_bytes(meta_path, text.encode("utf-8"))
     return meta_path
 
 
 def read_metadata(meta_path: str | os.PathLike[str]) -> dict[str, Any]:
     """The JSON metadata of a checkpoint; CheckpointError naming the file if unreadable."""
-    path = Path(meta_path)
+    path = locations.as_location(meta_path)
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+        record = json.loads(locations.read_bytes(path).decode("utf-8"))
+    except (NotFound, FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise CheckpointError(f"{path}: checkpoint metadata not found") from None
+    except StorageUnavailable:
+        raise  # transient: the task is retried, the checkpoint is not declared missing
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path}: unreadable checkpoint metadata ({exc})") from exc
     if not isinstance(record, dict) or "weights_sha256" not in record or "epoch" not in record:
@@ -125,38 +132,45 @@ def read_metadata(meta_path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def load_checkpoint(meta_path: str | os.PathLike[str]) -> tuple[NeuralNetwork, dict[str, Any]]:
     """Rebuild the network of a checkpoint, verifying its weights' sha256."""
-    path = Path(meta_path)
+    path = locations.as_location(meta_path)
     record = read_metadata(path)
-    weights_path = path.with_name(str(record.get("weights_file", path.with_suffix(".npz").name)))
+    default = locations.name(path).removesuffix(".json") + ".npz"
+    weights_path = locations.join(locations.parent(path), str(record.get("weights_file", default)))
     network = load_weights(weights_path, expected_sha256=str(record["weights_sha256"]))
     if network.config.to_dict() != record.get("config"):
         raise CheckpointError(f"{path}: configuration differs from the one inside its weights")
     return network, record
 
 
-def is_valid(meta_path: Path) -> bool:
-    """True when the checkpoint's metadata reads and its weights' bytes match the sha256."""
+def is_valid(meta_path: str | os.PathLike[str]) -> bool:
+    """True when the checkpoint's metadata reads and its weights' bytes match the sha256.
+
+    Transient storage errors (StorageUnavailable, an OSError) are raised, not read as "invalid":
+    an unreachable store must fail the task (and be retried), never restart training.
+    """
     try:
         record = read_metadata(meta_path)
-        weights_path = meta_path.with_name(str(record.get("weights_file", "")))
-        return bool(sha256_file(weights_path) == record["weights_sha256"])
-    except (CheckpointError, OSError):
+        name = str(record.get("weights_file", ""))
+        if not name or "/" in name:
+            return False
+        weights = locations.read_bytes(locations.join(locations.parent(meta_path), name))
+        return bool(sha256_bytes(weights) == record["weights_sha256"])
+    except StorageUnavailable:
+        raise
+    except (CheckpointError, OSError):  # NotFound is a FileNotFoundError
         return False
 
 
-def latest_valid(directory: str | os.PathLike[str]) -> tuple[int, Path] | None:
+def latest_valid(directory: str | os.PathLike[str]) -> tuple[int, Location] | None:
     """(epoch, metadata path) of the highest valid checkpoint in `directory`, or None.
 
     Invalid checkpoints are skipped with a warning naming them; they are never used.
     """
-    folder = Path(directory)
-    if not folder.is_dir():
-        return None
     found = []
-    for path in folder.iterdir():
-        match = _EPOCH_FILE.match(path.name)
+    for name in locations.names_in(directory):
+        match = _EPOCH_FILE.match(name)
         if match:
-            found.append((int(match.group(1)), path))
+            found.append((int(match.group(1)), locations.join(directory, name)))
     for epoch, path in sorted(found, reverse=True):
         if is_valid(path):
             return epoch, path

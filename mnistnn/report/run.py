@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from mnistnn.core.files import write_bytes_atomic
+from mnistnn.core import locations
 from mnistnn.errors import CheckpointError
 from mnistnn.model.checkpoint import load_weights
 from mnistnn.model.metrics import confusion_matrix, precision_recall
@@ -78,11 +78,11 @@ def render_run_report(
     figure_paths = {}
     names = report.figure_filenames(figures)
     for key, png in figures.items():
-        path = folder.figures / names[key]
-        write_bytes_atomic(path, png)
+        path = locations.join(folder.figures, names[key])
+        locations.write_bytes(path, png)
         figure_paths[key] = str(path)
     markdown = report.markdown_report(
-        title=f"MNIST training run {folder.path.name}",
+        title=f"MNIST training run {folder.name}",
         config=(read_json(folder.run_json) or {}).get("config", {}),
         history=history,
         lineage=[lineage[role] for role in ("train", "test") if role in lineage],
@@ -90,9 +90,9 @@ def render_run_report(
         recall=recall.tolist(),
         figures=figures,
         comparison=comparison_line(decision),
-        run_dir=str(Path(folder.path).resolve()),
+        run_dir=str(folder.path.resolve() if isinstance(folder.path, Path) else folder.path),
     )
-    write_bytes_atomic(folder.report, markdown.encode("utf-8"))
+    locations.write_bytes(folder.report, markdown.encode("utf-8"))
     return RunReport(
         markdown=markdown,
         table=report.epoch_table_rows(history),

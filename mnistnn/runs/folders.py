@@ -8,6 +8,11 @@
         weights.npz              the final weights (a copy of the last checkpoint's)
         figures/*.png  report.md
 The number of epochs is not part of the key: asking for more epochs later continues the run.
+
+A run folder is a *location* (`mnistnn.core.locations`): a local Path, or an `s3://` prefix
+whose objects are written through the Store. The run lock is an flock on `.lock` locally and a
+lease object `.lease` (conditional create, renewed while held, taken over after its expiry by
+another machine, which logs it) on object storage.
 """
 
 from __future__ import annotations
@@ -17,15 +22,20 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mnistnn.config import SCHEMA_VERSION, NetworkConfig
-from mnistnn.core.files import write_bytes_atomic, write_json_atomic
+from mnistnn.core import locations
+from mnistnn.core.locations import Location
 from mnistnn.core.locks import exclusive
-from mnistnn.errors import MnistnnError
+from mnistnn.errors import MnistnnError, StorageError, StorageUnavailable
+
+#: How long a run's lease on object storage outlives its last renewal (renewed every ttl/3).
+LEASE_TTL = 30.0
 
 
 def run_key(config: NetworkConfig, train_sha256: str, test_sha256: str) -> str:
@@ -42,47 +52,54 @@ def run_key(config: NetworkConfig, train_sha256: str, test_sha256: str) -> str:
 
 @dataclass(frozen=True)
 class RunFolder:
-    """Paths inside one run folder."""
+    """Locations inside one run folder (Paths locally, URLs on object storage)."""
 
-    path: Path
+    path: Location
 
-    @property
-    def checkpoints(self) -> Path:
-        return self.path / "checkpoints"
-
-    @property
-    def evals(self) -> Path:
-        return self.path / "evals"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", locations.as_location(self.path))
 
     @property
-    def figures(self) -> Path:
-        return self.path / "figures"
+    def name(self) -> str:
+        return locations.name(self.path)
 
     @property
-    def run_json(self) -> Path:
-        return self.path / "run.json"
+    def checkpoints(self) -> Location:
+        return locations.join(self.path, "checkpoints")
 
     @property
-    def metrics_json(self) -> Path:
-        return self.path / "metrics.json"
+    def evals(self) -> Location:
+        return locations.join(self.path, "evals")
 
     @property
-    def weights(self) -> Path:
-        return self.path / "weights.npz"
+    def figures(self) -> Location:
+        return locations.join(self.path, "figures")
 
     @property
-    def report(self) -> Path:
-        return self.path / "report.md"
+    def run_json(self) -> Location:
+        return locations.join(self.path, "run.json")
 
-    def eval_path(self, epoch: int) -> Path:
-        return self.evals / f"epoch-{epoch:04d}.json"
+    @property
+    def metrics_json(self) -> Location:
+        return locations.join(self.path, "metrics.json")
+
+    @property
+    def weights(self) -> Location:
+        return locations.join(self.path, "weights.npz")
+
+    @property
+    def report(self) -> Location:
+        return locations.join(self.path, "report.md")
+
+    def eval_path(self, epoch: int) -> Location:
+        return locations.join(self.evals, f"epoch-{epoch:04d}.json")
 
 
 def run_folder(
     runs_root: str | os.PathLike[str], config: NetworkConfig, train_sha256: str, test_sha256: str
 ) -> RunFolder:
     """The folder of the run of these inputs (nothing is created)."""
-    return RunFolder(Path(runs_root) / run_key(config, train_sha256, test_sha256))
+    return RunFolder(locations.join(runs_root, run_key(config, train_sha256, test_sha256)))
 
 
 def open_run(
@@ -94,17 +111,23 @@ def open_run(
     fresh: bool = False,
 ) -> RunFolder:
     """Create (or find) the run folder; `fresh` deletes what it held first. Call under the lock."""
-    if fresh and folder.path.exists():
-        for child in folder.path.iterdir():
-            if child.name != ".lock":
-                if child.is_dir():
-                    shutil.rmtree(child)
-                else:
-                    child.unlink()
-    for sub in (folder.checkpoints, folder.evals, folder.figures):
-        sub.mkdir(parents=True, exist_ok=True)
-    if not folder.run_json.exists():
-        write_json_atomic(
+    if isinstance(folder.path, Path):
+        if fresh and folder.path.exists():
+            for child in folder.path.iterdir():
+                if child.name != ".lock":
+                    if child.is_dir():
+                        shutil.rmtree(child)
+                    else:
+                        child.unlink()
+        for sub in (folder.checkpoints, folder.evals, folder.figures):
+            Path(sub).mkdir(parents=True, exist_ok=True)
+    elif fresh:
+        store = locations.store_at(folder.path)
+        for key in store.list(""):
+            if key != ".lease":
+                store.delete(key)
+    if not locations.exists(folder.run_json):
+        _write_json(
             folder.run_json,
             {
                 "schema_version": SCHEMA_VERSION,
@@ -116,30 +139,59 @@ def open_run(
     return folder
 
 
+def lease_owner() -> str:
+    """`host:pid:flow-run-id` of this process, for lease records and messages."""
+    flow_run = os.environ.get("PREFECT__FLOW_RUN_ID", "-")
+    return f"{socket.gethostname()}:{os.getpid()}:{flow_run}"
+
+
 @contextlib.contextmanager
 def run_lock(folder: RunFolder, timeout: float = 3600.0) -> Iterator[None]:
     """Hold the run folder's exclusive lock: a second run of the same inputs waits here.
 
-    The OS drops the lock when the holder dies (even by SIGKILL), so a crash never leaves it stuck.
+    Locally an flock, which the OS drops when the holder dies (even by SIGKILL). On object
+    storage a lease renewed every LEASE_TTL/3 s: a killed worker's lease is taken over (and the
+    take-over logged) LEASE_TTL s after its last renewal.
     """
-    lock_path = folder.path / ".lock"
-    with exclusive(
-        lock_path,
-        timeout=timeout,
-        poll=0.2,
-        on_timeout=lambda waited: MnistnnError(
-            f"{lock_path}: another run of the same configuration still holds the "
-            f"lock after {waited:.0f} s"
-        ),
-    ):
+    if isinstance(folder.path, Path):
+        lock_path = folder.path / ".lock"
+        with exclusive(
+            lock_path,
+            timeout=timeout,
+            poll=0.2,
+            on_timeout=lambda waited: MnistnnError(
+                f"{lock_path}: another run of the same configuration still holds the "
+                f"lock after {waited:.0f} s"
+            ),
+        ):
+            yield
+        return
+    store = locations.store_at(folder.path)
+    try:
+        lease = store.lease(".lease", lease_owner(), ttl=LEASE_TTL, timeout=timeout)
+    except StorageUnavailable:
+        raise
+    except StorageError as exc:
+        raise MnistnnError(f"{exc} (another run of the same configuration still holds it)") from exc
+    with lease:
         yield
 
 
-def read_json(path: Path) -> dict[str, Any] | None:
-    """A JSON object from `path`, or None when it is missing or unreadable."""
+def _write_json(location: Location, obj: Any) -> None:
+    text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    locations.write_bytes(location, text.encode("utf-8"))
+
+
+def read_json(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """A JSON object from `path`, or None when it is missing or unreadable.
+
+    A transient storage error is raised (StorageUnavailable), never read as "missing".
+    """
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        value = json.loads(locations.read_bytes(path))
+    except StorageUnavailable:
+        raise
+    except (OSError, ValueError, StorageError):
         return None
     return value if isinstance(value, dict) else None
 
@@ -154,23 +206,30 @@ def shorter_run(parent: RunFolder, epochs: int) -> RunFolder:
     training depends only on the configuration, the data and (seed, epoch). Call under the
     parent's lock.
     """
-    child = RunFolder(parent.path / f"upto-{epochs:04d}")
-    run = json.loads(parent.run_json.read_text(encoding="utf-8"))
-    for sub in (child.checkpoints, child.evals, child.figures):
-        sub.mkdir(parents=True, exist_ok=True)
-    if not child.run_json.exists():
-        write_json_atomic(child.run_json, {**run, "shorter_of": str(parent.path), "epochs": epochs})
-    final_weights = parent.checkpoints / f"epoch-{epochs:04d}.npz"
-    if final_weights.exists() and not (child.checkpoints / final_weights.name).exists():
+    child = RunFolder(locations.join(parent.path, f"upto-{epochs:04d}"))
+    run = json.loads(locations.read_bytes(parent.run_json))
+    if isinstance(child.path, Path):
+        for sub in (child.checkpoints, child.evals, child.figures):
+            Path(sub).mkdir(parents=True, exist_ok=True)
+    if not locations.exists(child.run_json):
+        _write_json(child.run_json, {**run, "shorter_of": str(parent.path), "epochs": epochs})
+    name = f"epoch-{epochs:04d}.npz"
+    final_weights = locations.join(parent.checkpoints, name)
+    if locations.exists(final_weights) and not locations.exists(
+        locations.join(child.checkpoints, name)
+    ):
         for epoch in range(1, epochs + 1):
-            name = f"epoch-{epoch:04d}"
-            _copy_if_present(parent.checkpoints / f"{name}.json", child.checkpoints)
-            _copy_if_present(parent.evals / f"{name}.json", child.evals)
+            stem = f"epoch-{epoch:04d}"
+            _copy_if_present(locations.join(parent.checkpoints, f"{stem}.json"), child.checkpoints)
+            _copy_if_present(locations.join(parent.evals, f"{stem}.json"), child.evals)
         _copy_if_present(final_weights, child.checkpoints)  # last: it makes the copy valid
     return child
 
 
-def _copy_if_present(source: Path, folder: Path) -> None:
-    """Copy `source` into `folder` atomically (the same bytes, so its sha256 still holds)."""
-    if source.exists():
-        write_bytes_atomic(folder / source.name, source.read_bytes())
+def _copy_if_present(source: Location, folder: Location) -> None:
+    """Copy `source` into `folder` whole (the same bytes, so its sha256 still holds)."""
+    try:
+        data = locations.read_bytes(source)
+    except FileNotFoundError:  # NotFound too
+        return
+    locations.write_bytes(locations.join(folder, locations.name(source)), data)

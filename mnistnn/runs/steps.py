@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from mnistnn.config import NetworkConfig
-from mnistnn.core.files import write_bytes_atomic, write_json_atomic
+from mnistnn.core import locations
+from mnistnn.core.locations import Location
 from mnistnn.errors import CheckpointError, ConfigError
 from mnistnn.model import checkpoint
 from mnistnn.model.metrics import evaluate_outputs
@@ -47,8 +48,11 @@ def load_arrays(parquet: str | os.PathLike[str]) -> tuple[PixelArray, LabelArray
     """X (n, 784) uint8 and y (n,) uint8 of an ingested Parquet file, cached per process.
 
     The cache key includes the file's size and mtime, so a replaced file is read again; the
-    arrays are read-only so that no caller can change what the next caller sees.
+    arrays are read-only so that no caller can change what the next caller sees. A URL is
+    downloaded once into a cache folder under the system temp dir, named by its sha256.
     """
+    if locations.is_url(parquet):
+        parquet = _cached_copy(str(parquet))
     stat = Path(parquet).stat()
     return _load_arrays_cached(str(Path(parquet).resolve()), stat.st_size, stat.st_mtime_ns)
 
@@ -63,6 +67,20 @@ def _load_arrays_cached(path: str, size: int, mtime_ns: int) -> tuple[PixelArray
     return pixels, labels
 
 
+def _cached_copy(url: str) -> Path:
+    """A local copy of the object at `url`, kept in `<tmp>/mnistnn-cache/<sha256>.parquet`."""
+    import hashlib
+    import tempfile
+
+    data = locations.read_bytes(url)
+    digest = hashlib.sha256(data).hexdigest()
+    cache = Path(tempfile.gettempdir()) / "mnistnn-cache"
+    target = cache / f"{digest}.parquet"
+    if not target.exists():
+        locations.write_bytes(target, data)  # whole or absent: temp file + rename
+    return target
+
+
 def check_keep(keep_checkpoints: int) -> int:
     """`keep_checkpoints` must be a whole number >= 0 (0 keeps every epoch's weights)."""
     if isinstance(keep_checkpoints, bool) or not isinstance(keep_checkpoints, int):
@@ -74,9 +92,9 @@ def check_keep(keep_checkpoints: int) -> int:
 
 def recorded_epochs(folder: RunFolder) -> int:
     """The highest epoch the run has trained (its metadata stays even when weights are pruned)."""
-    if not folder.checkpoints.is_dir():
-        return 0
-    matches = (checkpoint._EPOCH_FILE.match(path.name) for path in folder.checkpoints.iterdir())
+    matches = (
+        checkpoint._EPOCH_FILE.match(name) for name in locations.names_in(folder.checkpoints)
+    )
     return max((int(match.group(1)) for match in matches if match), default=0)
 
 
@@ -176,7 +194,7 @@ def evaluate_epoch(
     """
     _, meta_path = checkpoint.checkpoint_paths(folder.checkpoints, epoch)
     existing = read_json(folder.eval_path(epoch))
-    if existing is not None and meta_path.exists():
+    if existing is not None and locations.exists(meta_path):
         vouched = checkpoint.read_metadata(meta_path)["weights_sha256"]
         if existing.get("weights_sha256") == vouched:
             return existing
@@ -191,11 +209,11 @@ def evaluate_epoch(
         "train_seconds": float(record["train_seconds"]),
         "weights_sha256": record["weights_sha256"],
     }
-    write_json_atomic(folder.eval_path(epoch), result)
+    _write_json(folder.eval_path(epoch), result)
     return result
 
 
-def prune_checkpoints(folder: RunFolder, newest: int, keep: int) -> list[Path]:
+def prune_checkpoints(folder: RunFolder, newest: int, keep: int) -> list[Location]:
     """Delete the weights of evaluated epochs older than the newest `keep` (0 keeps all).
 
     The JSON metadata and the scores stay, so the run's history is complete; resuming needs only
@@ -206,8 +224,8 @@ def prune_checkpoints(folder: RunFolder, newest: int, keep: int) -> list[Path]:
     removed = []
     for epoch in range(1, newest - keep + 1):
         weights, _ = checkpoint.checkpoint_paths(folder.checkpoints, epoch)
-        if weights.exists() and folder.eval_path(epoch).exists():
-            weights.unlink()
+        if locations.exists(weights) and locations.exists(folder.eval_path(epoch)):
+            locations.delete(weights)
             removed.append(weights)
     return removed
 
@@ -220,14 +238,20 @@ def finish_run(folder: RunFolder, epochs: int) -> list[EpochRecord]:
         if record is None:
             raise CheckpointError(f"{folder.eval_path(epoch)}: evaluation of epoch {epoch} missing")
         metrics.append(EpochRecord.from_eval(record))
-    write_json_atomic(
-        folder.metrics_json, {"epochs": epochs, "metrics": [m.to_dict() for m in metrics]}
-    )
+    _write_json(folder.metrics_json, {"epochs": epochs, "metrics": [m.to_dict() for m in metrics]})
     weights_path, meta_path = checkpoint.checkpoint_paths(folder.checkpoints, epochs)
     if not checkpoint.is_valid(meta_path):
         raise CheckpointError(
             f"{meta_path}: the final checkpoint is missing or invalid; run the flow again to "
             "recompute it"
         )
-    write_bytes_atomic(folder.weights, weights_path.read_bytes())
+    locations.write_bytes(folder.weights, locations.read_bytes(weights_path))
     return metrics
+
+
+def _write_json(location: Location, obj: Any) -> None:
+    """Indented, key-sorted JSON, written whole (as `write_json_atomic` does locally)."""
+    import json
+
+    text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    locations.write_bytes(location, text.encode("utf-8"))

@@ -1,0 +1,113 @@
+"""Locations: a local path or an `s3://bucket/key` URL, read and written through a `Store`.
+
+The run folders, checkpoints and the registry name their files by *location*: a `Path` for a
+local folder (so every local layout, message and test stays as it was) or a URL string on object
+storage. These helpers join locations and do whole-object I/O on them; a location's store is
+the one of its parent folder (`open_store(parent)` + the last name as the key). S3 stores are
+cached per (URL, endpoint, credentials), so a run reuses one client and its connections.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+from pathlib import Path
+
+from mnistnn.core.storage import Store, open_store
+
+#: A local path or a URL (`s3://bucket/prefix/key`).
+Location = Path | str
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_STORES: dict[tuple[str, ...], Store] = {}
+_STORES_LOCK = threading.Lock()
+_MAX_STORES = 64
+
+
+def is_url(location: str | os.PathLike[str]) -> bool:
+    """Whether `location` is a URL (object storage) rather than a local path."""
+    return isinstance(location, str) and _URL.match(location) is not None
+
+
+def as_location(location: str | os.PathLike[str]) -> Location:
+    """A URL string as it is, anything else as a Path (never `Path("s3://...")`)."""
+    if is_url(location):
+        assert isinstance(location, str)
+        return location.rstrip("/")
+    return Path(location)
+
+
+def join(location: str | os.PathLike[str], *parts: str) -> Location:
+    """`location / part / ...` for paths and URLs alike."""
+    base = as_location(location)
+    if isinstance(base, Path):
+        return base.joinpath(*parts)
+    return "/".join([base, *(part.strip("/") for part in parts)])
+
+
+def name(location: str | os.PathLike[str]) -> str:
+    """The last component of a location."""
+    base = as_location(location)
+    return base.name if isinstance(base, Path) else base.rpartition("/")[2]
+
+
+def parent(location: str | os.PathLike[str]) -> Location:
+    """The folder (prefix) holding a location."""
+    base = as_location(location)
+    return base.parent if isinstance(base, Path) else base.rpartition("/")[0]
+
+
+def store_at(folder: str | os.PathLike[str]) -> Store:
+    """The store rooted at `folder` (cached for URLs; a local store costs nothing to make)."""
+    base = as_location(folder)
+    if isinstance(base, Path):
+        return open_store(base)
+    secret = os.environ.get("AWS_SECRET_ACCESS_KEY", "")
+    key = (
+        base,
+        os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or "",
+        os.environ.get("AWS_ACCESS_KEY_ID", ""),
+        hashlib.sha256(secret.encode()).hexdigest(),  # never the secret itself
+    )
+    with _STORES_LOCK:
+        store = _STORES.get(key)
+        if store is None:
+            if len(_STORES) >= _MAX_STORES:
+                _STORES.clear()
+            store = _STORES[key] = open_store(base)
+    return store
+
+
+def split(location: str | os.PathLike[str]) -> tuple[Store, str]:
+    """(the store of the location's folder, the key of the location in it)."""
+    return store_at(parent(location)), name(location)
+
+
+def read_bytes(location: str | os.PathLike[str]) -> bytes:
+    """The bytes at `location`; NotFound (a FileNotFoundError) when absent."""
+    store, key = split(location)
+    return store.read_bytes(key)
+
+
+def write_bytes(location: str | os.PathLike[str], data: bytes) -> None:
+    """Write `data` at `location`, whole or not at all."""
+    store, key = split(location)
+    store.write_bytes(key, data)
+
+
+def exists(location: str | os.PathLike[str]) -> bool:
+    store, key = split(location)
+    return store.exists(key)
+
+
+def delete(location: str | os.PathLike[str]) -> None:
+    """Delete `location`; a missing one is fine."""
+    store, key = split(location)
+    store.delete(key)
+
+
+def names_in(folder: str | os.PathLike[str]) -> list[str]:
+    """The names of the objects directly in `folder` (not in its sub-folders), sorted."""
+    return [key for key in store_at(folder).list("") if "/" not in key]
