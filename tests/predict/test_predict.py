@@ -27,8 +27,8 @@ from mnistnn.predict.predict import (
     predict_paths,
     predict_pixels,
     read_unlabelled_csv,
-    save_preview,
 )
+from mnistnn.predict.preview import save_preview
 from mnistnn.types import PixelArray
 
 DATA = DataPaths(Path(__file__).resolve().parents[2] / "data")
