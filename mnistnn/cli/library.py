@@ -119,6 +119,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """Predict digits of images, folders of images, or an unlabelled CSV."""
     from mnistnn.predict import predict
     from mnistnn.predict.image import preprocess_image
+    from mnistnn.predict.preview import save_preview
     from mnistnn.registry.resolve import resolve_model
 
     if not args.images and not args.csv:
@@ -139,7 +140,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             target = Path(args.show)
             if len(predictions) > 1:
                 target = target.with_name(f"{target.stem}-{index + 1}{target.suffix}")
-            predict.save_preview(item.path, preprocess_image(item.path), target)
+            save_preview(item.path, preprocess_image(item.path), target)
     folder_mode = any(Path(p).is_dir() for p in args.images)
     _print_predictions(predictions, json_output=args.json, as_csv=folder_mode, out=args.out)
     for failure in failures:

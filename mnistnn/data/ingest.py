@@ -886,7 +886,7 @@ def _raw_lines(text: bytes, line_numbers: list[int]) -> list[str]:
 
 def _parquet_metadata(job: _Job, parsed: _Parsed) -> dict[str, str]:
     """Provenance in the Parquet footer: enough to trace any training run back to its source."""
-    import mnistnn  # late: the package may import this module while still initialising
+    from mnistnn._version import __version__
 
     metadata = {
         "source_name": job.source.name,
@@ -894,7 +894,7 @@ def _parquet_metadata(job: _Job, parsed: _Parsed) -> dict[str, str]:
         "rows_read": str(parsed.rows_read),
         "rows_accepted": str(len(parsed.labels)),
         "rows_rejected": str(len(parsed.reject_lines)),
-        "version": str(mnistnn.__version__),
+        "version": __version__,
         "schema_version": str(SCHEMA_VERSION),
     }
     if parsed.header is not None:

@@ -26,6 +26,7 @@ from mnistnn.config import SCHEMA_VERSION, NetworkConfig
 from mnistnn.core import locations
 from mnistnn.core.files import sha256_bytes
 from mnistnn.core.locations import Location
+from mnistnn.core.records import Fields
 from mnistnn.errors import CheckpointError, NotFound, StorageUnavailable
 from mnistnn.model.network import NeuralNetwork
 
@@ -62,15 +63,15 @@ def load_weights(path: str | os.PathLike[str], expected_sha256: str | None = Non
         data = locations.read_bytes(source)
     except (NotFound, FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise CheckpointError(f"{source}: weights file not found") from None
-    return weights_from_bytes(data, str(source), expected_sha256)
+    return weights_from_bytes(data, source, expected_sha256)
 
 
 def weights_from_bytes(
-    data: bytes, source: str, expected_sha256: str | None = None
+    data: bytes, source: str | os.PathLike[str], expected_sha256: str | None = None
 ) -> NeuralNetwork:
     """Rebuild a network from `.npz` bytes read from `source` (a path or URL, for messages)."""
-    if expected_sha256 is not None and sha256_bytes(data) != expected_sha256:
-        raise CheckpointError(f"{source}: sha256 does not match its metadata (corrupt or replaced)")
+    if expected_sha256 is not None:
+        _check_sha256(source, expected_sha256, sha256_bytes(data))
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             config = NetworkConfig.from_dict(json.loads(str(archive["config_json"])))
@@ -96,7 +97,7 @@ def save_checkpoint(
     metadata: dict[str, Any],
 ) -> Location:
     """Write checkpoint `epoch` (weights first, then the JSON that vouches for them)."""
-    from mnistnn import __version__
+    from mnistnn._version import __version__
 
     weights_path, meta_path = checkpoint_paths(directory, epoch)
     digest = save_weights(weights_path, network)
@@ -114,51 +115,86 @@ def save_checkpoint(
     return meta_path
 
 
+def _check_sha256(source: str | os.PathLike[str], expected: str, actual: str) -> None:
+    """CheckpointError naming `source` when its sha256 is not the one its metadata vouches for."""
+    if actual != expected:
+        raise CheckpointError(
+            f"{source}: sha256 does not match its metadata "
+            f"(expected {expected[:12]}…, got {actual[:12]}…)"
+        )
+
+
 def read_metadata(meta_path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The JSON metadata of a checkpoint; CheckpointError naming the file if unreadable."""
+    """The JSON metadata of a checkpoint; CheckpointError naming the file and what is wrong."""
     path = locations.as_location(meta_path)
     try:
-        record = json.loads(locations.read_bytes(path).decode("utf-8"))
+        text = locations.read_bytes(path).decode("utf-8")
     except (NotFound, FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise CheckpointError(f"{path}: checkpoint metadata not found") from None
     except StorageUnavailable:
         raise  # transient: the task is retried, the checkpoint is not declared missing
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path}: unreadable checkpoint metadata ({exc})") from exc
-    if not isinstance(record, dict) or "weights_sha256" not in record or "epoch" not in record:
-        raise CheckpointError(f"{path}: checkpoint metadata lacks epoch or weights_sha256")
-    return record
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(
+            f"{path}: unreadable checkpoint metadata: not valid JSON ({exc})"
+        ) from exc
+    fields = Fields(data, path, error=CheckpointError, what="checkpoint metadata (a JSON object)")
+    fields.integer("epoch")
+    fields.string("weights_sha256")
+    fields.optional_string("weights_file")
+    return fields.data
+
+
+def _weights_path(meta_path: Location, record: dict[str, Any]) -> Location:
+    """The `.npz` a checkpoint's metadata vouches for (`weights_file`, else the same stem)."""
+    default = locations.name(meta_path).removesuffix(".json") + ".npz"
+    name = str(record.get("weights_file") or default)
+    if "/" in name or name in ("", ".", ".."):
+        raise CheckpointError(f"{meta_path}: weights_file {name!r} is not a file name")
+    return locations.join(locations.parent(meta_path), name)
 
 
 def load_checkpoint(meta_path: str | os.PathLike[str]) -> tuple[NeuralNetwork, dict[str, Any]]:
     """Rebuild the network of a checkpoint, verifying its weights' sha256."""
     path = locations.as_location(meta_path)
     record = read_metadata(path)
-    default = locations.name(path).removesuffix(".json") + ".npz"
-    weights_path = locations.join(locations.parent(path), str(record.get("weights_file", default)))
-    network = load_weights(weights_path, expected_sha256=str(record["weights_sha256"]))
+    network = load_weights(_weights_path(path, record), expected_sha256=record["weights_sha256"])
     if network.config.to_dict() != record.get("config"):
         raise CheckpointError(f"{path}: configuration differs from the one inside its weights")
     return network, record
 
 
-def is_valid(meta_path: str | os.PathLike[str]) -> bool:
-    """True when the checkpoint's metadata reads and its weights' bytes match the sha256.
+def verify(meta_path: str | os.PathLike[str]) -> None:
+    """Check a checkpoint without loading it: CheckpointError naming the one file that failed.
 
-    Transient storage errors (StorageUnavailable, an OSError) are raised, not read as "invalid":
-    an unreachable store must fail the task (and be retried), never restart training.
+    The metadata must read and the weights' bytes must hash to its `weights_sha256`. Transient
+    storage errors (StorageUnavailable, an OSError) are raised, not read as "invalid": an
+    unreachable store must fail the task (and be retried), never restart training.
     """
+    path = locations.as_location(meta_path)
+    record = read_metadata(path)
+    weights_path = _weights_path(path, record)
     try:
-        record = read_metadata(meta_path)
-        name = str(record.get("weights_file", ""))
-        if not name or "/" in name:
-            return False
-        weights = locations.read_bytes(locations.join(locations.parent(meta_path), name))
-        return bool(sha256_bytes(weights) == record["weights_sha256"])
+        actual = sha256_bytes(locations.read_bytes(weights_path))
+    except (NotFound, FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise CheckpointError(f"{weights_path}: weights file not found") from None
     except StorageUnavailable:
         raise
-    except (CheckpointError, OSError):  # NotFound is a FileNotFoundError
+    except OSError as exc:
+        raise CheckpointError(f"{weights_path}: unreadable weights file ({exc})") from exc
+    _check_sha256(weights_path, record["weights_sha256"], actual)
+
+
+def is_valid(meta_path: str | os.PathLike[str]) -> bool:
+    """True when the checkpoint's metadata reads and its weights' bytes match the sha256."""
+    try:
+        verify(meta_path)
+    except CheckpointError:
         return False
+    return True
 
 
 def latest_valid(directory: str | os.PathLike[str]) -> tuple[int, Location] | None:
@@ -172,7 +208,10 @@ def latest_valid(directory: str | os.PathLike[str]) -> tuple[int, Location] | No
         if match:
             found.append((int(match.group(1)), locations.join(directory, name)))
     for epoch, path in sorted(found, reverse=True):
-        if is_valid(path):
-            return epoch, path
-        log.warning("ignoring invalid checkpoint %s (unreadable or sha256 mismatch)", path)
+        try:
+            verify(path)
+        except CheckpointError as exc:
+            log.warning("ignoring invalid checkpoint of epoch %d: %s", epoch, exc)
+            continue
+        return epoch, path
     return None

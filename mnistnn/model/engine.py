@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
-from scipy.special import expit
 
+from mnistnn.model.maths import sigmoid
 from mnistnn.types import FloatArray, LabelArray, PixelArray
 
 
@@ -162,11 +162,6 @@ def sgd_epoch(
         lr,
     )
     return np.ascontiguousarray(w_input_hidden_t.T), w_hidden_output
-
-
-def sigmoid(z: FloatArray) -> FloatArray:
-    """Logistic function 1 / (1 + exp(-z)), computed in z's dtype (as scipy.special.expit)."""
-    return expit(z)  # type: ignore[no-any-return]
 
 
 def minibatch_epoch(

@@ -346,7 +346,7 @@ class ModelRegistry:
     # -- internals: versions -------------------------------------------------------------------
     def _write_meta(self, version: str, record: dict[str, Any]) -> None:
         """The metadata that vouches for a claimed version's weights (written after them)."""
-        from mnistnn import __version__
+        from mnistnn._version import __version__
 
         full = {
             **record,

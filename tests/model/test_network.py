@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from mnistnn import ConfigError, NetworkConfig, NeuralNetwork
-from mnistnn.model.network import initial_weights, input_scale
+from mnistnn.model.maths import input_scale
+from mnistnn.model.network import initial_weights
 from tests.reference import ReferenceNetwork, reference_epoch
 
 ROWS = 1000
