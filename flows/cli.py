@@ -13,7 +13,6 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 
 from mnistnn.cli import library
 from mnistnn.cli.app import EXIT_OK, build_parser, positive_int, run
@@ -121,7 +120,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     prefect_defaults()
     from flows import training as flow_module
 
-    paths = DataPaths(Path(args.data_dir))
+    paths = DataPaths.at(args.data_dir)
     overrides = {name: getattr(args, flag) for flag, name in _FLAGS.items()}
     show_progress = not args.json and sys.stderr.isatty()
     with contextlib.ExitStack() as scope:
@@ -187,7 +186,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from flows.sweep import run_sweep
     from mnistnn.runs.sweep import parse_list
 
-    paths = DataPaths(Path(args.data_dir))
+    paths = DataPaths.at(args.data_dir)
     result = run_sweep(
         dask_address=args.dask_address,
         workers=args.workers,

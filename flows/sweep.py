@@ -24,6 +24,7 @@ from prefect_dask.task_runners import DaskTaskRunner
 
 from flows.tasks import RETRYABLE, ingest_task, run_logger
 from mnistnn.config import DataPaths, NetworkConfig
+from mnistnn.core.locations import is_url
 from mnistnn.data.ingest import IngestSummary
 from mnistnn.errors import ConfigError
 from mnistnn.registry.from_run import register_run
@@ -73,7 +74,7 @@ def register_best_task(
 ) -> dict[str, Any]:
     """Register the best configuration's model; the registry decides on promotion."""
     decision = register_run(
-        RunFolder(Path(run_dir)), models_dir, test.parquet, lineage.to_dict(), min_delta=min_delta
+        RunFolder(run_dir), models_dir, test.parquet, lineage.to_dict(), min_delta=min_delta
     )
     run_logger().info("model registry: %s", decision["reason"])
     return decision
@@ -111,7 +112,7 @@ def sweep_pipeline(
         seeds or [0],
         init,
     )
-    paths = DataPaths(Path(data_dir).resolve())
+    paths = DataPaths.at(data_dir if is_url(data_dir) else Path(data_dir).resolve())
     train_future = ingest_task.submit("train", train_csv, str(paths.processed), 0.0)
     test_future = ingest_task.submit("test", test_csv, str(paths.processed), 0.0)
     train, test = train_future.result(), test_future.result()

@@ -13,7 +13,6 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any, Literal
 from uuid import UUID
 
@@ -42,23 +41,19 @@ def train_epoch_task(
     run_dir: str, epoch: int, config: NetworkConfig, train_parquet: str, lineage: RunLineage
 ) -> training.EpochOutcome:
     """Train one epoch from the previous checkpoint and write checkpoint `epoch`."""
-    return training.train_epoch(
-        RunFolder(Path(run_dir)), epoch, config, train_parquet, lineage.to_dict()
-    )
+    return training.train_epoch(RunFolder(run_dir), epoch, config, train_parquet, lineage.to_dict())
 
 
 @task(name="evaluate-epoch", task_run_name="evaluate epoch {epoch}", **RETRYABLE)
 def evaluate_epoch_task(run_dir: str, epoch: int, test_parquet: str) -> EpochRecord:
     """Score checkpoint `epoch` on the test set (accuracy, confident, MSE, confusion)."""
-    return EpochRecord.from_eval(
-        training.evaluate_epoch(RunFolder(Path(run_dir)), epoch, test_parquet)
-    )
+    return EpochRecord.from_eval(training.evaluate_epoch(RunFolder(run_dir), epoch, test_parquet))
 
 
 @task(name="finish-run", task_run_name="finish run", **RETRYABLE)
 def finish_run_task(run_dir: str, epochs: int) -> list[EpochRecord]:
     """Write metrics.json and the final weights of the run."""
-    return training.finish_run(RunFolder(Path(run_dir)), epochs)
+    return training.finish_run(RunFolder(run_dir), epochs)
 
 
 @task(name="register-model", task_run_name="register model", **RETRYABLE)
@@ -67,7 +62,7 @@ def register_task(
 ) -> dict[str, Any]:
     """Hand the final model to the registry; it becomes champion only if it is better."""
     decision = register_run(
-        RunFolder(Path(run_dir)),
+        RunFolder(run_dir),
         models_dir,
         test_parquet,
         lineage.to_dict(),
@@ -85,7 +80,7 @@ def publish_task(
     """Publish the epoch table, the report and a link to the run as Prefect artifacts."""
     from flows.publish import publish_run
 
-    return publish_run(RunFolder(Path(run_dir)), test_parquet, lineage.to_dict(), decision)
+    return publish_run(RunFolder(run_dir), test_parquet, lineage.to_dict(), decision)
 
 
 @flow(name="mnist-training", log_prints=False)
@@ -147,7 +142,7 @@ def train_pipeline(
     config, n_epochs = resolved.config, resolved.epochs
     check_parameters(max_rejected_fraction, min_delta, keep_checkpoints)
     logger.info("settings: %s", resolved.describe())
-    paths = DataPaths(Path(data_dir))
+    paths = DataPaths.at(data_dir)
     clock = _Stopwatch()
 
     train_future = ingest_task.submit(

@@ -12,9 +12,12 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mnistnn.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mnistnn.core.storage import Store
 
 INPUT_NODES = 784
 IMAGE_SIDE = 28
@@ -36,62 +39,92 @@ DEFAULT_DATA_DIR = Path(os.environ.get("MNISTNN_DATA_DIR", "data"))
 
 @dataclass(frozen=True)
 class DataPaths:
-    """Every folder under the data directory (cookiecutter-data-science layout)."""
+    """Every folder under the data directory (cookiecutter-data-science layout).
 
-    root: Path = DEFAULT_DATA_DIR
+    `root` is a local folder (a Path: every location below is a Path, as always) or an
+    `s3://bucket/prefix` URL (every location is then a URL string); `DataPaths.at` takes either.
+    """
+
+    root: Path | str = DEFAULT_DATA_DIR
+
+    def __post_init__(self) -> None:
+        from mnistnn.core.locations import as_location
+
+        object.__setattr__(self, "root", as_location(self.root))
+
+    @classmethod
+    def at(cls, location: str | os.PathLike[str]) -> DataPaths:
+        """The layout under a local path or an `s3://bucket/prefix` URL."""
+        return cls(location if isinstance(location, str) else Path(location))
 
     @property
-    def raw(self) -> Path:
+    def is_remote(self) -> bool:
+        return isinstance(self.root, str)
+
+    @property
+    def store(self) -> Store:
+        """The Store of the whole data directory (keys such as "runs/<key>/run.json")."""
+        from mnistnn.core.locations import store_at
+
+        return store_at(self.root)
+
+    def _at(self, *parts: str) -> Path | str:
+        from mnistnn.core.locations import join
+
+        return join(self.root, *parts)
+
+    @property
+    def raw(self) -> Path | str:
         """Committed, immutable inputs."""
-        return self.root / "raw"
+        return self._at("raw")
 
     @property
-    def processed(self) -> Path:
+    def processed(self) -> Path | str:
         """Validated Parquet files, one per distinct source content."""
-        return self.root / "processed"
+        return self._at("processed")
 
     @property
-    def runs(self) -> Path:
+    def runs(self) -> Path | str:
         """One folder per (configuration, train data, test data)."""
-        return self.root / "runs"
+        return self._at("runs")
 
     @property
-    def models(self) -> Path:
+    def models(self) -> Path | str:
         """The model registry."""
-        return self.root / "models"
+        return self._at("models")
 
     @property
-    def incoming(self) -> Path:
+    def incoming(self) -> Path | str:
         """The labelled inbox: MNIST CSV batches that other processes drop (never modified)."""
-        return self.root / "incoming"
+        return self._at("incoming")
 
     @property
-    def snapshots(self) -> Path:
+    def snapshots(self) -> Path | str:
         """Content-addressed training-data manifests and the inbox ledger."""
-        return self.root / "snapshots"
+        return self._at("snapshots")
 
     @property
-    def unlabelled(self) -> Path:
+    def unlabelled(self) -> Path | str:
         """The scoring inbox: unlabelled digits (CSV, Parquet, folders of images)."""
-        return self.root / "unlabelled"
+        return self._at("unlabelled")
 
     @property
-    def predictions(self) -> Path:
+    def predictions(self) -> Path | str:
         """One Parquet of predictions per (input content, model version)."""
-        return self.root / "predictions"
+        return self._at("predictions")
 
     @property
-    def review(self) -> Path:
+    def review(self) -> Path | str:
         """Doubtful digits waiting for a person's label, one CSV per input."""
-        return self.root / "review"
+        return self._at("review")
 
     @property
-    def train_csv(self) -> Path:
-        return self.raw / "mnist_train.csv.gz"
+    def train_csv(self) -> Path | str:
+        return self._at("raw", "mnist_train.csv.gz")
 
     @property
-    def test_csv(self) -> Path:
-        return self.raw / "mnist_test.csv.gz"
+    def test_csv(self) -> Path | str:
+        return self._at("raw", "mnist_test.csv.gz")
 
 
 @dataclass(frozen=True)

@@ -59,9 +59,9 @@ def _model_option(parser: argparse.ArgumentParser) -> None:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     """Validate each CSV into Parquet and print its summary."""
-    from mnistnn.data.ingest import ingest_csv
+    from mnistnn.data.remote import ingest_location as ingest_csv
 
-    processed = DataPaths(Path(args.data_dir)).processed
+    processed = DataPaths.at(args.data_dir).processed
     for path in args.paths:
         summary = ingest_csv(path, processed, max_rejected_fraction=args.max_rejected_fraction)
         print(summary.describe())
@@ -72,7 +72,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     """Registry commands; the champion is marked `*` and named in words."""
     from mnistnn.registry.store import ModelRegistry
 
-    registry = ModelRegistry(DataPaths(Path(args.data_dir)).models)
+    registry = ModelRegistry(DataPaths.at(args.data_dir).models)
     if args.models_command == "list":
         versions = registry.versions()
         if not versions:
@@ -95,12 +95,12 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Score a model on a labelled CSV."""
-    from mnistnn.data.ingest import ingest_csv
+    from mnistnn.data.remote import ingest_location as ingest_csv
     from mnistnn.model.metrics import evaluate_outputs
     from mnistnn.registry.resolve import resolve_model
     from mnistnn.runs.steps import load_arrays
 
-    paths = DataPaths(Path(args.data_dir))
+    paths = DataPaths.at(args.data_dir)
     network = resolve_model(args.model, paths.models)
     summary = ingest_csv(args.test_csv or paths.test_csv, paths.processed)
     pixels, labels = load_arrays(summary.parquet)
@@ -124,7 +124,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if not args.images and not args.csv:
         raise MnistnnError("predict needs IMAGE paths or --csv FILE")
-    network = resolve_model(args.model, DataPaths(Path(args.data_dir)).models)
+    network = resolve_model(args.model, DataPaths.at(args.data_dir).models)
     if args.csv:
         rows = predict.predict_csv(network, args.csv, args.out)
         if args.out is None:

@@ -1,0 +1,92 @@
+"""Ingest where the CSV or the processed folder is an `s3://` URL, through the storage layer.
+
+The conversion itself is `ingest_csv`, unchanged, run on local copies: a CSV URL is downloaded
+into `<tmp>/mnistnn-cache/src-<sha256>/` and, when `processed_dir` is a URL, the outputs are
+converted into `<tmp>/mnistnn-cache/processed/` and then uploaded under their content-addressed
+names, rejects and Parquet first and the summary JSON (which vouches that the others are
+complete) last, so another machine sees either no summary or whole outputs. A summary already in
+the bucket for the same content is reused without converting again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from mnistnn.core import locations
+from mnistnn.data.ingest import IngestSummary, ingest_csv
+from mnistnn.errors import DataError, NotFound, StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def cache_dir() -> Path:
+    """Where downloaded inputs and staged outputs live (per machine, safe to delete)."""
+    return Path(tempfile.gettempdir()) / "mnistnn-cache"
+
+
+def ingest_location(
+    path: str | os.PathLike[str],
+    processed_dir: str | os.PathLike[str],
+    max_rejected_fraction: float = 0.0,
+) -> IngestSummary:
+    """`ingest_csv` for local paths or URLs (see the module docstring)."""
+    if not locations.is_url(path) and not locations.is_url(processed_dir):
+        return ingest_csv(path, processed_dir, max_rejected_fraction=max_rejected_fraction)
+    given = os.fspath(path)
+    raw = _read_input(given)
+    digest = hashlib.sha256(raw).hexdigest()
+    local = cache_dir() / f"src-{digest[:16]}" / locations.name(given)
+    if not local.exists():
+        locations.write_bytes(local, raw)
+    if not locations.is_url(processed_dir):
+        summary = ingest_csv(local, processed_dir, max_rejected_fraction=max_rejected_fraction)
+        return dataclasses.replace(summary, source=given)
+    stem = digest[:16]
+    remote_summary = locations.join(processed_dir, f"{stem}.json")
+    stored = _stored_summary(remote_summary, digest)
+    if stored is not None:
+        log.info("%s: unchanged (sha256 %s), reusing %s", given, stem, stored.parquet)
+        return dataclasses.replace(stored, source=given, reused=True)
+    staged = ingest_csv(local, cache_dir() / "processed", max_rejected_fraction)
+    parquet = str(locations.join(processed_dir, f"{stem}.parquet"))
+    rejects = None
+    if staged.rejects is not None:
+        rejects = str(locations.join(processed_dir, f"{stem}.rejects.csv"))
+        locations.write_bytes(rejects, Path(staged.rejects).read_bytes())
+    locations.write_bytes(parquet, Path(staged.parquet).read_bytes())
+    summary = dataclasses.replace(staged, source=given, parquet=parquet, rejects=rejects)
+    text = json.dumps({**summary.to_dict(), "reused": False}, indent=2, sort_keys=True) + "\n"
+    locations.write_bytes(remote_summary, text.encode("utf-8"))  # last: vouches for the others
+    return summary
+
+
+def _read_input(given: str) -> bytes:
+    try:
+        return locations.read_bytes(given)
+    except StorageUnavailable:
+        raise
+    except (NotFound, FileNotFoundError):
+        raise DataError(f"{given}: no such file or object") from None
+
+
+def _stored_summary(location: locations.Location, digest: str) -> IngestSummary | None:
+    """The summary in the bucket for this content, if whole and about it; else None."""
+    try:
+        data = json.loads(locations.read_bytes(location))
+        summary = IngestSummary.from_dict(data)
+    except StorageUnavailable:
+        raise
+    except (NotFound, FileNotFoundError):
+        return None
+    except (ValueError, DataError) as exc:
+        log.warning("%s: unusable summary (%s); converting again", location, exc)
+        return None
+    if summary.sha256 != digest or not locations.exists(summary.parquet):
+        return None
+    return summary
