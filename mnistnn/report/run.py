@@ -14,13 +14,13 @@ from typing import Any
 import numpy as np
 
 from mnistnn.core.files import write_bytes_atomic
+from mnistnn.data.parquet import load_arrays
 from mnistnn.errors import CheckpointError
 from mnistnn.model.checkpoint import load_weights
 from mnistnn.model.metrics import confusion_matrix, precision_recall
 from mnistnn.report import figures as plots
 from mnistnn.report import markdown as report
 from mnistnn.runs.folders import RunFolder, read_json
-from mnistnn.runs.steps import load_arrays
 
 
 @dataclass(frozen=True)
