@@ -9,17 +9,13 @@ text is checked and parsed lives in `text`, `rules` and `parse`; the file layout
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
-import fcntl
 import io
 import json
 import logging
-import math
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +29,8 @@ from mnistnn.core.files import (
     write_bytes_atomic,
     write_json_atomic,
 )
+from mnistnn.core.locks import exclusive
+from mnistnn.core.records import Fields, is_number
 from mnistnn.data.parquet import parquet_matches, parquet_metadata, write_parquet
 from mnistnn.data.parse import Parsed, read_and_parse
 from mnistnn.errors import ConfigError, DataError
@@ -66,27 +64,28 @@ class IngestSummary:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> IngestSummary:
         """Inverse of `to_dict`; a missing, unknown or inconsistent field is a DataError."""
+        fields = Fields(d, "ingest summary", error=DataError)
         names = [field.name for field in dataclasses.fields(cls)]
-        missing = [name for name in names if name not in d]
-        unknown = sorted(set(d) - set(names))
+        missing = [name for name in names if name not in fields.data]
+        unknown = sorted(set(fields.data) - set(names))
         if missing or unknown:
             raise DataError(f"ingest summary: missing fields {missing}, unknown fields {unknown}")
-        try:
-            summary = cls(
-                source=str(d["source"]),
-                source_name=str(d["source_name"]),
-                sha256=str(d["sha256"]),
-                parquet=str(d["parquet"]),
-                rejects=None if d["rejects"] is None else str(d["rejects"]),
-                rows_read=int(d["rows_read"]),
-                rows_accepted=int(d["rows_accepted"]),
-                rows_rejected=int(d["rows_rejected"]),
-                label_counts=[int(count) for count in d["label_counts"]],
-                seconds=float(d["seconds"]),
-                reused=bool(d["reused"]),
-            )
-        except (TypeError, ValueError) as exc:
-            raise DataError(f"ingest summary: bad value ({exc})") from exc
+        label_counts = fields.array("label_counts")
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in label_counts):
+            fields.fail("label_counts", "a list of integers >= 0")
+        summary = cls(
+            source=fields.string("source"),
+            source_name=fields.string("source_name"),
+            sha256=fields.string("sha256"),
+            parquet=fields.string("parquet"),
+            rejects=fields.optional_string("rejects"),
+            rows_read=fields.integer("rows_read"),
+            rows_accepted=fields.integer("rows_accepted"),
+            rows_rejected=fields.integer("rows_rejected"),
+            label_counts=label_counts,
+            seconds=fields.number("seconds"),
+            reused=fields.boolean("reused"),
+        )
         summary._check_consistent()
         return summary
 
@@ -164,13 +163,16 @@ def ingest_csv(
     folder = Path(processed_dir)
     folder.mkdir(parents=True, exist_ok=True)
     job = _Job(source, str(path), digest, _Outputs.for_digest(folder, digest), limit, started)
-    with _folder_lock(folder):
+    # One flock on the folder serialises cleanup, reuse checks and writes, across processes and
+    # threads: temp files exist only while their writer holds it, so cleaning them under it never
+    # hits a live write. Parsing runs unlocked: train and test ingests still overlap.
+    with exclusive(folder, timeout=None):
         clean_temp_files(folder)  # leftovers of a crash: files are only written under this lock
         stored = _reusable_summary(job)
     if stored is not None:
         return _reuse(stored, job)
     text, parsed = read_and_parse(source, raw)  # unlocked: other ingests may parse meanwhile
-    with _folder_lock(folder):
+    with exclusive(folder, timeout=None):
         stored = _reusable_summary(job)  # the same content may have been ingested meanwhile
         if stored is not None:
             return _reuse(stored, job)
@@ -183,30 +185,9 @@ def ingest_csv(
 
 def _check_fraction(value: float) -> float:
     """Reject bools, NaN and values outside 0..1 early, before any file is touched."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or not 0.0 <= value <= 1.0
-    ):
+    if not is_number(value) or not 0.0 <= float(value) <= 1.0:
         raise ConfigError(f"max_rejected_fraction must be a number in 0..1, got {value!r}")
     return float(value)
-
-
-@contextlib.contextmanager
-def _folder_lock(folder: Path) -> Iterator[None]:
-    """Serialise cleanup, reuse checks and writes in one folder, across processes and threads.
-
-    Temp files exist only while their writer holds this lock, so cleaning them under it never
-    hits a live write. Parsing runs unlocked: train and test ingests still overlap. The lock is
-    taken on the folder itself (flock), so no lock file is left behind.
-    """
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock
 
 
 def _read_source(source: Path) -> bytes:
