@@ -96,9 +96,9 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Score a model on a labelled CSV."""
     from mnistnn.data.ingest import ingest_csv
+    from mnistnn.data.parquet import load_arrays
     from mnistnn.model.metrics import evaluate_outputs
     from mnistnn.registry.resolve import resolve_model
-    from mnistnn.runs.steps import load_arrays
 
     paths = DataPaths(Path(args.data_dir))
     network = resolve_model(args.model, paths.models)
