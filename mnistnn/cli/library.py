@@ -95,10 +95,10 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Score a model on a labelled CSV."""
+    from mnistnn.data.parquet import load_arrays
     from mnistnn.data.remote import ingest_location as ingest_csv
     from mnistnn.model.metrics import evaluate_outputs
     from mnistnn.registry.resolve import resolve_model
-    from mnistnn.runs.steps import load_arrays
 
     paths = DataPaths.at(args.data_dir)
     network = resolve_model(args.model, paths.models)

@@ -21,6 +21,7 @@ import pyarrow.csv as pacsv
 
 from mnistnn.config import INPUT_NODES
 from mnistnn.core.files import write_bytes_atomic
+from mnistnn.data.text import is_gzip_file
 from mnistnn.errors import DataError
 from mnistnn.model.network import NeuralNetwork
 from mnistnn.predict.image import IMAGE_SUFFIXES, preprocess_image
@@ -28,7 +29,6 @@ from mnistnn.types import FloatArray, IntArray, PixelArray
 
 #: Rows scored per batched product: bounds the float copy of the inputs (~25 MB at float64).
 QUERY_CHUNK: Final = 4096
-_GZIP_MAGIC: Final = b"\x1f\x8b"
 _INTEGER: Final = re.compile(r"\s*[+-]?\d+\s*")  # lenient: only tells a header from data
 _PIXEL: Final = re.compile(r"-?\d+")  # strict: what a row's field must look like
 _LABELLED_HINT: Final = (
@@ -179,7 +179,7 @@ def read_unlabelled_csv(path: str | os.PathLike[str]) -> PixelArray:
     source = Path(path)
     if not source.is_file():
         raise DataError(f"{source}: no such file")
-    gzipped = _is_gzip(source)
+    gzipped = is_gzip_file(source)
     has_header = _check_header(source, gzipped)
     try:
         values = _parse_fast(source, gzipped, has_header)
@@ -190,11 +190,6 @@ def read_unlabelled_csv(path: str | os.PathLike[str]) -> PixelArray:
     if len(values) == 0:
         raise DataError(f"{source}: no data rows")
     return values.astype(np.uint8)
-
-
-def _is_gzip(source: Path) -> bool:
-    with open(source, "rb") as handle:
-        return handle.read(2) == _GZIP_MAGIC
 
 
 def _open_text(source: Path, gzipped: bool) -> IO[str]:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from mnistnn.core import locations
+from mnistnn.data.parquet import load_arrays
 from mnistnn.errors import CheckpointError
 from mnistnn.model.checkpoint import load_weights
 from mnistnn.model.metrics import confusion_matrix, precision_recall
@@ -21,7 +22,6 @@ from mnistnn.report import markdown as report
 from mnistnn.report.digits import backward_query_images, confident_mistakes, hidden_weight_tiles
 from mnistnn.report.figures import confusion_heatmap, learning_curve, time_to_accuracy
 from mnistnn.runs.folders import RunFolder, read_json
-from mnistnn.runs.steps import load_arrays
 
 
 @dataclass(frozen=True)

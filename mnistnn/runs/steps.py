@@ -7,12 +7,10 @@ The Prefect tasks in `flows/` are thin wrappers around these; a notebook can cal
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,13 +18,13 @@ import numpy as np
 from mnistnn.config import NetworkConfig
 from mnistnn.core import locations
 from mnistnn.core.locations import Location
+from mnistnn.data.parquet import load_arrays
 from mnistnn.errors import CheckpointError, ConfigError
 from mnistnn.model import checkpoint
 from mnistnn.model.metrics import evaluate_outputs
 from mnistnn.model.network import NeuralNetwork
 from mnistnn.runs.folders import RunFolder, read_json
 from mnistnn.runs.records import SCORE_FIELDS, EpochRecord
-from mnistnn.types import LabelArray, PixelArray
 
 log = logging.getLogger(__name__)
 
@@ -42,43 +40,6 @@ class EpochOutcome:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def load_arrays(parquet: str | os.PathLike[str]) -> tuple[PixelArray, LabelArray]:
-    """X (n, 784) uint8 and y (n,) uint8 of an ingested Parquet file, cached per process.
-
-    The cache key includes the file's size and mtime, so a replaced file is read again; the
-    arrays are read-only so that no caller can change what the next caller sees. A URL is
-    downloaded once into a cache folder under the system temp dir, named by its sha256.
-    """
-    if locations.is_url(parquet):
-        parquet = _cached_copy(str(parquet))
-    stat = Path(parquet).stat()
-    return _load_arrays_cached(str(Path(parquet).resolve()), stat.st_size, stat.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=4)
-def _load_arrays_cached(path: str, size: int, mtime_ns: int) -> tuple[PixelArray, LabelArray]:
-    from mnistnn.data.ingest import read_parquet
-
-    pixels, labels = read_parquet(path)
-    pixels.flags.writeable = False
-    labels.flags.writeable = False
-    return pixels, labels
-
-
-def _cached_copy(url: str) -> Path:
-    """A local copy of the object at `url`, kept in `<tmp>/mnistnn-cache/<sha256>.parquet`."""
-    import hashlib
-    import tempfile
-
-    data = locations.read_bytes(url)
-    digest = hashlib.sha256(data).hexdigest()
-    cache = Path(tempfile.gettempdir()) / "mnistnn-cache"
-    target = cache / f"{digest}.parquet"
-    if not target.exists():
-        locations.write_bytes(target, data)  # whole or absent: temp file + rename
-    return target
 
 
 def check_keep(keep_checkpoints: int) -> int:
