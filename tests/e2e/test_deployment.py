@@ -114,7 +114,7 @@ def run_worker_once(server: PrefectServer, log: Path, timeout: float = RUN_TIMEO
     with log.open("wb") as out:
         worker = spawn(
             [str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--run-once"],
-            server.env,
+            {**server.env, "MNISTNN_HOME": str(REPO)},  # the pull step's working directory
             log=out,
         )
         try:
@@ -168,9 +168,11 @@ def test_deploy_creates_the_scheduled_deployment(deployed: dict[str, Any]) -> No
     assert deployed["global_concurrency_limit"]["limit"] == 1
     assert deployed["global_concurrency_limit"]["active"] is True
     assert deployed["parameters"] == spec["parameters"]
-    # the worker runs the flow from the repository root, where the entrypoint is relative to
-    steps = [step for item in deployed["pull_steps"] for step in item.values()]
-    assert [Path(step["directory"]) for step in steps] == [REPO]
+    # the worker runs the flow from *its* checkout ($MNISTNN_HOME, resolved at run time on the
+    # worker), never from the deploying machine's working directory
+    assert deployed["pull_steps"] == [
+        {"prefect.deployments.steps.set_working_directory": {"directory": "{{ $MNISTNN_HOME }}"}}
+    ]
 
 
 def test_worker_runs_then_keeps_the_better_champion(
