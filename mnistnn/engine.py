@@ -18,43 +18,65 @@ from __future__ import annotations
 import os
 import platform
 import threading
+import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
-from llvmlite import ir
+from llvmlite import ir  # type: ignore[import-untyped]
 from numba import njit, types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic as numba_intrinsic
 from scipy.special import expit
 
 from mnistnn.errors import ConfigError
 from mnistnn.types import FloatArray, LabelArray, PixelArray
 
 THREADS_ENV = "MNISTNN_THREADS"
-"""Environment variable: `1` forces the one-thread loop, `2` the two-thread one."""
+"""Environment variable: `1` forces the one-thread loop, `2` the two-thread one, `auto` (or
+unset) measures both as the epoch goes (`sgd_epoch`)."""
 
 MIN_ROWS_FOR_THREADS = 64
 """Fewer rows than this run on one thread: starting the second thread costs about a sample."""
 
+CHUNK_ROWS = 4096
+"""`auto`: rows run at a time with the faster loop (a chunk costs one layout copy, ~0.1%)."""
+
+PROBE_ROWS = 1024
+"""`auto`: rows run with the other loop, first and after every PROBE_EVERY chunks, to time it."""
+
+PROBE_EVERY = 4
+
+last_auto_rows = {1: 0, 2: 0}
+"""Rows the latest `auto` epoch ran on one and on two threads (for the benchmark)."""
+
 _SPINS_BEFORE_YIELD = 2000  # pause-spins (~30 ns each) before a waiting thread yields its CPU
 _LINE = 16  # int64 slots between two flags: each flag on its own pair of cache lines
 _ABORT = 2 * _LINE  # flags[_ABORT] != 0: the other thread failed, stop waiting
+_PAD = 16  # each thread's W_ih^T columns padded to a multiple of 16: vector loops, no tail
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 _POSIX = os.name == "posix"
 
 
 # -- the rendezvous: atomic flags (numba has no atomics on arrays in nopython mode) ------------
-def _flag_pointer(context, builder, signature, args):  # type: ignore[no-untyped-def]
+# Each intrinsic is typed by numba (`types.int64(...)`) and emits its LLVM IR itself.
+intrinsic: Callable[[Callable[..., Any]], Any] = numba_intrinsic
+
+
+def _flag_pointer(context: Any, builder: Any, signature: Any, args: Any) -> Any:
     array_type = signature.args[0]
     array = context.make_array(array_type)(context, builder, args[0])
-    return cgutils.get_item_pointer(context, builder, array_type, array, [args[1]])
+    return cgutils.get_item_pointer(  # type: ignore[no-untyped-call]
+        context, builder, array_type, array, [args[1]]
+    )
 
 
 @intrinsic
-def _load_acquire(typingctx, flags, index):  # type: ignore[no-untyped-def]  # pragma: no cover
+def _load_acquire(typingctx: Any, flags: Any, index: Any) -> Any:  # pragma: no cover
     """flags[index] as an acquire load: no later access moves before it, and it is never hoisted
     out of a spin loop (a plain load may be)."""
 
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
         pointer = _flag_pointer(context, builder, signature, args)
         return builder.load_atomic(pointer, ordering="acquire", align=8)
 
@@ -62,10 +84,10 @@ def _load_acquire(typingctx, flags, index):  # type: ignore[no-untyped-def]  # p
 
 
 @intrinsic
-def _store_release(typingctx, flags, index, value):  # type: ignore[no-untyped-def]  # pragma: no cover
+def _store_release(typingctx: Any, flags: Any, index: Any, value: Any) -> Any:  # pragma: no cover
     """flags[index] = value as a release store: every earlier write is visible before it."""
 
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
         pointer = _flag_pointer(context, builder, signature, args)
         builder.store_atomic(args[2], pointer, ordering="release", align=8)
         return context.get_dummy_value()
@@ -74,10 +96,10 @@ def _store_release(typingctx, flags, index, value):  # type: ignore[no-untyped-d
 
 
 @intrinsic
-def _spin_pause(typingctx):  # type: ignore[no-untyped-def]  # pragma: no cover
+def _spin_pause(typingctx: Any) -> Any:  # pragma: no cover
     """The x86 `pause` hint inside a spin loop (nothing elsewhere)."""
 
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
         if _X86:
             function_type = ir.FunctionType(ir.VoidType(), [])
             pause = builder.module.declare_intrinsic("llvm.x86.sse2.pause", fnty=function_type)
@@ -88,13 +110,15 @@ def _spin_pause(typingctx):  # type: ignore[no-untyped-def]  # pragma: no cover
 
 
 @intrinsic
-def _yield_cpu(typingctx):  # type: ignore[no-untyped-def]  # pragma: no cover
+def _yield_cpu(typingctx: Any) -> Any:  # pragma: no cover
     """sched_yield(): let the other thread (or another process) have this CPU (POSIX only)."""
 
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
         if _POSIX:
             function_type = ir.FunctionType(ir.IntType(32), [])
-            function = cgutils.get_or_insert_function(builder.module, function_type, "sched_yield")
+            function = cgutils.get_or_insert_function(  # type: ignore[no-untyped-call]
+                builder.module, function_type, "sched_yield"
+            )
             builder.call(function, [])
         return context.get_dummy_value()
 
@@ -253,6 +277,7 @@ def _sgd_epoch(
 def _sgd_epoch_half(
     thread: int,
     first: int,
+    n_own: int,
     pixels: PixelArray,
     labels: LabelArray,
     scale: FloatArray,
@@ -262,13 +287,14 @@ def _sgd_epoch_half(
     learning_rate: FloatArray,
     flags: np.ndarray,
 ) -> int:  # pragma: no cover - compiled
-    """One thread's half of `_sgd_epoch`: hidden units first .. first + w_own_t.shape[1] - 1.
+    """One thread's half of `_sgd_epoch`: the n_own hidden units from `first` on.
 
-    thread 0 or 1; w_own_t (784, own) this thread's columns of W_ih^T (no other thread touches
-    them); w_ho_t (2, hidden, 10) W_ho^T double-buffered: sample s reads w_ho_t[s % 2] and
-    writes w_ho_t[(s + 1) % 2]; activations (2, hidden) the hidden layer, double-buffered the
-    same way; flags (3 * _LINE,) int64 zeros, shared by the two threads. Returns 0, or 1 when
-    the other thread aborted.
+    thread 0 or 1; w_own_t (784, width >= n_own) this thread's columns of W_ih^T (no other
+    thread touches them), zero beyond n_own: the padding keeps the row loops free of a scalar
+    tail, and a zero column stays zero (its hidden delta is zero); w_ho_t (2, hidden, 10)
+    W_ho^T double-buffered: sample s reads w_ho_t[s % 2] and writes w_ho_t[(s + 1) % 2];
+    activations (2, hidden) the hidden layer, double-buffered the same way; flags (3 * _LINE,)
+    int64 zeros, shared by the two threads. Returns 0, or 1 when the other thread aborted.
 
     Per sample, each thread: the sigmoid of its half of the hidden layer into activations[s % 2];
     the rendezvous (both halves are there); the output layer and its error from all of W_ho and
@@ -283,26 +309,26 @@ def _sgd_epoch_half(
     error over i = 0..9.
     """
     n_samples, n_inputs = pixels.shape
-    n_own = w_own_t.shape[1]
+    width = w_own_t.shape[1]
     n_hidden, n_outputs = w_ho_t.shape[1], w_ho_t.shape[2]
     lr = learning_rate[0]
     one = scale.dtype.type(1.0)
     low = scale.dtype.type(0.01)
     x = np.empty(n_inputs, dtype=scale.dtype)
     x_next = np.empty(n_inputs, dtype=scale.dtype)
-    hidden = np.zeros(n_own, dtype=scale.dtype)  # pre-activation of the own units
-    hidden_next = np.zeros(n_own, dtype=scale.dtype)
+    hidden = np.zeros(width, dtype=scale.dtype)  # pre-activation of the own units
+    hidden_next = np.zeros(width, dtype=scale.dtype)
     output = np.empty(n_outputs, dtype=scale.dtype)
     output_error = np.empty(n_outputs, dtype=scale.dtype)
     delta_output = np.empty(n_outputs, dtype=scale.dtype)
-    delta_hidden = np.empty(n_own, dtype=scale.dtype)
+    delta_hidden = np.zeros(width, dtype=scale.dtype)  # zero on the padding
     if n_samples == 0:
         return 0
     for k in range(n_inputs):
         x[k] = scale[pixels[0, k]]
     for k in range(n_inputs):  # forward of the first sample, own units
         xk = x[k]
-        for j in range(n_own):
+        for j in range(width):
             hidden[j] += w_own_t[k, j] * xk
     for sample in range(n_samples):
         parity = sample & 1
@@ -347,7 +373,7 @@ def _sgd_epoch_half(
         else:
             for k in range(n_inputs):
                 xk = x[k]
-                for j in range(n_own):
+                for j in range(width):
                     w_own_t[k, j] += lr * (delta_hidden[j] * xk)
     return 0
 
@@ -359,20 +385,20 @@ def available_cpus() -> int:
     return os.cpu_count() or 1
 
 
-def thread_count(threads: int | None = None) -> int:
-    """Threads `sgd_epoch` uses: `threads`, else `$MNISTNN_THREADS`, else 2 on 2+ CPUs, else 1.
+def thread_mode(threads: int | None = None) -> int:
+    """1 or 2 threads, or 0 for `auto`: `threads`, else `$MNISTNN_THREADS`, else auto.
 
-    The engine uses at most two (more are counted as two); an explicit 2 is honoured on one CPU
-    too (it is then slower, not wrong).
+    Auto is 1 on a single CPU. The engine uses at most two threads (more count as two); an
+    explicit 2 is honoured on one CPU too (slower, not wrong).
     """
     if threads is None:
-        setting = os.environ.get(THREADS_ENV, "").strip()
-        if not setting:
-            return 2 if available_cpus() >= 2 else 1
+        setting = os.environ.get(THREADS_ENV, "").strip().lower()
+        if setting in ("", "auto"):
+            return 0 if available_cpus() >= 2 else 1
         try:
             threads = int(setting)
         except ValueError:
-            raise ConfigError(f"{THREADS_ENV}={setting!r}: expected 1 or 2") from None
+            raise ConfigError(f"{THREADS_ENV}={setting!r}: expected 1, 2 or auto") from None
     if threads < 1:
         raise ConfigError(f"threads must be 1 or more, got {threads!r}")
     return min(threads, 2)
@@ -390,21 +416,78 @@ def sgd_epoch(
 ) -> tuple[FloatArray, FloatArray]:
     """Run one per-sample SGD epoch; return the new (w_input_hidden, w_hidden_output).
 
-    threads: 1 runs the one-thread loop, 2 splits the hidden units between two threads (the
-    same weights, bit for bit); None (the default) reads `$MNISTNN_THREADS` (`1` forces one
-    thread), else uses two threads when the process may run on two CPUs or more. Epochs under
-    `MIN_ROWS_FOR_THREADS` rows, or a hidden layer of one unit, always run on one thread.
+    threads: 1 runs the one-thread loop; 2 splits the hidden units between two threads (the
+    same weights, bit for bit); None (the default) reads `$MNISTNN_THREADS` (`1`, `2` or
+    `auto`) and is `auto` when unset: on two CPUs or more the epoch runs in chunks of
+    CHUNK_ROWS with whichever loop was faster on its latest PROBE_ROWS rows, so a machine
+    whose other core is busy falls back to one thread. Splitting the epoch is exact too: a
+    chunk starts with its first sample's forward pass and ends with its last sample's update,
+    the operations the one loop does. Epochs under MIN_ROWS_FOR_THREADS rows, or a hidden
+    layer of one unit, run on one thread.
     """
     pixels = np.ascontiguousarray(pixels)
     labels = np.ascontiguousarray(labels)
     lr = np.array([learning_rate], dtype=scale.dtype)
-    n_hidden = w_input_hidden.shape[0]
-    if thread_count(threads) >= 2 and n_hidden >= 2 and len(pixels) >= MIN_ROWS_FOR_THREADS:
+    mode = thread_mode(threads)
+    if mode == 1 or w_input_hidden.shape[0] < 2 or len(pixels) < MIN_ROWS_FOR_THREADS:
+        return _one_thread_epoch(pixels, labels, scale, w_input_hidden, w_hidden_output, lr)
+    if mode == 2:
         return _two_thread_epoch(pixels, labels, scale, w_input_hidden, w_hidden_output, lr)
-    w_input_hidden_t = np.ascontiguousarray(w_input_hidden.T)
-    w_hidden_output = np.ascontiguousarray(w_hidden_output).copy()
+    return _auto_epoch(pixels, labels, scale, w_input_hidden, w_hidden_output, lr)
+
+
+def _one_thread_epoch(
+    pixels: PixelArray,
+    labels: LabelArray,
+    scale: FloatArray,
+    w_input_hidden: FloatArray,
+    w_hidden_output: FloatArray,
+    lr: FloatArray,
+) -> tuple[FloatArray, FloatArray]:
+    w_input_hidden_t = np.ascontiguousarray(w_input_hidden.T, dtype=scale.dtype)
+    w_hidden_output = np.array(w_hidden_output, dtype=scale.dtype, order="C")
     _sgd_epoch(pixels, labels, scale, w_input_hidden_t, w_hidden_output, lr)
     return np.ascontiguousarray(w_input_hidden_t.T), w_hidden_output
+
+
+def _auto_epoch(
+    pixels: PixelArray,
+    labels: LabelArray,
+    scale: FloatArray,
+    w_input_hidden: FloatArray,
+    w_hidden_output: FloatArray,
+    lr: FloatArray,
+) -> tuple[FloatArray, FloatArray]:
+    """The epoch in chunks, each with the loop (1 or 2 threads) that was faster when last timed.
+
+    Both loops are timed on PROBE_ROWS rows first (two threads, then one), then the faster runs
+    CHUNK_ROWS at a time and the other is re-timed on PROBE_ROWS rows after every PROBE_EVERY
+    chunks: when another process takes a core, the two threads wait for each other at every
+    sample and one thread wins; when it leaves, two threads win again.
+    """
+    loops = {1: _one_thread_epoch, 2: _two_thread_epoch}
+    seconds_per_row = {1: 0.0, 2: 0.0}
+    weights = (w_input_hidden, w_hidden_output)
+    last_auto_rows.update({1: 0, 2: 0})
+    start, chunks = 0, 0
+    while start < len(pixels):
+        if seconds_per_row[2] == 0.0 or seconds_per_row[1] == 0.0:
+            mode, rows = (2 if seconds_per_row[2] == 0.0 else 1), PROBE_ROWS
+        else:
+            best = 1 if seconds_per_row[1] < seconds_per_row[2] else 2
+            chunks += 1
+            mode, rows = (
+                (3 - best, PROBE_ROWS) if chunks % (PROBE_EVERY + 1) == 0 else (best, CHUNK_ROWS)
+            )
+        stop = min(len(pixels), start + rows)
+        if stop - start < MIN_ROWS_FOR_THREADS:
+            mode = 1
+        started = time.perf_counter()
+        weights = loops[mode](pixels[start:stop], labels[start:stop], scale, *weights, lr)
+        last_auto_rows[mode] += stop - start
+        seconds_per_row[mode] = max((time.perf_counter() - started) / (stop - start), 1e-12)
+        start = stop
+    return weights
 
 
 def _two_thread_epoch(
@@ -422,10 +505,11 @@ def _two_thread_epoch(
     """
     n_hidden, n_outputs = w_input_hidden.shape[0], w_hidden_output.shape[0]
     split = n_hidden // 2
-    slabs = [
-        np.ascontiguousarray(w_input_hidden[:split].T),
-        np.ascontiguousarray(w_input_hidden[split:].T),
-    ]
+    counts = (split, n_hidden - split)
+    width = -(-counts[1] // _PAD) * _PAD
+    slabs = [np.zeros((w_input_hidden.shape[1], width), dtype=scale.dtype) for _ in counts]
+    slabs[0][:, : counts[0]] = w_input_hidden[:split].T
+    slabs[1][:, : counts[1]] = w_input_hidden[split:].T
     w_ho_t = np.empty((2, n_hidden, n_outputs), dtype=scale.dtype)
     w_ho_t[0] = w_hidden_output.T
     activations = np.zeros((2, n_hidden), dtype=scale.dtype)
@@ -435,7 +519,7 @@ def _two_thread_epoch(
 
     def helper() -> None:
         try:
-            _sgd_epoch_half(1, split, *shared, slabs[1], w_ho_t, activations, lr, flags)
+            _sgd_epoch_half(1, split, counts[1], *shared, slabs[1], w_ho_t, activations, lr, flags)
         except BaseException as error:  # handed to the main thread below
             flags[_ABORT] = 1
             errors.append(error)
@@ -443,7 +527,7 @@ def _two_thread_epoch(
     worker = threading.Thread(target=helper, name="mnistnn-engine-1", daemon=True)
     worker.start()  # raises if the thread cannot start: nothing is waiting for it yet
     try:
-        status = _sgd_epoch_half(0, 0, *shared, slabs[0], w_ho_t, activations, lr, flags)
+        status = _sgd_epoch_half(0, 0, counts[0], *shared, slabs[0], w_ho_t, activations, lr, flags)
     except BaseException:
         flags[_ABORT] = 1
         raise
@@ -454,8 +538,8 @@ def _two_thread_epoch(
     if status != 0:
         raise RuntimeError("the engine's helper thread stopped before the end of the epoch")
     w_ih = np.empty_like(w_input_hidden, dtype=scale.dtype, order="C")
-    w_ih[:split] = slabs[0].T
-    w_ih[split:] = slabs[1].T
+    w_ih[:split] = slabs[0][:, : counts[0]].T
+    w_ih[split:] = slabs[1][:, : counts[1]].T
     return w_ih, np.ascontiguousarray(w_ho_t[len(pixels) % 2].T)
 
 
