@@ -42,7 +42,7 @@ MIN_ROWS_FOR_THREADS = 64
 CHUNK_ROWS = 4096
 """`auto`: rows run at a time with the faster loop (a chunk costs one layout copy, ~0.1%)."""
 
-PROBE_ROWS = 1024
+PROBE_ROWS = 256
 """`auto`: rows run with the other loop, first and after every PROBE_EVERY chunks, to time it."""
 
 PROBE_EVERY = 4
@@ -50,7 +50,7 @@ PROBE_EVERY = 4
 last_auto_rows = {1: 0, 2: 0}
 """Rows the latest `auto` epoch ran on one and on two threads (for the benchmark)."""
 
-_SPINS_BEFORE_YIELD = 2000  # pause-spins (~30 ns each) before a waiting thread yields its CPU
+_SPINS_BEFORE_YIELD = 100  # pause-spins (~50 ns each) before a waiting thread yields its CPU
 _LINE = 16  # int64 slots between two flags: each flag on its own pair of cache lines
 _ABORT = 2 * _LINE  # flags[_ABORT] != 0: the other thread failed, stop waiting
 _PAD = 16  # each thread's W_ih^T columns padded to a multiple of 16: vector loops, no tail
@@ -450,6 +450,42 @@ def _one_thread_epoch(
     return np.ascontiguousarray(w_input_hidden_t.T), w_hidden_output
 
 
+class _AutoState:
+    """What `auto` knows of one (dtype, hidden) shape: seconds per row of each loop (0: never
+    timed), and after how many chunks of the faster loop the other is timed again."""
+
+    def __init__(self) -> None:
+        self.seconds_per_row = {1: 0.0, 2: 0.0}
+        self.interval = PROBE_EVERY
+        self.since_probe = 0
+
+    def next_run(self) -> tuple[int, int]:
+        """(threads, rows) of the next run."""
+        for mode in (2, 1):
+            if self.seconds_per_row[mode] == 0.0:
+                return mode, PROBE_ROWS
+        best = 1 if self.seconds_per_row[1] < self.seconds_per_row[2] else 2
+        if self.since_probe >= self.interval:
+            return 3 - best, PROBE_ROWS
+        return best, CHUNK_ROWS
+
+    def timed(self, mode: int, rows: int, seconds: float) -> None:
+        """Record a run: a re-timed loop that lost again is re-timed half as often (down to
+        every 8 * PROBE_EVERY chunks); one that won is the faster loop from now on."""
+        probed = self.seconds_per_row[1] > 0.0 and self.seconds_per_row[2] > 0.0
+        best = 1 if self.seconds_per_row[1] < self.seconds_per_row[2] else 2
+        self.seconds_per_row[mode] = max(seconds / rows, 1e-12)
+        if not probed or mode == best:
+            self.since_probe += 1
+            return
+        self.since_probe = 0
+        lost = self.seconds_per_row[mode] >= self.seconds_per_row[best]
+        self.interval = min(2 * self.interval, 8 * PROBE_EVERY) if lost else PROBE_EVERY
+
+
+_auto_states: dict[tuple[str, int], _AutoState] = {}
+
+
 def _auto_epoch(
     pixels: PixelArray,
     labels: LabelArray,
@@ -460,32 +496,26 @@ def _auto_epoch(
 ) -> tuple[FloatArray, FloatArray]:
     """The epoch in chunks, each with the loop (1 or 2 threads) that was faster when last timed.
 
-    Both loops are timed on PROBE_ROWS rows first (two threads, then one), then the faster runs
-    CHUNK_ROWS at a time and the other is re-timed on PROBE_ROWS rows after every PROBE_EVERY
-    chunks: when another process takes a core, the two threads wait for each other at every
-    sample and one thread wins; when it leaves, two threads win again.
+    Each loop is timed on PROBE_ROWS rows the first time a shape is trained (two threads, then
+    one); then the faster runs CHUNK_ROWS at a time and the other is re-timed on PROBE_ROWS
+    rows every PROBE_EVERY chunks (less often while it keeps losing). The timings carry over to
+    the next epoch. When another process takes a core, the two threads wait for each other at
+    every sample and one thread wins; when it leaves, two threads win again.
     """
     loops = {1: _one_thread_epoch, 2: _two_thread_epoch}
-    seconds_per_row = {1: 0.0, 2: 0.0}
+    state = _auto_states.setdefault((scale.dtype.str, w_input_hidden.shape[0]), _AutoState())
     weights = (w_input_hidden, w_hidden_output)
     last_auto_rows.update({1: 0, 2: 0})
-    start, chunks = 0, 0
+    start = 0
     while start < len(pixels):
-        if seconds_per_row[2] == 0.0 or seconds_per_row[1] == 0.0:
-            mode, rows = (2 if seconds_per_row[2] == 0.0 else 1), PROBE_ROWS
-        else:
-            best = 1 if seconds_per_row[1] < seconds_per_row[2] else 2
-            chunks += 1
-            mode, rows = (
-                (3 - best, PROBE_ROWS) if chunks % (PROBE_EVERY + 1) == 0 else (best, CHUNK_ROWS)
-            )
+        mode, rows = state.next_run()
         stop = min(len(pixels), start + rows)
         if stop - start < MIN_ROWS_FOR_THREADS:
             mode = 1
         started = time.perf_counter()
         weights = loops[mode](pixels[start:stop], labels[start:stop], scale, *weights, lr)
+        state.timed(mode, stop - start, time.perf_counter() - started)
         last_auto_rows[mode] += stop - start
-        seconds_per_row[mode] = max((time.perf_counter() - started) / (stop - start), 1e-12)
         start = stop
     return weights
 

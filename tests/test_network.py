@@ -231,6 +231,7 @@ def test_two_threads_and_auto_are_bit_identical_to_one(
     monkeypatch.setattr(engine, "CHUNK_ROWS", 300)
     monkeypatch.setattr(engine, "PROBE_ROWS", 100)
     monkeypatch.setattr(engine, "PROBE_EVERY", 1)
+    monkeypatch.setattr(engine, "_auto_states", {})
     monkeypatch.setattr(engine, "available_cpus", lambda: 2)
     monkeypatch.delenv(engine.THREADS_ENV, raising=False)
     auto = _engine_weights(pixels, labels, dtype, hidden, threads=None)
