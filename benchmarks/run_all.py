@@ -10,6 +10,7 @@ import sys
 
 BENCHMARKS = (
     "benchmarks.bench_train",
+    "benchmarks.bench_threads",
     "benchmarks.bench_ingest",
     "benchmarks.bench_augment",
     "benchmarks.bench_pipeline",

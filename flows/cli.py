@@ -100,6 +100,8 @@ def prefect_defaults() -> None:
     """Offline-friendly Prefect settings, unless the user chose otherwise; known errors are
     logged by Prefect without their traceback (the CLI prints them as one line at the end)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # The temporary server needs more than Prefect's 20 s to start on a loaded 2-core machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     for name in ("prefect.flow_runs", "prefect.task_runs"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, _KnownErrorsWithoutTraceback) for f in logger.filters):
