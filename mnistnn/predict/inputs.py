@@ -45,8 +45,8 @@ from mnistnn.types import IntArray, PixelArray
 
 Kind = Literal["csv", "parquet", "images"]
 
-#: Bytes of CSV text parsed at once (~9,000 MNIST rows): bounds the memory of a block's arrays.
-BLOCK_BYTES: Final = 16 << 20
+#: Bytes of CSV text parsed at once (~4,500 MNIST rows): bounds the memory of a block's arrays.
+BLOCK_BYTES: Final = 8 << 20
 #: Rows of a Parquet input read at once, and images preprocessed per chunk.
 BLOCK_ROWS: Final = 8192
 IMAGE_BATCH: Final = 256
@@ -266,7 +266,7 @@ def _without_header(name: str, block: bytes) -> bytes:
     return block
 
 
-_READ_OPTIONS: Final = pacsv.ReadOptions(column_names=_NAMES, block_size=1 << 22)
+_READ_OPTIONS: Final = pacsv.ReadOptions(column_names=_NAMES, block_size=1 << 21)
 _CONVERT_OPTIONS: Final = pacsv.ConvertOptions(
     column_types=dict.fromkeys(_NAMES, pa.uint8()),  # the parse is the 0..255 check
     null_values=[],
