@@ -15,7 +15,8 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from mnistnn.cli import library
+from flows import cli_scoring
+from mnistnn.cli import labels, library
 from mnistnn.cli.app import EXIT_OK, build_parser, positive_int, run
 from mnistnn.config import AUGMENTS, DTYPES, INITS, OUTPUTS, SCHEDULES, DataPaths
 from mnistnn.errors import MnistnnError
@@ -230,7 +231,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `mnistnn` console script."""
-    return run(build_parser(add_commands, library.add_commands), argv)
+    return run(
+        build_parser(
+            add_commands, library.add_commands, labels.add_commands, cli_scoring.add_commands
+        ),
+        argv,
+    )
 
 
 if __name__ == "__main__":
