@@ -24,6 +24,7 @@ def test_quick_benchmarks_run() -> None:
     summary = result.stdout.split("=== all benchmarks in one table", 1)[1]
     for title in (
         "train seconds per epoch",
+        "two-thread engine, seconds per epoch",
         "ingest of the train CSV",
         "augment seconds",
         "default pipeline end to end",

@@ -139,11 +139,15 @@ class NeuralNetwork:
         return labels.astype(np.uint8)
 
     # -- training -----------------------------------------------------------------------------
-    def train_epoch(self, pixels: PixelArray, labels: IntArray) -> None:
+    def train_epoch(
+        self, pixels: PixelArray, labels: IntArray, *, threads: int | None = None
+    ) -> None:
         """One pass over (n, 784) uint8 pixels and (n,) labels, updating the weights.
 
         The reference configuration goes through the samples in file order; shuffling,
         augmentation and the schedule (if configured) depend only on (seed, epoch number).
+        `threads` (per-sample SGD only): 1 or 2 threads, None for `$MNISTNN_THREADS` or auto,
+        the same weights bit for bit (`engine.sgd_epoch`).
         """
         pixels = self._check_pixels(pixels)
         checked_labels = self._check_labels(labels, pixels.shape[0])
@@ -158,7 +162,9 @@ class NeuralNetwork:
         else:
             args = (pixels, checked_labels, self._scale, self.w_input_hidden, self.w_hidden_output)
             if cfg.batch_size == 1:
-                self.w_input_hidden, self.w_hidden_output = engine.sgd_epoch(*args, lr)
+                self.w_input_hidden, self.w_hidden_output = engine.sgd_epoch(
+                    *args, lr, threads=threads
+                )
             else:
                 self.w_input_hidden, self.w_hidden_output = engine.minibatch_epoch(
                     *args, lr, cfg.batch_size

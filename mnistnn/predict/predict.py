@@ -90,8 +90,17 @@ def predict_pixels(network: NeuralNetwork, pixels: PixelArray) -> tuple[IntArray
     return np.argmax(outputs, axis=1), outputs
 
 
+def output_shares(outputs: FloatArray) -> FloatArray:
+    """Each output divided by the sum of its row's outputs: `Prediction.confidence`'s definition.
+
+    (10,) or (n, 10) -> the same shape; the share at the winning digit is the confidence.
+    """
+    shares: FloatArray = outputs / outputs.sum(axis=-1, keepdims=True)
+    return shares
+
+
 def _prediction(path: str, outputs: FloatArray) -> Prediction:
-    shares = outputs / outputs.sum()
+    shares = output_shares(outputs)
     ranked = np.argsort(-shares, kind="stable")[:3]
     top3 = [(int(digit), float(shares[digit])) for digit in ranked]
     return Prediction(path=path, digit=top3[0][0], confidence=top3[0][1], top3=top3)
