@@ -88,6 +88,7 @@ def render_run_report(
         figures=figures,
         comparison=comparison_line(decision),
         run_dir=str(Path(folder.path).resolve()),
+        settings=str(lineage["settings"]) if "settings" in lineage else None,
     )
     write_bytes_atomic(folder.report, markdown.encode("utf-8"))
     return RunReport(
