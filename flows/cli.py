@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from flows import cli_inbox
 from mnistnn.cli import library
 from mnistnn.cli.app import EXIT_OK, build_parser, positive_int, run
 from mnistnn.config import AUGMENTS, DTYPES, INITS, OUTPUTS, SCHEDULES, DataPaths
@@ -228,7 +229,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `mnistnn` console script."""
-    return run(build_parser(add_commands, library.add_commands), argv)
+    return run(build_parser(add_commands, library.add_commands, cli_inbox.add_commands), argv)
 
 
 if __name__ == "__main__":
