@@ -5,14 +5,21 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
+from flows.events import NO_SERVER
 from mnistnn.cli.app import EXIT_OK, positive_int
 from mnistnn.config import DataPaths
+from mnistnn.errors import MnistnnError
+
+if TYPE_CHECKING:
+    from flows.watch import WatchPass
 
 
 def positive_float(text: str) -> float:
@@ -76,14 +83,27 @@ def cmd_watch(args: argparse.Namespace) -> int:
     }
     with _stop_on_signals() as stop:
         while True:
-            result = watch_once(incoming, paths, **options)
-            if args.json:
-                print(json.dumps(result.to_dict(), default=str), flush=True)
+            try:
+                result = watch_once(incoming, paths, **options)
+            except (MnistnnError, OSError) as exc:
+                if args.once:
+                    raise
+                # polling: a failed pass (a full disk, a registry locked too long) is retried
+                print(f"mnistnn: watch: pass failed, retrying: {exc}", file=sys.stderr, flush=True)
             else:
-                for line in result.lines():
-                    print(line, flush=True)
+                _show(result, args.json)
             if args.once or stop.wait(args.interval):
                 return EXIT_OK
+
+
+def _show(result: WatchPass, as_json: bool) -> None:
+    if not as_json:
+        for line in result.lines():
+            print(line, flush=True)
+        return
+    print(json.dumps(result.to_dict(), default=str), flush=True)
+    if result.events and result.sent_to is None:
+        print(f"mnistnn: watch: {NO_SERVER}", file=sys.stderr, flush=True)
 
 
 @contextmanager
