@@ -60,7 +60,7 @@ class WatchPass:
         """Plain JSON-able dict of every field."""
         return dataclasses.asdict(self)
 
-    def lines(self) -> list[str]:
+    def lines(self, with_events: bool = True) -> list[str]:
         """What the CLI prints: one line per new batch, then what happened to the events."""
         if not self.new:
             return [f"nothing new in {self.incoming}"]
@@ -76,6 +76,8 @@ class WatchPass:
             else:
                 shown.append(f"refused {batch['file']}: {batch['reason']}")
         names = ", ".join(planned.event for planned in self.events)
+        if not with_events:
+            return shown
         if self.sent_to:
             shown.append(f"sent {len(self.events)} event(s) to {self.sent_to}: {names}")
         elif self.events:
@@ -162,7 +164,7 @@ def scan_task(
         settle_seconds=settle_seconds,
         drift_threshold=drift_threshold,
     )
-    for line in result.lines():
+    for line in result.lines(with_events=False):
         run_logger().info(line)
     return result
 
@@ -187,7 +189,7 @@ def watch_inbox(
             incoming, data_dir, train_csv, max_rejected_fraction, settle_seconds, drift_threshold
         )
     )
-    if result.events:
+    if result.events and result.sent_to:
         run_logger().info("sent %d event(s) to %s", len(result.events), result.sent_to)
     return result.to_dict()
 
