@@ -19,6 +19,7 @@ from mnistnn.model.checkpoint import load_weights
 from mnistnn.model.metrics import confusion_matrix, precision_recall
 from mnistnn.report import figures as plots
 from mnistnn.report import markdown as report
+from mnistnn.report import new_data
 from mnistnn.runs.folders import RunFolder, read_json
 from mnistnn.runs.steps import load_arrays
 
@@ -81,6 +82,12 @@ def render_run_report(
         path = folder.figures / names[key]
         write_bytes_atomic(path, png)
         figure_paths[key] = str(path)
+    snapshot = lineage.get("snapshot")
+    new_figures = new_data.draw(snapshot)
+    for key, png in new_figures.items():
+        path = folder.figures / new_data.FIGURE_FILES[key]
+        write_bytes_atomic(path, png)
+        figure_paths[key] = str(path)
     markdown = report.markdown_report(
         title=f"MNIST training run {folder.path.name}",
         config=(read_json(folder.run_json) or {}).get("config", {}),
@@ -91,6 +98,8 @@ def render_run_report(
         figures=figures,
         comparison=comparison_line(decision),
         run_dir=str(Path(folder.path).resolve()),
+        new_data_headline=new_data.headline(snapshot),
+        new_data=new_data.section(snapshot, new_figures),
     )
     write_bytes_atomic(folder.report, markdown.encode("utf-8"))
     return RunReport(

@@ -235,6 +235,7 @@ class NewData:
                     "replaces": batch.replaces,
                     "champion_accuracy": None if check is None else check.champion_accuracy,
                     "champion_scored_rows": None if check is None else check.rows,
+                    "test_accuracy": None if check is None else check.test_accuracy,
                     "drift": bool(check is not None and check.drift),
                     "drift_reason": None if check is None else check.drift_reason,
                     "label_histogram": None if check is None else check.label_histogram,
