@@ -251,6 +251,7 @@ def _check_drift(
             None if champion is None else champion.accuracy,
             base,
             threshold=threshold,
+            sha256=batch.sha256,
         )
     return results
 
