@@ -11,6 +11,7 @@ import sys
 BENCHMARKS = (
     "benchmarks.bench_train",
     "benchmarks.bench_ingest",
+    "benchmarks.bench_snapshot",
     "benchmarks.bench_augment",
     "benchmarks.bench_pipeline",
     "benchmarks.bench_sweep",
