@@ -145,7 +145,7 @@ def deployed(prefect_server: PrefectServer) -> dict[str, Any]:
     the repository's data/ (manually triggered runs are unaffected).
     """
     prefect = str(BIN / "prefect")
-    prefect_server.run(prefect, "work-pool", "create", POOL, "--type", "process")
+    prefect_server.run(prefect, "work-pool", "create", POOL, "--type", "process", "--overwrite")
     prefect_server.run(
         prefect, "--no-prompt", "deploy", "--all", "--prefect-file", str(PREFECT_YAML)
     )
