@@ -166,8 +166,8 @@ def _existing_result(
         return None
     from mnistnn.data.ingest import _check_fraction
     from mnistnn.presets import resolve
-    from mnistnn.registry.promotion import check_min_delta
     from mnistnn.registry.answer import data_identity, existing_result
+    from mnistnn.registry.promotion import check_min_delta
     from mnistnn.runs.steps import check_keep
 
     try:  # invalid values go through the flow, which reports them as it always has

@@ -11,9 +11,9 @@ import pytest
 from mnistnn.config import DataPaths
 from mnistnn.data.ingest import ingest_csv
 from mnistnn.presets import resolve
+from mnistnn.registry.answer import data_identity, existing_result
 from mnistnn.registry.from_run import register_run
 from mnistnn.runs import steps
-from mnistnn.registry.answer import data_identity, existing_result
 from mnistnn.runs.folders import open_run, run_folder
 
 HIDDEN = 12
