@@ -17,7 +17,8 @@ from scipy import ndimage
 
 from benchmarks.common import QUICK_ROWS, TRAIN_CSV, best_of, parser, print_table
 from mnistnn.data.fast_csv import read_csv
-from mnistnn.model.augment import AugmentSettings, affine_maps, augment_epoch, describe
+from mnistnn.model.affine import affine_maps
+from mnistnn.model.augment import AugmentSettings, augment_epoch, describe
 from mnistnn.types import PixelArray
 
 BASELINE_ROWS = 2000  # the per-image scipy loop is timed on a slice and scaled

@@ -51,7 +51,8 @@ def run(source: Path, repeat: int) -> list[tuple[str, float]]:
     """All measurements on `source`, in the order they are printed."""
     import pandas as pd
 
-    from mnistnn.data.ingest import ingest_csv, read_parquet
+    from mnistnn.data.ingest import ingest_csv
+    from mnistnn.data.parquet import read_parquet
 
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as processed:
         fresh, summary = timed(lambda: ingest_csv(source, processed))

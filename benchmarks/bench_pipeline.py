@@ -46,7 +46,10 @@ def run_pipeline(
         "--json",
     ]
     started = time.perf_counter()
-    output = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} exited {done.returncode}:\n{done.stderr[-3000:]}")
+    output = done.stdout
     wall = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return json.loads(output.strip().splitlines()[-1]), wall, peak_mb

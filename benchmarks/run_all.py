@@ -10,10 +10,12 @@ import sys
 
 BENCHMARKS = (
     "benchmarks.bench_train",
+    "benchmarks.bench_threads",
     "benchmarks.bench_ingest",
     "benchmarks.bench_augment",
     "benchmarks.bench_pipeline",
     "benchmarks.bench_sweep",
+    "benchmarks.bench_scoring",
 )
 
 

@@ -15,7 +15,8 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from mnistnn.cli import library
+from flows import cli_scoring
+from mnistnn.cli import labels, library
 from mnistnn.cli.app import EXIT_OK, build_parser, positive_int, run
 from mnistnn.config import AUGMENTS, DTYPES, INITS, OUTPUTS, SCHEDULES, DataPaths
 from mnistnn.errors import MnistnnError
@@ -101,6 +102,8 @@ def prefect_defaults() -> None:
     """Offline-friendly Prefect settings, unless the user chose otherwise; known errors are
     logged by Prefect without their traceback (the CLI prints them as one line at the end)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # The temporary server needs more than Prefect's 20 s to start on a loaded 2-core machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     for name in ("prefect.flow_runs", "prefect.task_runs"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, _KnownErrorsWithoutTraceback) for f in logger.filters):
@@ -282,7 +285,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `mnistnn` console script."""
-    return run(build_parser(add_commands, library.add_commands), argv)
+    return run(
+        build_parser(
+            add_commands, library.add_commands, labels.add_commands, cli_scoring.add_commands
+        ),
+        argv,
+    )
 
 
 if __name__ == "__main__":

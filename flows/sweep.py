@@ -27,6 +27,7 @@ from mnistnn.config import DataPaths, NetworkConfig
 from mnistnn.data.ingest import IngestSummary
 from mnistnn.errors import ConfigError
 from mnistnn.registry.from_run import register_run
+from mnistnn.report import sweep as sweep_report
 from mnistnn.runs import sweep
 from mnistnn.runs.folders import RunFolder
 from mnistnn.runs.records import DataLineage, RunLineage
@@ -60,7 +61,7 @@ def train_configuration_task(
 def publish_sweep_task(points: list[dict[str, Any]], seconds: float, report_dir: str) -> str:
     """Publish the results table and the charts; save the report beside the runs."""
     rows = [sweep.SweepPoint(**point) for point in points]
-    text = sweep.markdown(rows, sweep.charts(rows), seconds)
+    text = sweep_report.markdown(rows, sweep_report.charts(rows), seconds)
     create_table_artifact(key=TABLE_KEY, table=points, description="One row per configuration")
     create_markdown_artifact(key=REPORT_KEY, markdown=text, description="Sweep charts")
     return str(sweep.write_report(Path(report_dir), text))

@@ -15,8 +15,7 @@ from prefect.client.schemas.objects import State, TaskRun
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 
-from mnistnn.data.ingest import IngestSummary, ingest_csv
-from mnistnn.data.ingest import _check_fraction as check_fraction
+from mnistnn.data.ingest import IngestSummary, check_fraction, ingest_csv
 from mnistnn.errors import MnistnnError, StorageUnavailable
 from mnistnn.registry.promotion import check_min_delta
 from mnistnn.runs.steps import check_keep

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from mnistnn._version import __version__
 from mnistnn.config import DataPaths, NetworkConfig
 from mnistnn.errors import CheckpointError, ConfigError, DataError, MnistnnError, RegistryError
 from mnistnn.model.network import NeuralNetwork
-
-__version__ = "0.1.0"
 
 __all__ = [
     "CheckpointError",

@@ -24,9 +24,11 @@ def test_quick_benchmarks_run() -> None:
     summary = result.stdout.split("=== all benchmarks in one table", 1)[1]
     for title in (
         "train seconds per epoch",
+        "two-thread engine, seconds per epoch",
         "ingest of the train CSV",
         "augment seconds",
         "default pipeline end to end",
         "sweep throughput",
+        "batch scoring against mnistnn predict",
     ):
         assert title in summary, title

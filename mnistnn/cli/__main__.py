@@ -2,7 +2,8 @@
 
 import sys
 
+from mnistnn.cli import labels
 from mnistnn.cli.app import build_parser, run
 from mnistnn.cli.library import add_commands
 
-sys.exit(run(build_parser(add_commands), None))
+sys.exit(run(build_parser(add_commands, labels.add_commands), None))

@@ -96,9 +96,9 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Score a model on a labelled CSV."""
     from mnistnn.data.ingest import ingest_csv
+    from mnistnn.data.parquet import load_arrays
     from mnistnn.model.metrics import evaluate_outputs
     from mnistnn.registry.resolve import resolve_model
-    from mnistnn.runs.steps import load_arrays
 
     paths = DataPaths(Path(args.data_dir))
     network = resolve_model(args.model, paths.models)
@@ -119,6 +119,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """Predict digits of images, folders of images, or an unlabelled CSV."""
     from mnistnn.predict import predict
     from mnistnn.predict.image import preprocess_image
+    from mnistnn.predict.preview import save_preview
     from mnistnn.registry.resolve import resolve_model
 
     if not args.images and not args.csv:
@@ -139,7 +140,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             target = Path(args.show)
             if len(predictions) > 1:
                 target = target.with_name(f"{target.stem}-{index + 1}{target.suffix}")
-            predict.save_preview(item.path, preprocess_image(item.path), target)
+            save_preview(item.path, preprocess_image(item.path), target)
     folder_mode = any(Path(p).is_dir() for p in args.images)
     _print_predictions(predictions, json_output=args.json, as_csv=folder_mode, out=args.out)
     for failure in failures:

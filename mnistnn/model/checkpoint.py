@@ -21,6 +21,7 @@ import numpy as np
 
 from mnistnn.config import SCHEMA_VERSION, NetworkConfig
 from mnistnn.core.files import sha256_bytes, sha256_file, write_bytes_atomic, write_json_atomic
+from mnistnn.core.records import Fields
 from mnistnn.errors import CheckpointError
 from mnistnn.model.network import NeuralNetwork
 
@@ -57,8 +58,8 @@ def load_weights(path: str | os.PathLike[str], expected_sha256: str | None = Non
         data = source.read_bytes()
     except FileNotFoundError:
         raise CheckpointError(f"{source}: weights file not found") from None
-    if expected_sha256 is not None and sha256_bytes(data) != expected_sha256:
-        raise CheckpointError(f"{source}: sha256 does not match its metadata (corrupt or replaced)")
+    if expected_sha256 is not None:
+        _check_sha256(source, expected_sha256, sha256_bytes(data))
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             config = NetworkConfig.from_dict(json.loads(str(archive["config_json"])))
@@ -84,7 +85,7 @@ def save_checkpoint(
     metadata: dict[str, Any],
 ) -> Path:
     """Write checkpoint `epoch` (weights first, then the JSON that vouches for them)."""
-    from mnistnn import __version__
+    from mnistnn._version import __version__
 
     folder = Path(directory)
     weights_path, meta_path = checkpoint_paths(folder, epoch)
@@ -102,39 +103,78 @@ def save_checkpoint(
     return meta_path
 
 
+def _check_sha256(source: Path, expected: str, actual: str) -> None:
+    """CheckpointError naming `source` when its sha256 is not the one its metadata vouches for."""
+    if actual != expected:
+        raise CheckpointError(
+            f"{source}: sha256 does not match its metadata "
+            f"(expected {expected[:12]}…, got {actual[:12]}…)"
+        )
+
+
 def read_metadata(meta_path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The JSON metadata of a checkpoint; CheckpointError naming the file if unreadable."""
+    """The JSON metadata of a checkpoint; CheckpointError naming the file and what is wrong."""
     path = Path(meta_path)
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise CheckpointError(f"{path}: checkpoint metadata not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path}: unreadable checkpoint metadata ({exc})") from exc
-    if not isinstance(record, dict) or "weights_sha256" not in record or "epoch" not in record:
-        raise CheckpointError(f"{path}: checkpoint metadata lacks epoch or weights_sha256")
-    return record
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(
+            f"{path}: unreadable checkpoint metadata: not valid JSON ({exc})"
+        ) from exc
+    fields = Fields(data, path, error=CheckpointError, what="checkpoint metadata (a JSON object)")
+    fields.integer("epoch")
+    fields.string("weights_sha256")
+    fields.optional_string("weights_file")
+    return fields.data
+
+
+def _weights_path(meta_path: Path, record: dict[str, Any]) -> Path:
+    """The `.npz` a checkpoint's metadata vouches for (`weights_file`, else the same stem)."""
+    return meta_path.with_name(
+        str(record.get("weights_file") or meta_path.with_suffix(".npz").name)
+    )
 
 
 def load_checkpoint(meta_path: str | os.PathLike[str]) -> tuple[NeuralNetwork, dict[str, Any]]:
     """Rebuild the network of a checkpoint, verifying its weights' sha256."""
     path = Path(meta_path)
     record = read_metadata(path)
-    weights_path = path.with_name(str(record.get("weights_file", path.with_suffix(".npz").name)))
-    network = load_weights(weights_path, expected_sha256=str(record["weights_sha256"]))
+    network = load_weights(_weights_path(path, record), expected_sha256=record["weights_sha256"])
     if network.config.to_dict() != record.get("config"):
         raise CheckpointError(f"{path}: configuration differs from the one inside its weights")
     return network, record
 
 
+def verify(meta_path: str | os.PathLike[str]) -> None:
+    """Check a checkpoint without loading it: CheckpointError naming the one file that failed.
+
+    The metadata must read and the weights' bytes must hash to its `weights_sha256`.
+    """
+    path = Path(meta_path)
+    record = read_metadata(path)
+    weights_path = _weights_path(path, record)
+    try:
+        actual = sha256_file(weights_path)
+    except FileNotFoundError:
+        raise CheckpointError(f"{weights_path}: weights file not found") from None
+    except OSError as exc:
+        raise CheckpointError(f"{weights_path}: unreadable weights file ({exc})") from exc
+    _check_sha256(weights_path, record["weights_sha256"], actual)
+
+
 def is_valid(meta_path: Path) -> bool:
     """True when the checkpoint's metadata reads and its weights' bytes match the sha256."""
     try:
-        record = read_metadata(meta_path)
-        weights_path = meta_path.with_name(str(record.get("weights_file", "")))
-        return bool(sha256_file(weights_path) == record["weights_sha256"])
-    except (CheckpointError, OSError):
+        verify(meta_path)
+    except CheckpointError:
         return False
+    return True
 
 
 def latest_valid(directory: str | os.PathLike[str]) -> tuple[int, Path] | None:
@@ -151,7 +191,10 @@ def latest_valid(directory: str | os.PathLike[str]) -> tuple[int, Path] | None:
         if match:
             found.append((int(match.group(1)), path))
     for epoch, path in sorted(found, reverse=True):
-        if is_valid(path):
-            return epoch, path
-        log.warning("ignoring invalid checkpoint %s (unreadable or sha256 mismatch)", path)
+        try:
+            verify(path)
+        except CheckpointError as exc:
+            log.warning("ignoring invalid checkpoint of epoch %d: %s", epoch, exc)
+            continue
+        return epoch, path
     return None

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from mnistnn.config import N_CLASSES
+from mnistnn.model.maths import targets
 from mnistnn.types import FloatArray, IntArray
 
 CONFIDENT_THRESHOLD = 0.85
@@ -41,13 +42,6 @@ def confident_score(
     """Share of samples whose output at the true label is > `threshold` (the reference's score)."""
     outputs, labels = _check(outputs, labels)
     return float(np.mean(outputs[np.arange(labels.shape[0]), labels] > threshold))
-
-
-def targets(labels: IntArray, n_classes: int = N_CLASSES) -> FloatArray:
-    """(n, classes) reference targets: 0.01 everywhere and 1.0 at the label."""
-    out = np.full((np.asarray(labels).shape[0], n_classes), 0.01)
-    out[np.arange(out.shape[0]), np.asarray(labels, dtype=np.intp)] = 1.0
-    return out
 
 
 def output_mse(outputs: FloatArray, labels: IntArray) -> float:

@@ -6,7 +6,8 @@ Maths (one sample, column vectors; no biases):
     e_o = t - o;  e_h = W_ho.T @ e_o       both before the update, e_h with no sigmoid derivative
     W_ho += lr * (e_o * o * (1 - o)) @ h.T
     W_ih += lr * (e_h * h * (1 - h)) @ x.T
-The per-sample loop runs compiled (`engine.sgd_epoch`); scoring is one batched product.
+The maths is written once in `maths`; the per-sample loop runs compiled (`engine.sgd_epoch`);
+scoring is one batched product.
 """
 
 from __future__ import annotations
@@ -16,20 +17,12 @@ from scipy.special import logit
 
 from mnistnn.config import IMAGE_SIDE, NetworkConfig
 from mnistnn.errors import ConfigError
-from mnistnn.model import engine
+from mnistnn.model import engine, maths
 from mnistnn.model import optim as modern
 from mnistnn.types import FloatArray, IntArray, LabelArray, PixelArray
 
-
-def input_scale(dtype: str | np.dtype[np.floating] = "float64") -> FloatArray:
-    """(256,) input value of each pixel level: `pixel / 255 * 0.99 + 0.01`, as the reference."""
-    levels = np.arange(256, dtype=np.float64)
-    return np.asarray(levels / 255.0 * 0.99 + 0.01, dtype=dtype)
-
-
-def scale_inputs(pixels: PixelArray, dtype: str = "float64") -> FloatArray:
-    """(n, 784) uint8 pixels -> (n, 784) inputs in [0.01, 1.0]."""
-    return input_scale(dtype)[pixels]
+#: The back-query's target at the label (the book's 0.99: logit(1.0) would be infinite).
+BACK_QUERY_ON = 0.99
 
 
 def initial_weights(config: NetworkConfig) -> tuple[FloatArray, FloatArray]:
@@ -74,7 +67,7 @@ class NeuralNetwork:
         if weights is None:
             weights = initial_weights(self.config)
         self.w_input_hidden, self.w_hidden_output = self._checked_weights(*weights)
-        self._scale = input_scale(self.dtype)
+        self._scale = maths.input_scale(self.dtype)
         self.epochs_trained = epochs_trained
         extra = extra_state or {}
         zeros = {
@@ -146,11 +139,15 @@ class NeuralNetwork:
         return labels.astype(np.uint8)
 
     # -- training -----------------------------------------------------------------------------
-    def train_epoch(self, pixels: PixelArray, labels: IntArray) -> None:
+    def train_epoch(
+        self, pixels: PixelArray, labels: IntArray, *, threads: int | None = None
+    ) -> None:
         """One pass over (n, 784) uint8 pixels and (n,) labels, updating the weights.
 
         The reference configuration goes through the samples in file order; shuffling,
         augmentation and the schedule (if configured) depend only on (seed, epoch number).
+        `threads` (per-sample SGD only): 1 or 2 threads, None for `$MNISTNN_THREADS` or auto,
+        the same weights bit for bit (`engine.sgd_epoch`).
         """
         pixels = self._check_pixels(pixels)
         checked_labels = self._check_labels(labels, pixels.shape[0])
@@ -165,7 +162,9 @@ class NeuralNetwork:
         else:
             args = (pixels, checked_labels, self._scale, self.w_input_hidden, self.w_hidden_output)
             if cfg.batch_size == 1:
-                self.w_input_hidden, self.w_hidden_output = engine.sgd_epoch(*args, lr)
+                self.w_input_hidden, self.w_hidden_output = engine.sgd_epoch(
+                    *args, lr, threads=threads
+                )
             else:
                 self.w_input_hidden, self.w_hidden_output = engine.minibatch_epoch(
                     *args, lr, cfg.batch_size
@@ -178,8 +177,7 @@ class NeuralNetwork:
         x = self._scale[self._check_pixels(pixels)]
         if not self.config.uses_reference_update:
             return modern.forward(self.parameters(), x, self.config.output)[1]
-        hidden = engine.sigmoid(x @ self.w_input_hidden.T)
-        return engine.sigmoid(hidden @ self.w_hidden_output.T)
+        return maths.forward(self.w_input_hidden, self.w_hidden_output, x)[1]
 
     def predict(self, pixels: PixelArray) -> IntArray:
         """(n, 784) uint8 pixels -> (n,) most likely digits."""
@@ -194,8 +192,7 @@ class NeuralNetwork:
         """
         if not 0 <= label < self.config.output_nodes:
             raise ValueError(f"label must be in 0..{self.config.output_nodes - 1}, got {label!r}")
-        targets = np.full(self.config.output_nodes, 0.01)
-        targets[label] = 0.99
+        targets = maths.targets(np.array([label]), self.config.output_nodes, on=BACK_QUERY_ON)[0]
         # inverse of the output layer: logit for sigmoid, log (up to a constant) for softmax
         final_inputs = np.log(targets) if self.config.output == "softmax" else logit(targets)
         final_inputs = final_inputs - self.bias_output

@@ -15,10 +15,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.special import expit, softmax
+from scipy.special import softmax
 
 from mnistnn.config import NetworkConfig
 from mnistnn.model.augment import AugmentSettings, augment_epoch
+from mnistnn.model.maths import sigmoid, targets
 from mnistnn.types import FloatArray, LabelArray, PixelArray
 
 Params = dict[str, FloatArray]
@@ -67,9 +68,9 @@ def epoch_data(
 
 def forward(params: Params, x: FloatArray, output: str) -> tuple[FloatArray, FloatArray]:
     """(hidden, outputs) of inputs x (b, 784): sigmoid hidden layer, sigmoid or softmax outputs."""
-    hidden = expit(x @ params["w_input_hidden"].T + params["bias_hidden"])
+    hidden = sigmoid(x @ params["w_input_hidden"].T + params["bias_hidden"])
     logits = hidden @ params["w_hidden_output"].T + params["bias_output"]
-    outputs = softmax(logits, axis=1) if output == "softmax" else expit(logits)
+    outputs = softmax(logits, axis=1) if output == "softmax" else sigmoid(logits)
     return hidden, outputs
 
 
@@ -82,14 +83,12 @@ def descent_directions(params: Params, x: FloatArray, labels: LabelArray, output
     hidden, outputs = forward(params, x, output)
     rows = np.arange(len(labels))
     if output == "softmax":
-        targets = np.zeros_like(outputs)
-        targets[rows, labels] = 1.0
-        delta_output = targets - outputs
+        one_hot = np.zeros_like(outputs)
+        one_hot[rows, labels] = 1.0
+        delta_output = one_hot - outputs
         error_hidden = delta_output @ params["w_hidden_output"]
     else:
-        targets = np.full_like(outputs, 0.01)
-        targets[rows, labels] = 1.0
-        error = targets - outputs
+        error = targets(labels, outputs.shape[1], outputs.dtype) - outputs
         delta_output = error * outputs * (1.0 - outputs)
         error_hidden = error @ params["w_hidden_output"]
     delta_hidden = error_hidden * hidden * (1.0 - hidden)

@@ -8,7 +8,6 @@ unreadable image never stops a batch, it becomes a `PredictFailure` with a one-l
 from __future__ import annotations
 
 import gzip
-import io
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -19,18 +18,17 @@ from typing import IO, Any, Final
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from matplotlib.figure import Figure
 
-from mnistnn.config import IMAGE_SIDE, INPUT_NODES
+from mnistnn.config import INPUT_NODES
 from mnistnn.core.files import write_bytes_atomic
+from mnistnn.data.text import is_gzip_file
 from mnistnn.errors import DataError
 from mnistnn.model.network import NeuralNetwork
-from mnistnn.predict.image import IMAGE_SUFFIXES, load_image, preprocess_image
+from mnistnn.predict.image import IMAGE_SUFFIXES, preprocess_image
 from mnistnn.types import FloatArray, IntArray, PixelArray
 
 #: Rows scored per batched product: bounds the float copy of the inputs (~25 MB at float64).
 QUERY_CHUNK: Final = 4096
-_GZIP_MAGIC: Final = b"\x1f\x8b"
 _INTEGER: Final = re.compile(r"\s*[+-]?\d+\s*")  # lenient: only tells a header from data
 _PIXEL: Final = re.compile(r"-?\d+")  # strict: what a row's field must look like
 _LABELLED_HINT: Final = (
@@ -92,8 +90,17 @@ def predict_pixels(network: NeuralNetwork, pixels: PixelArray) -> tuple[IntArray
     return np.argmax(outputs, axis=1), outputs
 
 
+def output_shares(outputs: FloatArray) -> FloatArray:
+    """Each output divided by the sum of its row's outputs: `Prediction.confidence`'s definition.
+
+    (10,) or (n, 10) -> the same shape; the share at the winning digit is the confidence.
+    """
+    shares: FloatArray = outputs / outputs.sum(axis=-1, keepdims=True)
+    return shares
+
+
 def _prediction(path: str, outputs: FloatArray) -> Prediction:
-    shares = outputs / outputs.sum()
+    shares = output_shares(outputs)
     ranked = np.argsort(-shares, kind="stable")[:3]
     top3 = [(int(digit), float(shares[digit])) for digit in ranked]
     return Prediction(path=path, digit=top3[0][0], confidence=top3[0][1], top3=top3)
@@ -153,40 +160,6 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def save_preview(
-    original_path: str | os.PathLike[str],
-    pixels784: PixelArray,
-    out_png: str | os.PathLike[str],
-    *,
-    title: str | None = None,
-) -> None:
-    """Write a PNG of the original image beside the 28x28 the network saw (upscaled, blocky).
-
-    Most surprising predictions are explained by the preprocessing (a crop that caught a
-    shadow, a faint stroke lost as noise), and users can only see that side by side. Uses
-    `Figure` directly, not pyplot, so no GUI backend or global figure state is involved.
-    """
-    pixels = np.asarray(pixels784)
-    if pixels.size != INPUT_NODES:
-        raise ValueError(f"pixels784 must have {INPUT_NODES} values, got shape {pixels.shape}")
-    original = load_image(original_path)
-    figure = Figure(figsize=(6.4, 3.4), dpi=100, layout="constrained")
-    left, right = figure.subplots(1, 2)
-    left.imshow(original, cmap="gray", vmin=0, vmax=255)
-    left.set_title(f"original: {Path(original_path).name}", fontsize=9)
-    square = pixels.reshape(IMAGE_SIDE, IMAGE_SIDE)
-    right.imshow(square, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-    right.set_title("network input (28×28)", fontsize=9)
-    for axes in (left, right):
-        axes.set_xticks([])
-        axes.set_yticks([])
-    if title:
-        figure.suptitle(title)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    write_bytes_atomic(out_png, buffer.getvalue())
-
-
 # -- unlabelled CSV --------------------------------------------------------------------------
 def predict_csv(
     network: NeuralNetwork,
@@ -215,7 +188,7 @@ def read_unlabelled_csv(path: str | os.PathLike[str]) -> PixelArray:
     source = Path(path)
     if not source.is_file():
         raise DataError(f"{source}: no such file")
-    gzipped = _is_gzip(source)
+    gzipped = is_gzip_file(source)
     has_header = _check_header(source, gzipped)
     try:
         values = _parse_fast(source, gzipped, has_header)
@@ -226,11 +199,6 @@ def read_unlabelled_csv(path: str | os.PathLike[str]) -> PixelArray:
     if len(values) == 0:
         raise DataError(f"{source}: no data rows")
     return values.astype(np.uint8)
-
-
-def _is_gzip(source: Path) -> bool:
-    with open(source, "rb") as handle:
-        return handle.read(2) == _GZIP_MAGIC
 
 
 def _open_text(source: Path, gzipped: bool) -> IO[str]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from mnistnn.data.parquet import load_arrays
 from mnistnn.model.checkpoint import load_weights
 from mnistnn.model.metrics import accuracy
 from mnistnn.model.network import NeuralNetwork
 from mnistnn.registry.store import ModelRegistry
 from mnistnn.runs.folders import RunFolder, read_json
-from mnistnn.runs.steps import load_arrays
 
 
 def register_run(

@@ -273,7 +273,7 @@ class ModelRegistry:
     # -- internals: versions -------------------------------------------------------------------
     def _write_version(self, version: str, data: bytes, record: dict[str, Any]) -> None:
         """Weights first, then the metadata that vouches for them (both atomic)."""
-        from mnistnn import __version__
+        from mnistnn._version import __version__
 
         folder = self.version_dir(version)
         folder.mkdir(parents=True, exist_ok=False)

@@ -259,10 +259,12 @@ def markdown_report(
     figures: dict[str, bytes],
     comparison: str | None,
     run_dir: str,
+    settings: str | None = None,
 ) -> str:
     """The whole run report: headline, configuration, data lineage, tables, figures, footer.
 
     `comparison` is a ready sentence comparing with the champion model, None for a first model.
+    `settings` says how the configuration was resolved (preset, explicit values).
     The final scores are those of the last epoch in `history`.
     """
     rows = epoch_table_rows(history)
@@ -270,6 +272,7 @@ def markdown_report(
         f"# {' '.join(title.splitlines())}",
         _headline(rows, comparison),
         "## Configuration",
+        *([f"Resolved from {settings}."] if settings else []),
         _config_table(config),
         "## Data lineage",
         _lineage_table(lineage),

@@ -14,13 +14,14 @@ from typing import Any
 import numpy as np
 
 from mnistnn.core.files import write_bytes_atomic
+from mnistnn.data.parquet import load_arrays
 from mnistnn.errors import CheckpointError
 from mnistnn.model.checkpoint import load_weights
 from mnistnn.model.metrics import confusion_matrix, precision_recall
-from mnistnn.report import figures as plots
 from mnistnn.report import markdown as report
+from mnistnn.report.digits import backward_query_images, confident_mistakes, hidden_weight_tiles
+from mnistnn.report.figures import confusion_heatmap, learning_curve, time_to_accuracy
 from mnistnn.runs.folders import RunFolder, read_json
-from mnistnn.runs.steps import load_arrays
 
 
 @dataclass(frozen=True)
@@ -62,18 +63,14 @@ def render_run_report(
     epochs = [row["epoch"] for row in history]
     accuracy = [row["accuracy"] for row in history]
     figures = {
-        "learning_curve": plots.learning_curve(
-            epochs, accuracy, [row["confident"] for row in history]
-        ),
-        "confusion": plots.confusion_heatmap(confusion),
-        "mistakes": plots.confident_mistakes(pixels, labels, outputs),
-        "hidden_weights": plots.hidden_weight_tiles(network.w_input_hidden),
-        "backward_query": plots.backward_query_images(
+        "learning_curve": learning_curve(epochs, accuracy, [row["confident"] for row in history]),
+        "confusion": confusion_heatmap(confusion),
+        "mistakes": confident_mistakes(pixels, labels, outputs),
+        "hidden_weights": hidden_weight_tiles(network.w_input_hidden),
+        "backward_query": backward_query_images(
             np.stack([network.backward_query(digit) for digit in range(outputs.shape[1])])
         ),
-        "time_to_accuracy": plots.time_to_accuracy(
-            [row["train_seconds"] for row in history], accuracy
-        ),
+        "time_to_accuracy": time_to_accuracy([row["train_seconds"] for row in history], accuracy),
     }
     figure_paths = {}
     names = report.figure_filenames(figures)
@@ -91,6 +88,7 @@ def render_run_report(
         figures=figures,
         comparison=comparison_line(decision),
         run_dir=str(Path(folder.path).resolve()),
+        settings=str(lineage["settings"]) if "settings" in lineage else None,
     )
     write_bytes_atomic(folder.report, markdown.encode("utf-8"))
     return RunReport(

@@ -7,7 +7,6 @@ The Prefect tasks in `flows/` are thin wrappers around these; a notebook can cal
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import time
@@ -19,13 +18,13 @@ import numpy as np
 
 from mnistnn.config import NetworkConfig
 from mnistnn.core.files import write_bytes_atomic, write_json_atomic
+from mnistnn.data.parquet import load_arrays
 from mnistnn.errors import CheckpointError, ConfigError
 from mnistnn.model import checkpoint
 from mnistnn.model.metrics import evaluate_outputs
 from mnistnn.model.network import NeuralNetwork
 from mnistnn.runs.folders import RunFolder, read_json
 from mnistnn.runs.records import SCORE_FIELDS, EpochRecord
-from mnistnn.types import LabelArray, PixelArray
 
 log = logging.getLogger(__name__)
 
@@ -41,26 +40,6 @@ class EpochOutcome:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def load_arrays(parquet: str | os.PathLike[str]) -> tuple[PixelArray, LabelArray]:
-    """X (n, 784) uint8 and y (n,) uint8 of an ingested Parquet file, cached per process.
-
-    The cache key includes the file's size and mtime, so a replaced file is read again; the
-    arrays are read-only so that no caller can change what the next caller sees.
-    """
-    stat = Path(parquet).stat()
-    return _load_arrays_cached(str(Path(parquet).resolve()), stat.st_size, stat.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=4)
-def _load_arrays_cached(path: str, size: int, mtime_ns: int) -> tuple[PixelArray, LabelArray]:
-    from mnistnn.data.ingest import read_parquet
-
-    pixels, labels = read_parquet(path)
-    pixels.flags.writeable = False
-    labels.flags.writeable = False
-    return pixels, labels
 
 
 def check_keep(keep_checkpoints: int) -> int:

@@ -1,9 +1,10 @@
-"""Hyperparameter sweeps: the grid, one configuration's training, and the charts of the results.
+"""Hyperparameter sweeps: the grid, one configuration's training, and its rows of results.
 
 A configuration trains through the same content-addressed run folders as `mnist-training`, so a
 configuration trained before (by a sweep or a training run) is reused, not retrained. Configurations
 that differ only in their number of epochs share one run: it trains the largest number once and
-reads the smaller ones off its per-epoch scores.
+reads the smaller ones off its per-epoch scores. The charts and the report text are drawn by
+`mnistnn.report.sweep`.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from typing import Any
 
 from mnistnn.config import NetworkConfig
 from mnistnn.errors import ConfigError
-from mnistnn.report import figures as plots
-from mnistnn.report.markdown import data_uri
 from mnistnn.runs import steps as training
 from mnistnn.runs.folders import open_run, run_folder, run_lock
 
@@ -143,74 +142,6 @@ def points_for(
             )
         )
     return rows
-
-
-def _lines(
-    points: Sequence[SweepPoint], x_field: str, group_fields: Sequence[str]
-) -> dict[str, tuple[list[float], list[float]]]:
-    """Points grouped into chart lines: x = `x_field`, one line per value of the other fields."""
-    lines: dict[str, tuple[list[float], list[float]]] = {}
-    for point in points:
-        record = point.to_dict()
-        label = ", ".join(f"{field.replace('_', ' ')} {record[field]}" for field in group_fields)
-        xs, ys = lines.setdefault(label, ([], []))
-        xs.append(float(record[x_field]))
-        ys.append(point.accuracy)
-    return lines
-
-
-def charts(points: Sequence[SweepPoint]) -> dict[str, bytes]:
-    """The book's charts: accuracy against hidden nodes, learning rate and epochs."""
-    max_epochs = max(point.epochs for point in points)
-    at_max = [point for point in points if point.epochs == max_epochs]
-    return {
-        "hidden_nodes": plots.sweep_chart(
-            _lines(at_max, "hidden_nodes", ("learning_rate",)),
-            xlabel="hidden nodes",
-            title=f"Accuracy against hidden nodes ({max_epochs} epochs)",
-        ),
-        "learning_rate": plots.sweep_chart(
-            _lines(at_max, "learning_rate", ("hidden_nodes",)),
-            xlabel="learning rate",
-            title=f"Accuracy against learning rate ({max_epochs} epochs)",
-            log_x=True,
-        ),
-        "epochs": plots.sweep_chart(
-            _lines(points, "epochs", ("hidden_nodes", "learning_rate")),
-            xlabel="epochs",
-            title="Accuracy against epochs",
-        ),
-    }
-
-
-def markdown(points: Sequence[SweepPoint], figures: dict[str, bytes], seconds: float) -> str:
-    """The sweep report: the best configuration, the results table, and the charts."""
-    best = max(points, key=lambda point: (point.accuracy, -point.seconds))
-    lines = [
-        f"# MNIST sweep: {len(points)} results in {seconds:.1f} s",
-        "",
-        f"**Best:** hidden nodes {best.hidden_nodes}, learning rate {best.learning_rate}, "
-        f"{best.epochs} epochs, batch {best.batch_size}, {best.dtype}, seed {best.seed}: "
-        f"accuracy **{best.accuracy:.4f}** (confident {best.confident:.4f})",
-        "",
-        "| hidden | lr | epochs | batch | dtype | seed | accuracy | best epoch | seconds |",
-        "|---:|---:|---:|---:|---|---:|---:|---:|---:|",
-    ]
-    for point in sorted(points, key=lambda p: -p.accuracy):
-        mark = "**" if point == best else ""
-        lines.append(
-            f"| {point.hidden_nodes} | {point.learning_rate} | {point.epochs} | "
-            f"{point.batch_size} | {point.dtype} | {point.seed} | "
-            f"{mark}{point.accuracy:.4f}{mark} | {point.best_epoch} | {point.seconds:.1f} |"
-        )
-    for key, png in figures.items():
-        lines += [
-            "",
-            f"## Accuracy against {key.replace('_', ' ')}",
-            "",
-            f"![{key}]({data_uri(png)})",
-        ]
-    return "\n".join(lines) + "\n"
 
 
 def write_report(folder: Path, text: str) -> Path:

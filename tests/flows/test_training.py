@@ -225,7 +225,11 @@ def test_keep_checkpoints_prunes_old_weights_but_not_history(small_csvs, tmp_pat
 
 def test_explicit_parameters_win_over_the_preset(small_csvs, tmp_path: Path) -> None:
     """A deployment run or the UI form with preset="best", hidden_nodes=30 trains 30 nodes."""
-    result = run_flow(small_csvs, tmp_path, preset="best", hidden_nodes=30, epochs=1)
+    result = run_flow(
+        small_csvs, tmp_path, preset="best", hidden_nodes=30, epochs=1, publish_report=True
+    )
+    report = (Path(result["run_dir"]) / "report.md").read_text()
+    assert "Resolved from preset best; explicitly set: epochs, hidden_nodes." in report
     run = json.loads((Path(result["run_dir"]) / "run.json").read_text())
     assert run["config"]["hidden_nodes"] == 30
     assert run["config"]["output"] == "softmax"  # the rest of the preset

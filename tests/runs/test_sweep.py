@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
-from PIL import Image
 
 from mnistnn import ConfigError, NetworkConfig, NeuralNetwork
 from mnistnn.data.fast_csv import read_csv
@@ -37,28 +34,6 @@ def test_grid_is_the_product_without_duplicates() -> None:
         sweep.grid([0], [0.1])
     with pytest.raises(ConfigError, match="learning_rates must list at least one value"):
         sweep.grid([10], [])
-
-
-def _point(hidden: int, lr: float, epochs: int, accuracy: float) -> sweep.SweepPoint:
-    return sweep.SweepPoint(
-        hidden, lr, epochs, 1, "float64", 0, accuracy, 0.5, epochs, accuracy, 1.0, "r"
-    )
-
-
-def test_charts_and_markdown_name_the_best() -> None:
-    points = [
-        _point(h, lr, e, 0.9 + h / 1000 + lr / 10 + e / 100)
-        for h in (10, 20)
-        for lr in (0.1, 0.2)
-        for e in (1, 2)
-    ]
-    figures = sweep.charts(points)
-    assert set(figures) == {"hidden_nodes", "learning_rate", "epochs"}
-    for png in figures.values():
-        assert Image.open(io.BytesIO(png)).size == (800, 450)
-    text = sweep.markdown(points, figures, 12.0)
-    assert "**Best:** hidden nodes 20, learning rate 0.2, 2 epochs" in text
-    assert text.count("data:image/png;base64,") == 3
 
 
 @pytest.mark.usefixtures("prefect_harness")

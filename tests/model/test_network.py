@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from mnistnn import ConfigError, NetworkConfig, NeuralNetwork
-from mnistnn.model.network import initial_weights, input_scale
+from mnistnn.model.maths import input_scale
+from mnistnn.model.network import initial_weights
 from tests.reference import ReferenceNetwork, reference_epoch
 
 ROWS = 1000
@@ -207,3 +208,112 @@ def test_reference_epoch_one_numbers_on_full_data(mnist_train, mnist_test) -> No
     outputs = net.query(mnist_test[0])
     assert f"{accuracy(outputs, mnist_test[1]):.4f}" == "0.9450"
     assert f"{confident_score(outputs, mnist_test[1]):.4f}" == "0.7952"
+
+
+# -- the two-thread engine: bit-identical to the one-thread loop --------------------------------
+def _engine_weights(pixels, labels, dtype: str, hidden: int, threads: int | None):
+    from mnistnn.model import engine
+
+    start = initial_weights(NetworkConfig(hidden_nodes=hidden, dtype=dtype))
+    return engine.sgd_epoch(pixels, labels, input_scale(dtype), *start, 0.05, threads=threads)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("hidden", [88, 7, 101])
+def test_two_threads_and_auto_are_bit_identical_to_one(
+    mnist_train, monkeypatch: pytest.MonkeyPatch, dtype: str, hidden: int
+) -> None:
+    from mnistnn.model import engine
+
+    pixels, labels = mnist_train[0][:2000], mnist_train[1][:2000]
+    one = _engine_weights(pixels, labels, dtype, hidden, threads=1)
+    two = _engine_weights(pixels, labels, dtype, hidden, threads=2)
+    # auto in many small chunks: it switches loops several times within the epoch
+    monkeypatch.setattr(engine, "CHUNK_ROWS", 300)
+    monkeypatch.setattr(engine, "PROBE_ROWS", 100)
+    monkeypatch.setattr(engine, "PROBE_EVERY", 1)
+    monkeypatch.setattr(engine, "_auto_states", {})
+    monkeypatch.setattr(engine, "available_cpus", lambda: 2)
+    monkeypatch.delenv(engine.THREADS_ENV, raising=False)
+    auto = _engine_weights(pixels, labels, dtype, hidden, threads=None)
+    assert engine.last_auto_rows[1] > 0 and engine.last_auto_rows[2] > 0
+    for got in (two, auto):
+        assert got[0].dtype == np.dtype(dtype) and got[1].dtype == np.dtype(dtype)
+        assert got[0].flags.c_contiguous and got[1].flags.c_contiguous
+        assert np.array_equal(got[0], one[0]) and np.array_equal(got[1], one[1])
+    assert np.abs(one[0] - initial_weights(NetworkConfig(hidden_nodes=hidden))[0]).max() > 1e-3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_two_threads_bit_identical_after_a_full_epoch(mnist_train, dtype: str) -> None:
+    one = _engine_weights(*mnist_train, dtype, 88, threads=1)
+    for threads in (2, None):
+        got = _engine_weights(*mnist_train, dtype, 88, threads=threads)
+        assert np.array_equal(got[0], one[0]) and np.array_equal(got[1], one[1])
+
+
+def test_thread_switch(monkeypatch: pytest.MonkeyPatch, mnist_train) -> None:
+    import threading
+
+    from mnistnn.model import engine
+
+    monkeypatch.setattr(engine, "available_cpus", lambda: 2)
+    monkeypatch.delenv(engine.THREADS_ENV, raising=False)
+    assert engine.thread_mode() == 0  # auto
+    assert engine.thread_mode(1) == 1 and engine.thread_mode(8) == 2
+    for setting, mode in (("1", 1), ("2", 2), ("auto", 0), (" AUTO ", 0), ("", 0)):
+        monkeypatch.setenv(engine.THREADS_ENV, setting)
+        assert engine.thread_mode() == mode
+    assert engine.thread_mode(2) == 2  # the keyword wins over the environment
+    monkeypatch.setenv(engine.THREADS_ENV, "two")
+    with pytest.raises(ConfigError, match="MNISTNN_THREADS='two': expected 1, 2 or auto"):
+        engine.thread_mode()
+    with pytest.raises(ConfigError, match="threads must be 1 or more, got 0"):
+        engine.thread_mode(0)
+    monkeypatch.setattr(engine, "available_cpus", lambda: 1)
+    monkeypatch.delenv(engine.THREADS_ENV)
+    assert engine.thread_mode() == 1
+
+    # forced to one thread, training starts no thread at all
+    def no_thread(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a thread was started")
+
+    monkeypatch.setattr(engine, "available_cpus", lambda: 2)
+    monkeypatch.setattr(threading.Thread, "start", no_thread)
+    pixels, labels = mnist_train[0][:200], mnist_train[1][:200]
+    monkeypatch.setenv(engine.THREADS_ENV, "1")
+    NeuralNetwork().train_epoch(pixels, labels)
+    monkeypatch.delenv(engine.THREADS_ENV)
+    NeuralNetwork().train_epoch(pixels, labels, threads=1)
+    with pytest.raises(AssertionError, match="a thread was started"):
+        NeuralNetwork().train_epoch(pixels, labels, threads=2)
+
+
+def test_two_threads_never_wait_forever(monkeypatch: pytest.MonkeyPatch, mnist_train) -> None:
+    import threading
+
+    from mnistnn.model import engine
+
+    pixels, labels = mnist_train[0][:200], mnist_train[1][:200]
+
+    def cannot_start(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("can't start new thread")
+
+    with monkeypatch.context() as patch:  # the helper cannot start: raise, spin never
+        patch.setattr(threading.Thread, "start", cannot_start)
+        with pytest.raises(RuntimeError, match="can't start new thread"):
+            NeuralNetwork().train_epoch(pixels, labels, threads=2)
+
+    # a thread whose partner aborted stops waiting at the next rendezvous
+    scale = input_scale("float64")
+    w_ih, w_ho = initial_weights(NetworkConfig())
+    slab = np.zeros((784, 48))
+    slab[:, :44] = w_ih[:44].T
+    w_ho_t = np.stack([w_ho.T, w_ho.T])
+    activations = np.zeros((2, 88))
+    flags = np.zeros(3 * engine._LINE, dtype=np.int64)
+    flags[engine._ABORT] = 1
+    lr = np.array([0.05])
+    args = (pixels, labels, scale, slab, w_ho_t, activations, lr, flags)
+    assert engine._sgd_epoch_half(0, 0, 44, *args) == 1

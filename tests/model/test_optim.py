@@ -10,7 +10,7 @@ import pytest
 from mnistnn import ConfigError, NetworkConfig, NeuralNetwork
 from mnistnn.model import optim as modern
 from mnistnn.model.checkpoint import load_weights, save_weights
-from mnistnn.model.network import input_scale
+from mnistnn.model.maths import input_scale
 
 
 def _params(rng: np.random.Generator, hidden: int = 5, inputs: int = 7) -> modern.Params:

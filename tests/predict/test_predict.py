@@ -27,11 +27,11 @@ from mnistnn.predict.predict import (
     predict_paths,
     predict_pixels,
     read_unlabelled_csv,
-    save_preview,
 )
+from mnistnn.predict.preview import save_preview
 from mnistnn.types import PixelArray
 
-DATA = DataPaths(Path(__file__).resolve().parents[1] / "data")
+DATA = DataPaths(Path(__file__).resolve().parents[2] / "data")
 HEADER = ",".join(f"pixel{i}" for i in range(784))
 NOISE_ROWS = "".join(
     ",".join(map(str, row)) + "\n" for row in np.random.default_rng(0).integers(0, 256, (3, 784))

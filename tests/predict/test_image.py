@@ -25,7 +25,7 @@ from mnistnn.predict.image import (
 )
 from mnistnn.types import PixelArray
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 N_DIGITS = 100
 # Measured on the first 100 test digits: pass-through 1.81 (median 0.74: the noise threshold
 # zeroes the faintest edge pixels, which can tip MNIST's whole-pixel centring by one pixel);

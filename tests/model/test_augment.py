@@ -10,14 +10,9 @@ import pytest
 from scipy import ndimage
 
 from mnistnn.errors import ConfigError
-from mnistnn.model.augment import (
-    AugmentSettings,
-    affine_maps,
-    augment_epoch,
-    describe,
-    elastic_displacements,
-    warp,
-)
+from mnistnn.model.affine import affine_maps, warp
+from mnistnn.model.augment import AugmentSettings, augment_epoch, describe
+from mnistnn.model.elastic import elastic_displacements
 from tests.conftest import Arrays
 
 SIDE = 28

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -55,7 +57,59 @@ def test_corrupted_weights_are_detected_and_skipped(
         ckpt.load_checkpoint(meta)
     with caplog.at_level(logging.WARNING):
         assert ckpt.latest_valid(tmp_path) == (1, tmp_path / "epoch-0001.json")
-    assert "ignoring invalid checkpoint" in caplog.text and "epoch-0002.json" in caplog.text
+    # the warning names the file that failed (the .npz, not its metadata) and the one reason
+    assert "ignoring invalid checkpoint" in caplog.text and "epoch-0002.npz" in caplog.text
+    assert "epoch-0002.npz: sha256 does not match its metadata (expected " in caplog.text
+    assert "unreadable or sha256 mismatch" not in caplog.text
+
+
+def _warning_about_epoch_2(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> str:
+    """The one warning `latest_valid` logs when checkpoint 2 is bad and checkpoint 1 is good."""
+    with caplog.at_level(logging.WARNING, logger="mnistnn.model.checkpoint"):
+        assert ckpt.latest_valid(tmp_path) == (1, tmp_path / "epoch-0001.json")
+    (record,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    return record.getMessage()
+
+
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        pytest.param(
+            lambda npz, meta: npz.write_bytes(npz.read_bytes()[:-10]),
+            r"epoch-0002\.npz: sha256 does not match its metadata "
+            r"\(expected [0-9a-f]{12}…, got [0-9a-f]{12}…\)$",
+            id="npz-truncated",
+        ),
+        pytest.param(
+            lambda npz, meta: npz.unlink(),
+            r"epoch-0002\.npz: weights file not found$",
+            id="npz-missing",
+        ),
+        pytest.param(
+            lambda npz, meta: meta.write_text("{not json"),
+            r"epoch-0002\.json: unreadable checkpoint metadata: not valid JSON \(.+\)$",
+            id="json-not-json",
+        ),
+        pytest.param(
+            lambda npz, meta: meta.write_text('{"epoch": 2}'),
+            r"epoch-0002\.json: field 'weights_sha256' is missing$",
+            id="json-field-missing",
+        ),
+    ],
+)
+def test_invalid_checkpoint_warning_names_the_failed_file_and_reason(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: Any, reason: str
+) -> None:
+    ckpt.save_checkpoint(tmp_path, 1, _net(1), {})
+    ckpt.save_checkpoint(tmp_path, 2, _net(2), {})
+    weights, meta = ckpt.checkpoint_paths(tmp_path, 2)
+    damage(weights, meta)
+    message = _warning_about_epoch_2(tmp_path, caplog)
+    assert message.startswith("ignoring invalid checkpoint of epoch 2: ")
+    assert re.search(reason, message), message
+    assert "unreadable or sha256 mismatch" not in message
+    other = "epoch-0002.json" if ".npz:" in reason else "epoch-0002.npz"
+    assert other not in message  # only the file that failed is named
 
 
 def test_weights_without_metadata_do_not_count(tmp_path: Path) -> None:
@@ -70,7 +124,10 @@ def test_weights_without_metadata_do_not_count(tmp_path: Path) -> None:
     "content, message",
     [
         ("{not json", "unreadable checkpoint metadata"),
-        ('{"epoch": 1}', "lacks epoch or weights_sha256"),
+        ('{"epoch": 1}', "field 'weights_sha256' is missing"),
+        ('{"epoch": "1", "weights_sha256": "ab"}', "field 'epoch' must be an integer >= 0"),
+        ('{"epoch": 1, "weights_sha256": 12}', "field 'weights_sha256' must be a string"),
+        ("[1, 2]", "expected checkpoint metadata \\(a JSON object\\), got list"),
     ],
 )
 def test_bad_metadata_messages(tmp_path: Path, content: str, message: str) -> None:

@@ -1,0 +1,108 @@
+"""`mnistnn score`: run the mnist-batch-predict flow locally (ephemeral Prefect) and summarise."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from mnistnn.cli.app import EXIT_OK, EXIT_PARTIAL, positive_int
+from mnistnn.config import DataPaths
+from mnistnn.errors import MnistnnError
+
+#: The keys of each input in `score --json`, in order.
+JSON_INPUT_KEYS = ("file", "sha256", "rows", "scored", "failed", "output", "agreement", "review")
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """score."""
+    score = commands.add_parser(
+        "score", help="score the unlabelled inbox with the champion (mnist-batch-predict flow)"
+    )
+    score.add_argument(
+        "--unlabelled", default=None, metavar="DIR", help="inbox folder (default: DATA/unlabelled)"
+    )
+    score.add_argument(
+        "--challenger",
+        default=None,
+        metavar="V",
+        help="version that shadows the champion, or none (default: newest that lost its promotion)",
+    )
+    score.add_argument(
+        "--threshold", type=float, default=0.6, help="review digits below this confidence (0.6)"
+    )
+    score.add_argument(
+        "--chunk-rows", type=positive_int, default=65_536, help="rows per Parquet row group"
+    )
+    score.add_argument("--json", action="store_true", help="print one JSON object")
+    score.set_defaults(handler=cmd_score)
+
+
+def json_summary(result: dict[str, Any]) -> dict[str, Any]:
+    """The flow's result reduced to what `score --json` promises."""
+    return {
+        "model_version": result["model_version"],
+        "challenger_version": result["challenger_version"],
+        "inputs": [
+            {key: record.get(key) for key in JSON_INPUT_KEYS} for record in result["inputs"]
+        ],
+    }
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    """Run the flow; exit 2 when an input was refused or some rows failed."""
+    from flows.cli import prefect_defaults
+    from mnistnn.registry.store import ModelRegistry
+
+    paths = DataPaths(Path(args.data_dir))
+    if ModelRegistry(paths.models).champion() is None:
+        raise MnistnnError("no model trained yet: run `mnistnn train` first")
+    prefect_defaults()
+    from flows.scoring import batch_predict
+
+    result = batch_predict(
+        data_dir=args.data_dir,
+        unlabelled=args.unlabelled,
+        threshold=args.threshold,
+        challenger=args.challenger,
+        chunk_rows=args.chunk_rows,
+    )
+    records = result["inputs"]
+    if args.json:
+        print(json.dumps(json_summary(result)))
+    else:
+        _print_text(result)
+    for record in records:
+        if record.get("error"):
+            print(f"mnistnn: error: {record['error']}", file=sys.stderr)
+    partial = any(record.get("error") or record.get("failed") for record in records)
+    return EXIT_PARTIAL if partial else EXIT_OK
+
+
+def _print_text(result: dict[str, Any]) -> None:
+    challenger = result["challenger_version"]
+    print(
+        f"model {result['model_version']}"
+        + (f", challenger {challenger}" if challenger else ", no challenger")
+        + f"; inbox {result['inbox']}"
+    )
+    if not result["inputs"]:
+        print("nothing to score: the inbox is empty")
+    for record in result["inputs"]:
+        if record.get("error"):
+            print(f"  {record['file']}: refused")
+            continue
+        status = "already scored" if record.get("reused") else "scored"
+        agreement = record.get("agreement")
+        shadow = "" if agreement is None else f", agreement {agreement:.2%}"
+        print(
+            f"  {record['file']}: {status}: {record['rows']} rows, {record['scored']} scored, "
+            f"{record['failed']} failed, {record['review_rows']} to review{shadow}"
+        )
+        print(f"    predictions: {record['output']}")
+        if record.get("review"):
+            print(f"    review:      {record['review']}")
+        if record.get("failures_file"):
+            print(f"    failures:    {record['failures_file']}")
