@@ -167,7 +167,7 @@ def _existing_result(
     """The finished run's summary when nothing would be trained or registered (no Prefect)."""
     if args.fresh:
         return None
-    from mnistnn.data.ingest import _check_fraction
+    from mnistnn.data.ingest import check_fraction
     from mnistnn.presets import resolve
     from mnistnn.registry.answer import data_identity, existing_result
     from mnistnn.registry.promotion import check_min_delta
@@ -175,7 +175,7 @@ def _existing_result(
 
     try:  # invalid values go through the flow, which reports them as it always has
         resolved = resolve(args.preset, overrides)
-        _check_fraction(args.max_rejected_fraction)
+        check_fraction(args.max_rejected_fraction)
         check_min_delta(args.min_delta)
         check_keep(args.keep_checkpoints)
         train_sha, test_sha = data_identity(train_csv), data_identity(test_csv)

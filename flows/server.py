@@ -194,3 +194,48 @@ def _sigterm_interrupts() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+RUN_ID_FILE = "flow_run.json"
+
+
+def claim_run_folder(folder: Path, flow_run_id: object) -> str | None:
+    """Record this flow run as the one working in `folder`; if the run recorded before it is not
+    in a final state (its process was killed: nobody else holds the folder's lock), mark it
+    Crashed. Returns the id of the run so marked, or None."""
+    import json
+
+    path = folder / RUN_ID_FILE
+    marked = None
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8")).get("flow_run_id")
+    except (OSError, ValueError, AttributeError):
+        previous = None
+    if previous and str(previous) != str(flow_run_id):
+        marked = _mark_crashed(str(previous))
+    from mnistnn.core.files import write_json_atomic
+
+    if flow_run_id is not None:
+        write_json_atomic(path, {"flow_run_id": str(flow_run_id), "pid": os.getpid()})
+    return marked
+
+
+def _mark_crashed(flow_run_id: str) -> str | None:
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.states import Crashed
+
+    try:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(UUID(flow_run_id))
+            if run.state is None or run.state.is_final():
+                return None
+            client.set_flow_run_state(
+                run.id,
+                Crashed(message="its process died (e.g. kill -9); resumed by a later run"),
+                force=True,
+            )
+    except Exception:  # another server's run, or the API refused: nothing to correct here
+        return None
+    return flow_run_id
