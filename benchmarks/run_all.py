@@ -14,6 +14,7 @@ BENCHMARKS = (
     "benchmarks.bench_ingest",
     "benchmarks.bench_augment",
     "benchmarks.bench_pipeline",
+    "benchmarks.bench_cli",
     "benchmarks.bench_sweep",
     "benchmarks.bench_scoring",
 )
