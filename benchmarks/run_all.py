@@ -12,6 +12,7 @@ BENCHMARKS = (
     "benchmarks.bench_train",
     "benchmarks.bench_threads",
     "benchmarks.bench_ingest",
+    "benchmarks.bench_snapshot",
     "benchmarks.bench_augment",
     "benchmarks.bench_pipeline",
     "benchmarks.bench_cli",

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from flows import cli_scoring
+from flows import cli_inbox, cli_scoring
 from mnistnn.cli import labels, library
 from mnistnn.cli.app import EXIT_OK, build_parser, positive_int, run
 from mnistnn.config import AUGMENTS, DTYPES, INITS, OUTPUTS, SCHEDULES, DataPaths
@@ -74,6 +74,34 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     train.add_argument("--min-delta", type=float, default=0.0, help="promotion margin (>= 0)")
     train.add_argument("--max-rejected-fraction", type=float, default=0.0)
+    train.add_argument(
+        "--incoming",
+        default=None,
+        metavar="DIR",
+        help="the labelled inbox of new batches (default: <data-dir>/incoming)",
+    )
+    train.add_argument(
+        "--warm-start",
+        action="store_true",
+        help="fine-tune the champion's weights instead of training from scratch",
+    )
+    train.add_argument(
+        "--drift-threshold", type=float, default=0.05, help="accuracy drop that flags a batch"
+    )
+    train.add_argument(
+        "--recent-fraction", type=float, default=0.1, help="share of each batch held out (0.1)"
+    )
+    train.add_argument(
+        "--promote-on-recent",
+        action="store_true",
+        help="compare with the champion on the recent test data instead of the test set",
+    )
+    train.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=5.0,
+        help="inbox files modified more recently wait for the next run (5)",
+    )
     train.add_argument("--json", action="store_true", help="print one JSON object")
     train.set_defaults(handler=cmd_train)
 
@@ -149,6 +177,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             max_rejected_fraction=args.max_rejected_fraction,
             min_delta=args.min_delta,
             keep_checkpoints=args.keep_checkpoints,
+            incoming_dir=args.incoming,
+            warm_start=args.warm_start,
+            drift_threshold=args.drift_threshold,
+            recent_fraction=args.recent_fraction,
+            promote_on_recent=args.promote_on_recent,
+            settle_seconds=args.settle_seconds,
         )
     result = {"ran": True, **result}
     if not api.started:
@@ -204,11 +238,23 @@ def _print_summary(args: argparse.Namespace, result: dict[str, object]) -> int:
             f"{row['epoch']:>5}  {row['accuracy']:>8.4f}  {row['confident']:>9.4f}  "
             f"{row['train_seconds']:>7.2f}"
         )
+    for batch in result["snapshot"]["batches"]:
+        print(_batch_line(batch))
     print(f"run folder: {result['run_dir']}")
     decision = result.get("decision")
     if isinstance(decision, dict):
         print(f"registry: {decision['reason']}")
     return EXIT_OK
+
+
+def _batch_line(batch: dict[str, object]) -> str:
+    """`batch a.csv: 3000 rows, champion 0.9312, no drift` or `refused b.csv: reason`."""
+    if batch["status"] != "accepted":
+        return f"refused {batch['file']}: {batch['reason']}"
+    score = batch["champion_accuracy"]
+    shown = "no champion yet" if score is None else f"champion {score:.4f}"
+    drift = f"DRIFT ({batch['drift_reason']})" if batch["drift"] else "no drift"
+    return f"batch {batch['file']}: {batch['accepted']} rows, {shown}, {drift}"
 
 
 @contextlib.contextmanager
@@ -287,7 +333,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `mnistnn` console script."""
     return run(
         build_parser(
-            add_commands, library.add_commands, labels.add_commands, cli_scoring.add_commands
+            add_commands,
+            library.add_commands,
+            labels.add_commands,
+            cli_scoring.add_commands,
+            cli_inbox.add_commands,
         ),
         argv,
     )

@@ -19,6 +19,7 @@ from mnistnn.errors import CheckpointError
 from mnistnn.model.checkpoint import load_weights
 from mnistnn.model.metrics import confusion_matrix, precision_recall
 from mnistnn.report import markdown as report
+from mnistnn.report import new_data
 from mnistnn.report.digits import backward_query_images, confident_mistakes, hidden_weight_tiles
 from mnistnn.report.figures import confusion_heatmap, learning_curve, time_to_accuracy
 from mnistnn.runs.folders import RunFolder, read_json
@@ -78,6 +79,12 @@ def render_run_report(
         path = folder.figures / names[key]
         write_bytes_atomic(path, png)
         figure_paths[key] = str(path)
+    snapshot = lineage.get("snapshot")
+    new_figures = new_data.draw(snapshot)
+    for key, png in new_figures.items():
+        path = folder.figures / new_data.FIGURE_FILES[key]
+        write_bytes_atomic(path, png)
+        figure_paths[key] = str(path)
     markdown = report.markdown_report(
         title=f"MNIST training run {folder.path.name}",
         config=(read_json(folder.run_json) or {}).get("config", {}),
@@ -89,6 +96,8 @@ def render_run_report(
         comparison=comparison_line(decision),
         run_dir=str(Path(folder.path).resolve()),
         settings=str(lineage["settings"]) if "settings" in lineage else None,
+        new_data_headline=new_data.headline(snapshot),
+        new_data=new_data.section(snapshot, new_figures),
     )
     write_bytes_atomic(folder.report, markdown.encode("utf-8"))
     return RunReport(

@@ -151,6 +151,8 @@ def deployed(prefect_server: PrefectServer) -> dict[str, Any]:
     )
     deployment = client_call(prefect_server, "deployment", DEPLOYMENT)
     client_call(prefect_server, "pause_schedules", DEPLOYMENT)
+    # the inbox sensor's one-minute schedule too: a --run-once worker would run it in data/
+    client_call(prefect_server, "pause_schedules", "mnist-watch/watch-incoming")
     return deployment
 
 
