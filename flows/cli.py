@@ -199,7 +199,10 @@ def _existing_result(
     overrides: dict[str, object],
 ) -> Answer | None:
     """The finished run's summary when nothing would be trained or registered (no Prefect)."""
-    if args.fresh:
+    if args.fresh or getattr(args, "warm_start", None):
+        return None
+    incoming = Path(args.incoming) if args.incoming else paths.incoming
+    if incoming.is_dir() and any(incoming.iterdir()):  # the flow decides what is new there
         return None
     from mnistnn.data.ingest import check_fraction
     from mnistnn.presets import resolve
@@ -215,7 +218,8 @@ def _existing_result(
         train_sha, test_sha = data_identity(train_csv), data_identity(test_csv)
     except (MnistnnError, OSError):
         return None
-    # The inbox/snapshot work: pass the snapshot's hash here instead of train_sha.
+    # With no inbox batches the snapshot's sha256 is the base file's (build_snapshot); with
+    # batches, pass the snapshot's sha256 here instead of train_sha.
     return existing_result(
         paths,
         resolved,
@@ -238,7 +242,8 @@ def _print_summary(args: argparse.Namespace, result: dict[str, object]) -> int:
             f"{row['epoch']:>5}  {row['accuracy']:>8.4f}  {row['confident']:>9.4f}  "
             f"{row['train_seconds']:>7.2f}"
         )
-    for batch in result["snapshot"]["batches"]:
+    snapshot = result.get("snapshot")
+    for batch in snapshot.get("batches", []) if isinstance(snapshot, dict) else []:
         print(_batch_line(batch))
     print(f"run folder: {result['run_dir']}")
     decision = result.get("decision")
