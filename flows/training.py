@@ -27,6 +27,7 @@ from prefect.client.schemas.objects import State
 from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 
+from flows.server import claim_run_folder
 from flows.tasks import RETRYABLE, check_parameters, ingest_task, run_logger
 from mnistnn import presets
 from mnistnn.config import DataPaths, NetworkConfig
@@ -534,6 +535,9 @@ def _train_and_evaluate(
 ) -> list[EpochRecord]:
     """Train the missing epochs in order; evaluate epoch k while epoch k+1 trains."""
     logger = run_logger()
+    crashed = claim_run_folder(folder.path, flow_run.get_id())
+    if crashed:
+        logger.warning("flow run %s died without finishing: marked Crashed", crashed)
     progress_id = create_progress_artifact(
         progress=0.0, key=PROGRESS_KEY, description=f"Training {folder.path.name}"
     )
