@@ -30,6 +30,7 @@ def run_pipeline(
         **os.environ,
         "PREFECT_HOME": str(workdir / "prefect-home"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "MNISTNN_PREFECT_AUTODETECT": "0",
     }
     env.pop("PREFECT_API_URL", None)
     command = [

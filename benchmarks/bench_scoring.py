@@ -86,8 +86,8 @@ def child(weights: str, csv: str, out: str) -> None:
 
 def task_function_seconds(network, csv: Path, workdir: Path) -> float:
     """The flow's `score_task` body (registry load, identify, score, log) without Prefect."""
-    from flows import scoring
-    from flows.scoring import PinnedModels
+    from flows import scoring_tasks
+    from flows.scoring_tasks import PinnedModels
     from mnistnn.predict.inputs import discover
     from mnistnn.registry.store import ModelRegistry
 
@@ -99,9 +99,9 @@ def task_function_seconds(network, csv: Path, workdir: Path) -> float:
     [item] = [i for i in discover(csv.parent).inputs if i.name == csv.name]
     out = workdir / "task-out"
     shutil.rmtree(out, ignore_errors=True)
-    scoring._load.cache_clear()
+    scoring_tasks._load.cache_clear()
     started = time.perf_counter()
-    scoring.score_task.fn(
+    scoring_tasks.score_task.fn(
         item,
         PinnedModels(str(models), "v0001", None, "benchmark"),
         str(out / "predictions"),

@@ -13,13 +13,15 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
-from flows import cli_scoring
+from flows import cli_inbox, cli_scoring
 from mnistnn.cli import labels, library
 from mnistnn.cli.app import EXIT_OK, build_parser, positive_int, run
 from mnistnn.config import AUGMENTS, DTYPES, INITS, OUTPUTS, SCHEDULES, DataPaths
 from mnistnn.errors import MnistnnError
 from mnistnn.presets import PRESETS
+from mnistnn.registry.answer import Answer
 from mnistnn.runs.records import EpochRecord
 
 #: CLI flag (argparse dest) -> the flow's parameter.
@@ -72,6 +74,34 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     train.add_argument("--min-delta", type=float, default=0.0, help="promotion margin (>= 0)")
     train.add_argument("--max-rejected-fraction", type=float, default=0.0)
+    train.add_argument(
+        "--incoming",
+        default=None,
+        metavar="DIR",
+        help="the labelled inbox of new batches (default: <data-dir>/incoming)",
+    )
+    train.add_argument(
+        "--warm-start",
+        action="store_true",
+        help="fine-tune the champion's weights instead of training from scratch",
+    )
+    train.add_argument(
+        "--drift-threshold", type=float, default=0.05, help="accuracy drop that flags a batch"
+    )
+    train.add_argument(
+        "--recent-fraction", type=float, default=0.1, help="share of each batch held out (0.1)"
+    )
+    train.add_argument(
+        "--promote-on-recent",
+        action="store_true",
+        help="compare with the champion on the recent test data instead of the test set",
+    )
+    train.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=5.0,
+        help="inbox files modified more recently wait for the next run (5)",
+    )
     train.add_argument("--json", action="store_true", help="print one JSON object")
     train.set_defaults(handler=cmd_train)
 
@@ -119,19 +149,27 @@ class _KnownErrorsWithoutTraceback(logging.Filter):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Run the mnist-training flow and print its summary."""
+    """Answer a finished run from disk, or run the mnist-training flow; print its summary."""
+    paths = DataPaths.at(args.data_dir)
+    train_csv = args.train_csv or str(paths.train_csv)
+    test_csv = args.test_csv or str(paths.test_csv)
+    overrides = {name: getattr(args, flag) for flag, name in _FLAGS.items()}
+    answer = _existing_result(args, paths, train_csv, test_csv, overrides)
+    if answer is not None:
+        print(answer.line, file=sys.stderr)
+        return _print_summary(args, answer.result)
     prefect_defaults()
     from flows import training as flow_module
+    from flows.server import prefect_api
 
-    paths = DataPaths.at(args.data_dir)
-    overrides = {name: getattr(args, flag) for flag, name in _FLAGS.items()}
     show_progress = not args.json and sys.stderr.isatty()
     with contextlib.ExitStack() as scope:
+        api = scope.enter_context(prefect_api())
         if show_progress:
             scope.enter_context(flow_module.epoch_listener(scope.enter_context(_progress_bar())))
         result = flow_module.train_pipeline(
-            train_csv=args.train_csv or str(paths.train_csv),
-            test_csv=args.test_csv or str(paths.test_csv),
+            train_csv=train_csv,
+            test_csv=test_csv,
             preset=args.preset,
             **{name: value for name, value in overrides.items() if value is not None},
             data_dir=args.data_dir,
@@ -139,21 +177,89 @@ def cmd_train(args: argparse.Namespace) -> int:
             max_rejected_fraction=args.max_rejected_fraction,
             min_delta=args.min_delta,
             keep_checkpoints=args.keep_checkpoints,
+            incoming_dir=args.incoming,
+            warm_start=args.warm_start,
+            drift_threshold=args.drift_threshold,
+            recent_fraction=args.recent_fraction,
+            promote_on_recent=args.promote_on_recent,
+            settle_seconds=args.settle_seconds,
         )
+    result = {"ran": True, **result}
+    if not api.started:
+        result["ui_link"] = api.run_link(result["flow_run_id"])
+        print(f"flow run: {result['ui_link']}", file=sys.stderr)
+    return _print_summary(args, result)
+
+
+def _existing_result(
+    args: argparse.Namespace,
+    paths: DataPaths,
+    train_csv: str,
+    test_csv: str,
+    overrides: dict[str, object],
+) -> Answer | None:
+    """The finished run's summary when nothing would be trained or registered (no Prefect)."""
+    if args.fresh or getattr(args, "warm_start", None) or paths.is_remote:
+        return None
+    incoming = Path(args.incoming or paths.incoming)
+    if incoming.is_dir() and any(incoming.iterdir()):  # the flow decides what is new there
+        return None
+    from mnistnn.data.ingest import check_fraction
+    from mnistnn.presets import resolve
+    from mnistnn.registry.answer import data_identity, existing_result
+    from mnistnn.registry.promotion import check_min_delta
+    from mnistnn.runs.steps import check_keep
+
+    try:  # invalid values go through the flow, which reports them as it always has
+        resolved = resolve(args.preset, overrides)
+        check_fraction(args.max_rejected_fraction)
+        check_min_delta(args.min_delta)
+        check_keep(args.keep_checkpoints)
+        train_sha, test_sha = data_identity(train_csv), data_identity(test_csv)
+    except (MnistnnError, OSError):
+        return None
+    # With no inbox batches the snapshot's sha256 is the base file's (build_snapshot); with
+    # batches, pass the snapshot's sha256 here instead of train_sha.
+    return existing_result(
+        paths,
+        resolved,
+        train_sha,
+        test_sha,
+        fresh=args.fresh,
+        max_rejected_fraction=args.max_rejected_fraction,
+    )
+
+
+def _print_summary(args: argparse.Namespace, result: dict[str, object]) -> int:
     if args.json:
         print(json.dumps(result, default=str))
         return EXIT_OK
+    metrics = result["metrics"]
+    assert isinstance(metrics, list)
     print(f"{'epoch':>5}  {'accuracy':>8}  {'confident':>9}  {'train s':>7}")
-    for row in result["metrics"]:
+    for row in metrics:
         print(
             f"{row['epoch']:>5}  {row['accuracy']:>8.4f}  {row['confident']:>9.4f}  "
             f"{row['train_seconds']:>7.2f}"
         )
+    snapshot = result.get("snapshot")
+    for batch in snapshot.get("batches", []) if isinstance(snapshot, dict) else []:
+        print(_batch_line(batch))
     print(f"run folder: {result['run_dir']}")
     decision = result.get("decision")
-    if decision:
+    if isinstance(decision, dict):
         print(f"registry: {decision['reason']}")
     return EXIT_OK
+
+
+def _batch_line(batch: dict[str, object]) -> str:
+    """`batch a.csv: 3000 rows, champion 0.9312, no drift` or `refused b.csv: reason`."""
+    if batch["status"] != "accepted":
+        return f"refused {batch['file']}: {batch['reason']}"
+    score = batch["champion_accuracy"]
+    shown = "no champion yet" if score is None else f"champion {score:.4f}"
+    drift = f"DRIFT ({batch['drift_reason']})" if batch["drift"] else "no drift"
+    return f"batch {batch['file']}: {batch['accepted']} rows, {shown}, {drift}"
 
 
 @contextlib.contextmanager
@@ -232,7 +338,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `mnistnn` console script."""
     return run(
         build_parser(
-            add_commands, library.add_commands, labels.add_commands, cli_scoring.add_commands
+            add_commands,
+            library.add_commands,
+            labels.add_commands,
+            cli_scoring.add_commands,
+            cli_inbox.add_commands,
         ),
         argv,
     )

@@ -15,10 +15,13 @@ from prefect.client.schemas.objects import State, TaskRun
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 
+from mnistnn.data.inbox import check_settle_seconds
 from mnistnn.data.ingest import IngestSummary, check_fraction
 from mnistnn.data.remote import ingest_location as ingest_csv
+from mnistnn.data.snapshot import check_recent_fraction
 from mnistnn.errors import MnistnnError, StorageUnavailable
 from mnistnn.registry.promotion import check_min_delta
+from mnistnn.runs.drift import check_threshold
 from mnistnn.runs.steps import check_keep
 
 RETRIES = 2
@@ -76,11 +79,22 @@ def ingest_task(
     return summary
 
 
-def check_parameters(max_rejected_fraction: float, min_delta: float, keep_checkpoints: int) -> None:
+def check_parameters(
+    max_rejected_fraction: float,
+    min_delta: float,
+    keep_checkpoints: int,
+    *,
+    drift_threshold: float = 0.05,
+    recent_fraction: float = 0.1,
+    settle_seconds: float = 5.0,
+) -> None:
     """Validate the run parameters before any work starts, with the library's own checks."""
     check_fraction(max_rejected_fraction)
     check_min_delta(min_delta)
     check_keep(keep_checkpoints)
+    check_threshold(drift_threshold)
+    check_recent_fraction(recent_fraction)
+    check_settle_seconds(settle_seconds)
 
 
 __all__ = ["RETRYABLE", "check_parameters", "ingest_task", "is_transient", "run_logger"]

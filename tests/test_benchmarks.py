@@ -29,5 +29,6 @@ def test_quick_benchmarks_run() -> None:
         "augment seconds",
         "default pipeline end to end",
         "sweep throughput",
+        "batch scoring against mnistnn predict",
     ):
         assert title in summary, title

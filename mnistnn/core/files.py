@@ -34,10 +34,10 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     """Make the rename itself durable (best effort: not every filesystem allows it)."""
     with contextlib.suppress(OSError):
         fd = os.open(directory, os.O_RDONLY)

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 
+from mnistnn.core.files import fsync_dir
 from mnistnn.core.lease import Lease, flock_lease
 from mnistnn.core.storage import TEMP_PREFIX, Store, check_key
 from mnistnn.errors import NotFound
@@ -66,7 +67,7 @@ class LocalStore(Store):
                 os.replace(tmp, path)
         finally:
             _unlink_quietly(tmp)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
     def list(self, prefix: str = "") -> list[str]:
         check_key(prefix, prefix=True)
@@ -93,7 +94,7 @@ class LocalStore(Store):
         with _locked_current(path) as fd:
             if fd is not None:
                 os.unlink(path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
     def read_versioned(self, key: str) -> tuple[bytes, str] | None:
         try:
@@ -117,7 +118,7 @@ class LocalStore(Store):
             return None
         finally:
             _unlink_quietly(tmp)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         return _token(data)
 
     def _replace(self, key: str, data: bytes, token: str) -> str | None:
@@ -130,7 +131,7 @@ class LocalStore(Store):
                 os.replace(tmp, path)
         finally:
             _unlink_quietly(tmp)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         return _token(data)
 
     def _delete_if(self, key: str, token: str) -> bool:
@@ -139,7 +140,7 @@ class LocalStore(Store):
             if fd is None or _token(_read_fd(fd)) != token:
                 return False
             os.unlink(path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         return True
 
     def _path(self, key: str) -> Path:
@@ -203,13 +204,3 @@ def _write_temp(path: Path, data: bytes) -> str:
 def _unlink_quietly(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename durable (best effort: not every filesystem can fsync a folder)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

@@ -15,10 +15,8 @@ with the same input, champion and challenger finds it and does no work. A new ch
 none) is a new key, so its shadow columns are computed for it: every file says exactly which
 two models produced it. Nothing the challenger says changes the champion's columns.
 
-Probabilities: p0..p9 are the ten outputs divided by their sum (`output_shares`, the same share
-that `mnistnn predict` reports as confidence). The reference network's outputs are independent
-sigmoids, so they are a comparable score in 0..1, not calibrated probabilities; a softmax
-model's outputs already sum to 1. `confidence` is the share at the predicted digit.
+`p0..p9` and `confidence` are shares of the network's outputs (`predictions.PROBABILITIES`); the
+Parquet schema, its stored summary and the side files are in `predictions`.
 """
 
 from __future__ import annotations
@@ -27,40 +25,40 @@ import contextlib
 import dataclasses
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import Final
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from mnistnn.config import N_CLASSES, SCHEMA_VERSION
 from mnistnn.core.files import atomic_write
-from mnistnn.errors import DataError
 from mnistnn.model.network import NeuralNetwork
 from mnistnn.predict import review
-from mnistnn.predict.inputs import BLOCK_BYTES, Chunk, InboxInput, RowFailure, read_chunks
+from mnistnn.predict.inputs import Chunk, InboxInput, RowFailure
 from mnistnn.predict.predict import output_shares, predict_pixels
+from mnistnn.predict.predictions import (
+    META_KEY,
+    OutputPaths,
+    ScoreResult,
+    _LazyFiles,
+    _write_groups,
+    read_result,
+    schema,
+)
+from mnistnn.predict.readers import read_chunks
+from mnistnn.predict.tabular import BLOCK_BYTES
 from mnistnn.types import FloatArray, IntArray
 
 #: Rows per Parquet row group (and per progress report).
 CHUNK_ROWS: Final = 65_536
 DEFAULT_THRESHOLD: Final = 0.6
-#: Key of the JSON summary in the Parquet file's key-value metadata.
-META_KEY: Final = b"mnistnn.scoring"
 #: Failures kept in the result record (the failures file has them all).
 SHOWN_FAILURES: Final = 20
-
-PROBABILITIES: Final = (
-    "p0..p9 are the network's ten outputs divided by their sum (the share `mnistnn predict` "
-    "reports as confidence); the reference network's outputs are independent sigmoids, so these "
-    "are comparable scores in 0..1, not calibrated probabilities (a softmax model's outputs "
-    "already sum to 1). confidence is the share at the predicted digit."
-)
 
 Progress = Callable[[float], None]
 
@@ -71,115 +69,6 @@ class PinnedModel:
 
     version: str
     network: NeuralNetwork
-
-
-@dataclass(frozen=True)
-class OutputPaths:
-    """Where one (input, champion, challenger) writes."""
-
-    key: str
-    parquet: Path
-    failures: Path
-    review: Path
-
-    @classmethod
-    def of(
-        cls,
-        predictions_dir: str | Path,
-        review_dir: str | Path,
-        sha256: str,
-        champion: str,
-        challenger: str | None,
-    ) -> OutputPaths:
-        key = output_key(sha256, champion, challenger)
-        folder = Path(predictions_dir)
-        return cls(
-            key,
-            folder / f"{key}.parquet",
-            folder / f"{key}.failures.csv",
-            Path(review_dir) / f"{sha256[:16]}.csv",
-        )
-
-
-def output_key(sha256: str, champion: str, challenger: str | None) -> str:
-    """`<sha16>-<champion>` or `<sha16>-<champion>-vs-<challenger>`."""
-    key = f"{sha256[:16]}-{champion}"
-    return f"{key}-vs-{challenger}" if challenger else key
-
-
-@dataclass(frozen=True)
-class ScoreResult:
-    """What scoring one input produced (stored in the Parquet's metadata, returned on reuse)."""
-
-    file: str
-    kind: str
-    sha256: str
-    rows: int
-    scored: int
-    failed: int
-    output: str
-    failures_file: str | None
-    review: str | None
-    review_rows: int
-    agreement: float | None
-    label_counts: tuple[int, ...]
-    mean_confidence: float | None
-    model_version: str
-    challenger_version: str | None
-    threshold: float
-    first_failures: tuple[tuple[str, int | None, str], ...] = ()
-    reused: bool = False
-    seconds: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict of every field."""
-        data = dataclasses.asdict(self)
-        data["label_counts"] = list(self.label_counts)
-        data["first_failures"] = [list(item) for item in self.first_failures]
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ScoreResult:
-        """Inverse of `to_dict`; DataError when a field is missing or unknown."""
-        names = {item.name for item in dataclasses.fields(cls)}
-        if set(data) - names or {"file", "sha256", "output"} - set(data):
-            raise DataError(f"scoring summary has unexpected fields: {sorted(data)}")
-        fields = dict(data)
-        fields["label_counts"] = tuple(int(count) for count in data.get("label_counts", ()))
-        fields["first_failures"] = tuple(
-            (str(s), None if r is None else int(r), str(why))
-            for s, r, why in data.get("first_failures", ())
-        )
-        return cls(**fields)
-
-
-def read_result(parquet: str | Path) -> ScoreResult | None:
-    """The summary stored in a predictions Parquet; None when it is missing or unreadable."""
-    try:
-        metadata = pq.read_metadata(parquet).metadata or {}
-        return ScoreResult.from_dict(json.loads(metadata[META_KEY]))
-    except (OSError, KeyError, ValueError, TypeError, pa.ArrowException, DataError):
-        return None
-
-
-def schema(challenger: bool) -> pa.Schema:
-    """The predictions' columns; the three challenger columns only with a challenger."""
-    fields = [
-        pa.field("source", pa.string(), nullable=False),
-        pa.field("row", pa.int64()),
-        pa.field("predicted", pa.int8(), nullable=False),
-        pa.field("confidence", pa.float32(), nullable=False),
-        *(pa.field(f"p{digit}", pa.float32(), nullable=False) for digit in range(N_CLASSES)),
-        pa.field("model_version", pa.string(), nullable=False),
-        pa.field("scored_at", pa.timestamp("ms", tz="UTC"), nullable=False),
-    ]
-    if challenger:
-        fields += [
-            pa.field("challenger_version", pa.string()),
-            pa.field("challenger_predicted", pa.int8()),
-            pa.field("challenger_confidence", pa.float32()),
-        ]
-    return pa.schema(fields, metadata={b"mnistnn.probabilities": PROBABILITIES.encode()})
 
 
 # -- scoring ---------------------------------------------------------------------------------
@@ -292,20 +181,6 @@ def _score_chunk(
     return batch, np.flatnonzero(doubtful)
 
 
-def _write_groups(
-    writer: pq.ParquetWriter, pending: list[pa.RecordBatch], chunk_rows: int, *, final: bool
-) -> tuple[list[pa.RecordBatch], int]:
-    """Write whole row groups of `chunk_rows` (and, if `final`, the rest); keep the remainder."""
-    if not pending:
-        return [], 0
-    table = pa.Table.from_batches(pending)
-    whole = table.num_rows if final else table.num_rows - table.num_rows % chunk_rows
-    if whole:
-        writer.write_table(table.slice(0, whole), row_group_size=chunk_rows)
-    rest = table.slice(whole)
-    return rest.to_batches(), rest.num_rows
-
-
 class _Tally:
     """Running counts of one input (O(1) memory whatever its length)."""
 
@@ -363,78 +238,9 @@ class _Tally:
         )
 
 
-class _LazyFiles:
-    """The failures and review files, opened (atomically) at their first row only."""
-
-    def __init__(self, files: contextlib.ExitStack, paths: OutputPaths) -> None:
-        self._files = files
-        self._paths = paths
-        self._failures: pacsv.CSVWriter | None = None
-        self._review: pacsv.CSVWriter | None = None
-        self.review_rows = 0
-        self.review_written = False
-        self._review_kept = False
-
-    def _open(self, path: Path, columns: pa.Schema) -> pacsv.CSVWriter:
-        handle: IO[bytes] = self._files.enter_context(atomic_write(path))
-        writer = pacsv.CSVWriter(handle, columns, write_options=_CSV_OPTIONS)
-        self._files.callback(writer.close)
-        return writer
-
-    def failures(self, failures: list[RowFailure]) -> None:
-        if not failures:
-            return
-        if self._failures is None:
-            self._failures = self._open(self._paths.failures, _FAILURE_SCHEMA)
-        self._failures.write_table(
-            pa.table(
-                {
-                    "source": [failure.source for failure in failures],
-                    "row": pa.array([failure.row for failure in failures], pa.int64()),
-                    "reason": [failure.reason for failure in failures],
-                },
-                schema=_FAILURE_SCHEMA,
-            )
-        )
-
-    def review(
-        self, chunk: Chunk, indices: IntArray, batch: pa.RecordBatch, threshold: float
-    ) -> None:
-        self.review_rows += len(indices)
-        if self._review_kept:
-            return
-        if self._review is None:
-            if review.has_labels(self._paths.review):
-                self._review_kept = True  # someone is labelling it: never overwrite their work
-                return
-            self._review = self._open(self._paths.review, review.SCHEMA)
-            self.review_written = True
-        self._review.write_table(review.queue_table(chunk.pixels, indices, batch, threshold))
-
-
-_CSV_OPTIONS: Final = pacsv.WriteOptions(quoting_style="needed")
-_FAILURE_SCHEMA: Final = pa.schema(
-    [("source", pa.string()), ("row", pa.int64()), ("reason", pa.string())]
-)
-
-
-def iter_predictions(parquet: str | Path, columns: list[str] | None = None) -> Iterator[pa.Table]:
-    """A predictions file's row groups one at a time (for readers of large outputs)."""
-    handle = pq.ParquetFile(parquet)
-    for group in range(handle.num_row_groups):
-        yield handle.read_row_group(group, columns=columns)
-
-
 __all__ = [
     "CHUNK_ROWS",
     "DEFAULT_THRESHOLD",
-    "PROBABILITIES",
-    "OutputPaths",
     "PinnedModel",
-    "ScoreResult",
-    "iter_predictions",
-    "output_key",
-    "read_result",
-    "schema",
     "score_input",
 ]

@@ -1,4 +1,4 @@
-"""The scoring inbox: find its inputs, identify each by content, read it in bounded chunks.
+"""The scoring inbox: find its inputs, identify each by content; what reading one yields.
 
 An inbox (`DataPaths().unlabelled`, i.e. `data/unlabelled/`) holds, at its top level:
 
@@ -12,55 +12,27 @@ Names starting with `.` or `_` (a writer's temporary files) are ignored; any oth
 skipped with a reason. Each input is identified by the sha256 of its bytes (a folder: of its
 images' names and contents), so a renamed copy is recognised and a changed file is new.
 
-Reading never holds a whole input: CSV text is parsed in blocks of about `BLOCK_BYTES` by
-pyarrow; a block that pyarrow refuses (a wrong column count, a non-integer) is parsed again line
-by line, so that every bad row gets its own reason while the others are kept. A pixel outside
-0..255 fails its row only. A labelled file (785 columns) is refused as a whole: it belongs in
-the labelled inbox. Rows are numbered from 1 among the data rows (no header, no blank lines), as
-`mnistnn predict --csv` numbers its ImageId.
+Reading an input (`readers.read_chunks`) yields `Chunk`s of rows, each listing the rows that
+failed (`RowFailure`); an input that cannot be scored at all raises `InputRefused`.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
-import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Final, Literal, cast
+from typing import Final, Literal
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
-
-from mnistnn.config import INPUT_NODES
 from mnistnn.core.files import sha256_file
 from mnistnn.errors import DataError
-from mnistnn.predict.image import IMAGE_SUFFIXES, preprocess_image
+from mnistnn.predict.image import IMAGE_SUFFIXES
 from mnistnn.types import IntArray, PixelArray
 
 Kind = Literal["csv", "parquet", "images"]
 
-#: Bytes of CSV text parsed at once (~4,500 MNIST rows): bounds the memory of a block's arrays.
-BLOCK_BYTES: Final = 8 << 20
-#: Rows of a Parquet input read at once, and images preprocessed per chunk.
-BLOCK_ROWS: Final = 8192
-IMAGE_BATCH: Final = 256
 #: The name of the input made of the images lying directly in the inbox.
 LOOSE_IMAGES: Final = "."
-
-_GZIP_MAGIC: Final = b"\x1f\x8b"
-_BOM: Final = b"\xef\xbb\xbf"
-_INTEGER: Final = re.compile(rb"\s*[+-]?\d+\s*")
-_NAMES: Final = [f"pixel{i}" for i in range(INPUT_NODES)]
-_LABELLED: Final = (
-    "785 columns: this looks like a labelled file (label + 784 pixels); the scoring inbox "
-    "takes pixels only, so it probably belongs in the labelled inbox (data/incoming/)"
-)
 
 
 class InputRefused(DataError):
@@ -182,295 +154,11 @@ def identify(item: InboxInput) -> str:
         raise InputRefused(f"{item.name}: cannot read ({_one_line(exc)})") from exc
 
 
-# -- reading ---------------------------------------------------------------------------------
-def read_chunks(item: InboxInput, *, block_bytes: int = BLOCK_BYTES) -> Iterator[Chunk]:
-    """The input's rows in chunks of bounded size, failed rows listed with each chunk.
-
-    Raises InputRefused (before any chunk) when the input as a whole cannot be scored.
-    """
-    if item.kind == "csv":
-        return _csv_chunks(item, block_bytes)
-    if item.kind == "parquet":
-        return _parquet_chunks(item)
-    return _image_chunks(item)
-
-
-# -- CSV -------------------------------------------------------------------------------------
-def _csv_chunks(item: InboxInput, block_bytes: int) -> Iterator[Chunk]:
-    path = Path(item.path)
-    try:
-        with open(path, "rb") as raw:
-            gzipped = raw.read(2) == _GZIP_MAGIC
-            raw.seek(0)
-            handle = cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw)
-            total = max(1, os.fstat(raw.fileno()).st_size)
-            row = 0
-            first = True
-            for block in _line_blocks(handle, block_bytes):
-                if first:
-                    block = _without_header(item.name, block)
-                    first = False
-                pixels, rows, failures, count = _parse_block(item.name, block, row + 1)
-                row += count
-                yield Chunk(pixels, rows, None, failures, min(1.0, raw.tell() / total))
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise InputRefused(f"{item.name}: cannot read ({_one_line(exc)})") from exc
-    if first or row == 0:
-        raise InputRefused(f"{item.name}: no data rows")
-
-
-def _line_blocks(handle: IO[bytes], block_bytes: int) -> Iterator[bytes]:
-    """Blocks of whole lines, each about `block_bytes` long and ending with a newline."""
-    rest = b""
-    while True:
-        data = handle.read(block_bytes)
-        if not data:
-            break
-        data = rest + data
-        cut = data.rfind(b"\n") + 1
-        if cut == 0:
-            rest = data
-            continue
-        rest = data[cut:]
-        yield data[:cut]
-    if rest.strip():
-        yield rest + b"\n"
-
-
-def _without_header(name: str, block: bytes) -> bytes:
-    """The first block without its BOM and header line; refuses labelled files and bad headers."""
-    if block.startswith(_BOM):
-        block = block[len(_BOM) :]
-    end = block.find(b"\n") + 1
-    first = block[:end].strip()
-    fields = first.split(b",")
-    if first and not all(_INTEGER.fullmatch(value) for value in fields):
-        if len(fields) == INPUT_NODES + 1:
-            raise InputRefused(f"{name}, line 1: header has {_LABELLED}")
-        if len(fields) != INPUT_NODES:
-            raise InputRefused(
-                f"{name}, line 1: header has {len(fields)} columns, expected {INPUT_NODES} "
-                "(pixel0..pixel783)"
-            )
-        block = block[end:]
-    start = 0
-    while start < len(block):
-        end = block.find(b"\n", start)
-        end = len(block) if end < 0 else end
-        line = block[start:end]
-        if line.strip():
-            if line.count(b",") == INPUT_NODES:
-                raise InputRefused(f"{name}: the first row has {_LABELLED}")
-            break
-        start = end + 1
-    return block
-
-
-_READ_OPTIONS: Final = pacsv.ReadOptions(column_names=_NAMES, block_size=1 << 21)
-_CONVERT_OPTIONS: Final = pacsv.ConvertOptions(
-    column_types=dict.fromkeys(_NAMES, pa.uint8()),  # the parse is the 0..255 check
-    null_values=[],
-    quoted_strings_can_be_null=False,
-    strings_can_be_null=False,
-)
-
-
-def _parse_block(
-    name: str, block: bytes, first_row: int
-) -> tuple[PixelArray, IntArray, list[RowFailure], int]:
-    """(pixels, rows, failures, data rows) of one block of whole lines.
-
-    pyarrow parses a clean block; a block it refuses, or in which it skipped blank lines (so
-    the row numbers would shift), is parsed line by line instead.
-    """
-    lines = block.count(b"\n")
-    try:
-        values = _pyarrow_values(block)
-    except pa.ArrowInvalid:
-        return _parse_lines(name, block, first_row)
-    if len(values) != lines:
-        return _parse_lines(name, block, first_row)
-    return values, np.arange(first_row, first_row + lines, dtype=np.int64), [], lines
-
-
-def _pyarrow_values(text: bytes) -> PixelArray:
-    """(n, 784) uint8 of clean CSV text; ArrowInvalid unless every line is 784 values 0..255."""
-    table = pacsv.read_csv(
-        pa.py_buffer(text), read_options=_READ_OPTIONS, convert_options=_CONVERT_OPTIONS
-    )
-    values = np.empty((table.num_rows, INPUT_NODES), dtype=np.uint8)
-    for index, column in enumerate(table.columns):
-        values[:, index] = column.to_numpy()
-    return values
-
-
-def _range_checked(
-    name: str, values: IntArray, rows: IntArray
-) -> tuple[PixelArray, IntArray, list[RowFailure]]:
-    """Rows with every value in 0..255 as uint8; the others become failures naming a column."""
-    outside = (values < 0) | (values > 255)
-    bad = np.flatnonzero(outside.any(axis=1))
-    if bad.size == 0:
-        return values.astype(np.uint8), rows, []
-    failures = []
-    for index in bad:
-        column = int(np.argmax(outside[index]))
-        value = int(values[index, column])
-        failures.append(
-            RowFailure(name, int(rows[index]), f"column {column + 1} is {value}, outside 0..255")
-        )
-    keep = np.ones(len(values), dtype=bool)
-    keep[bad] = False
-    return values[keep].astype(np.uint8), rows[keep], failures
-
-
-def _parse_lines(
-    name: str, block: bytes, first_row: int
-) -> tuple[PixelArray, IntArray, list[RowFailure], int]:
-    """The careful path: number the non-blank lines, fail those with a wrong field count at
-    once, and parse the rest with pyarrow again, halving any part it refuses until the bad
-    lines stand alone (so a few bad rows cost a few small parses, not a Python loop)."""
-    candidates: list[tuple[int, bytes]] = []
-    failures: list[RowFailure] = []
-    row = first_row - 1
-    for line in block.split(b"\n"):
-        text = line.strip()
-        if not text:
-            continue
-        row += 1
-        if text.count(b",") != INPUT_NODES - 1:
-            failures.append(RowFailure(name, row, _line_values(text)[1] or "bad row"))
-        else:
-            candidates.append((row, text))
-    parts: list[tuple[PixelArray, IntArray]] = []
-    _bisect(name, candidates, parts, failures)
-    if parts:
-        pixels = np.concatenate([part[0] for part in parts])
-        rows = np.concatenate([part[1] for part in parts])
-    else:
-        pixels = np.empty((0, INPUT_NODES), dtype=np.uint8)
-        rows = np.empty(0, dtype=np.int64)
-    failures.sort(key=lambda failure: failure.row or 0)
-    return pixels, rows, failures, row - first_row + 1
-
-
-def _bisect(
-    name: str,
-    lines: list[tuple[int, bytes]],
-    parts: list[tuple[PixelArray, IntArray]],
-    failures: list[RowFailure],
-) -> None:
-    if not lines:
-        return
-    try:
-        values = _pyarrow_values(b"\n".join(text for _, text in lines) + b"\n")
-    except pa.ArrowInvalid:
-        values = None
-    if values is not None and len(values) == len(lines):
-        parts.append((values, np.array([row for row, _ in lines], dtype=np.int64)))
-        return
-    if len(lines) == 1:
-        row, text = lines[0]
-        failures.append(RowFailure(name, row, _line_values(text)[1] or "not a pixel row"))
-        return
-    middle = len(lines) // 2
-    _bisect(name, lines[:middle], parts, failures)
-    _bisect(name, lines[middle:], parts, failures)
-
-
-def _line_values(text: bytes) -> tuple[list[int], str | None]:
-    fields = text.split(b",")
-    if len(fields) == INPUT_NODES + 1:
-        return [], f"785 values; {_LABELLED.split(': ', 1)[1]}"
-    if len(fields) != INPUT_NODES:
-        return [], f"{len(fields)} values, expected {INPUT_NODES} pixel values"
-    values = []
-    for column, value in enumerate(fields, start=1):
-        if not _INTEGER.fullmatch(value):
-            shown = value.decode("utf-8", "replace")[:20]
-            return [], f"column {column} is {shown!r}, not an integer"
-        number = int(value)
-        if not 0 <= number <= 255:
-            return [], f"column {column} is {number}, outside 0..255"
-        values.append(number)
-    return values, None
-
-
-# -- Parquet ---------------------------------------------------------------------------------
-def _parquet_chunks(item: InboxInput) -> Iterator[Chunk]:
-    try:
-        parquet = pq.ParquetFile(item.path)
-    except (pa.ArrowException, OSError) as exc:
-        raise InputRefused(f"{item.name}: not a readable Parquet file ({_one_line(exc)})") from exc
-    schema = parquet.schema_arrow
-    names = list(schema.names)
-    if "label" in names or len(names) == INPUT_NODES + 1:
-        raise InputRefused(f"{item.name}: {len(names)} columns, {_LABELLED.split(': ', 1)[1]}")
-    if len(names) != INPUT_NODES:
-        raise InputRefused(
-            f"{item.name}: {len(names)} columns, expected {INPUT_NODES} pixel columns"
-        )
-    for column in schema:
-        if not pa.types.is_integer(column.type):
-            raise InputRefused(
-                f"{item.name}: column {column.name!r} is {column.type}, expected integer pixels"
-            )
-    total = max(1, parquet.metadata.num_rows)
-    row = 0
-    try:
-        for batch in parquet.iter_batches(batch_size=BLOCK_ROWS, columns=names):
-            yield _parquet_chunk(item.name, batch, row, total)
-            row += batch.num_rows
-    except (pa.ArrowException, OSError) as exc:
-        raise InputRefused(f"{item.name}: unreadable Parquet ({_one_line(exc)})") from exc
-    if row == 0:
-        raise InputRefused(f"{item.name}: no data rows")
-
-
-def _parquet_chunk(name: str, batch: pa.RecordBatch, row: int, total: int) -> Chunk:
-    values = np.empty((batch.num_rows, INPUT_NODES), dtype=np.int64)
-    missing = np.zeros(batch.num_rows, dtype=bool)
-    for index, column in enumerate(batch.columns):
-        if column.null_count:
-            missing |= column.is_null().to_numpy(zero_copy_only=False)
-            column = pc.fill_null(column, 0)
-        values[:, index] = column.to_numpy(zero_copy_only=False)
-    rows = np.arange(row + 1, row + 1 + batch.num_rows, dtype=np.int64)
-    failures = [RowFailure(name, int(r), "missing pixel value") for r in rows[missing]]
-    pixels, kept, range_failures = _range_checked(name, values[~missing], rows[~missing])
-    failures = sorted(failures + range_failures, key=lambda failure: failure.row or 0)
-    return Chunk(pixels, kept, None, failures, (row + batch.num_rows) / total)
-
-
-# -- images ----------------------------------------------------------------------------------
-def _image_chunks(item: InboxInput) -> Iterator[Chunk]:
-    if not item.members:
-        raise InputRefused(f"{item.name}: no image files ({' '.join(sorted(IMAGE_SUFFIXES))})")
-    total = len(item.members)
-    for start in range(0, total, IMAGE_BATCH):
-        rows: list[PixelArray] = []
-        sources: list[str] = []
-        failures: list[RowFailure] = []
-        for member in item.members[start : start + IMAGE_BATCH]:
-            source = item.member_name(member)
-            try:
-                rows.append(preprocess_image(member))
-            except DataError as exc:
-                reason = _one_line(exc).replace(f"{member}: ", "", 1)
-                failures.append(RowFailure(source, None, reason))
-            else:
-                sources.append(source)
-        pixels = np.stack(rows) if rows else np.empty((0, INPUT_NODES), dtype=np.uint8)
-        done = min(start + IMAGE_BATCH, total) / total
-        yield Chunk(pixels, None, sources, failures, done)
-
-
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
 __all__ = [
-    "BLOCK_BYTES",
     "LOOSE_IMAGES",
     "Chunk",
     "Inbox",
@@ -479,5 +167,4 @@ __all__ = [
     "RowFailure",
     "discover",
     "identify",
-    "read_chunks",
 ]

@@ -36,7 +36,7 @@ def _images(name: str, values: npt.ArrayLike) -> FloatArray:
     return array
 
 
-def _tile(row: npt.ArrayLike) -> FloatArray:
+def tile(row: npt.ArrayLike) -> FloatArray:
     """One flattened image as a 28x28 tile."""
     return np.asarray(row).reshape(IMAGE_SIDE, IMAGE_SIDE)
 
@@ -47,7 +47,7 @@ def _grid(count: int, aspect: float = 1.0) -> tuple[int, int]:
     return math.ceil(count / columns), columns
 
 
-def _frame_image(axes: Axes) -> None:
+def frame_image(axes: Axes) -> None:
     """Digit images need no ticks; a light frame shows the 28x28 extent on a white page."""
     axes.set_xticks([])
     axes.set_yticks([])
@@ -89,9 +89,9 @@ def confident_mistakes(
         if slot >= worst.size:
             axes.set_axis_off()
         else:
-            _frame_image(axes)
+            frame_image(axes)
             index = worst[slot]
-            axes.imshow(_tile(images[index]), cmap="Greys", vmin=0, vmax=255)
+            axes.imshow(tile(images[index]), cmap="Greys", vmin=0, vmax=255)
             title = f"true {truth[index]} / pred {predicted[index]} ({confidence[index]:.2f})"
             axes.set_title(title, fontsize=9)
     figure.suptitle(
@@ -133,7 +133,7 @@ def hidden_weight_tiles(w_input_hidden: npt.ArrayLike) -> bytes:
     mosaic = np.full((rows * step + 1, columns * step + 1), np.nan)
     for node in range(nodes):
         top, left = divmod(node, columns)
-        mosaic[top * step + 1 : top * step + step, left * step + 1 : left * step + step] = _tile(
+        mosaic[top * step + 1 : top * step + step, left * step + 1 : left * step + step] = tile(
             weights[node]
         )
     limit = float(np.percentile(np.abs(weights), 99.5)) or 1.0
@@ -163,8 +163,8 @@ def backward_query_images(images: npt.ArrayLike) -> bytes:
         if digit >= count:
             axes.set_axis_off()
         else:
-            _frame_image(axes)
-            axes.imshow(_tile(pictures[digit]), cmap="Greys", vmin=0.0, vmax=1.0)
+            frame_image(axes)
+            axes.imshow(tile(pictures[digit]), cmap="Greys", vmin=0.0, vmax=1.0)
             axes.set_title(f"digit {digit}", fontsize=10)
     figure.suptitle("Back-query: the input the network associates with each digit")
     return to_png(figure)

@@ -259,20 +259,30 @@ def markdown_report(
     figures: dict[str, bytes],
     comparison: str | None,
     run_dir: str,
+    settings: str | None = None,
+    new_data_headline: str | None = None,
+    new_data: Sequence[str] = (),
 ) -> str:
     """The whole run report: headline, configuration, data lineage, tables, figures, footer.
 
     `comparison` is a ready sentence comparing with the champion model, None for a first model.
-    The final scores are those of the last epoch in `history`.
+    `settings` says how the configuration was resolved (preset, explicit values).
+    The final scores are those of the last epoch in `history`. `new_data_headline` and the
+    `new_data` section (markdown parts) describe what the inbox added, when it added anything.
     """
     rows = epoch_table_rows(history)
+    head = _headline(rows, comparison)
+    if new_data_headline:
+        head += f"\n\n{new_data_headline}"
     parts = [
         f"# {' '.join(title.splitlines())}",
-        _headline(rows, comparison),
+        head,
         "## Configuration",
+        *([f"Resolved from {settings}."] if settings else []),
         _config_table(config),
         "## Data lineage",
         _lineage_table(lineage),
+        *new_data,
         "## Per-epoch results",
         "Scores on the test set; running mean accuracy is the reference's “total accuracy”.",
         _epoch_table(rows),

@@ -19,6 +19,7 @@ from mnistnn.errors import CheckpointError
 from mnistnn.model.checkpoint import load_weights
 from mnistnn.model.metrics import confusion_matrix, precision_recall
 from mnistnn.report import markdown as report
+from mnistnn.report import new_data
 from mnistnn.report.digits import backward_query_images, confident_mistakes, hidden_weight_tiles
 from mnistnn.report.figures import confusion_heatmap, learning_curve, time_to_accuracy
 from mnistnn.runs.folders import RunFolder, read_json
@@ -78,6 +79,12 @@ def render_run_report(
         path = locations.join(folder.figures, names[key])
         locations.write_bytes(path, png)
         figure_paths[key] = str(path)
+    snapshot = lineage.get("snapshot")
+    new_figures = new_data.draw(snapshot)
+    for key, png in new_figures.items():
+        path = locations.join(folder.figures, new_data.FIGURE_FILES[key])
+        locations.write_bytes(path, png)
+        figure_paths[key] = str(path)
     markdown = report.markdown_report(
         title=f"MNIST training run {folder.name}",
         config=(read_json(folder.run_json) or {}).get("config", {}),
@@ -88,6 +95,9 @@ def render_run_report(
         figures=figures,
         comparison=comparison_line(decision),
         run_dir=str(folder.path.resolve() if isinstance(folder.path, Path) else folder.path),
+        settings=str(lineage["settings"]) if "settings" in lineage else None,
+        new_data_headline=new_data.headline(snapshot),
+        new_data=new_data.section(snapshot, new_figures),
     )
     locations.write_bytes(folder.report, markdown.encode("utf-8"))
     return RunReport(

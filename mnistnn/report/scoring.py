@@ -16,7 +16,8 @@ import numpy.typing as npt
 from matplotlib.figure import Figure
 
 from mnistnn.config import N_CLASSES
-from mnistnn.report.figures import DPI, _frame_image, _tile, _to_png
+from mnistnn.report.canvas import DPI, to_png
+from mnistnn.report.digits import frame_image, tile
 from mnistnn.report.markdown import data_uri, escape_cell
 
 #: Width of a digit grid in pixels, and the height of one row of tiles.
@@ -77,11 +78,11 @@ def digit_grid(pixels: npt.ArrayLike, captions: Sequence[str], title: str) -> by
         if slot >= count:
             axes.set_axis_off()
             continue
-        _frame_image(axes)
-        axes.imshow(_tile(images[slot]), cmap="Greys", vmin=0, vmax=255)
+        frame_image(axes)
+        axes.imshow(tile(images[slot]), cmap="Greys", vmin=0, vmax=255)
         axes.set_title(captions[slot], fontsize=7)
     figure.suptitle(title)
-    return _to_png(figure)
+    return to_png(figure)
 
 
 def scoring_report(

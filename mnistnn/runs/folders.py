@@ -38,14 +38,27 @@ from mnistnn.errors import MnistnnError, StorageError, StorageUnavailable
 LEASE_TTL = 30.0
 
 
-def run_key(config: NetworkConfig, train_sha256: str, test_sha256: str) -> str:
-    """Short stable hash of the canonical JSON of everything that determines the run's results."""
-    identity = {
+def run_key(
+    config: NetworkConfig,
+    train_sha256: str,
+    test_sha256: str,
+    warm_start: dict[str, Any] | None = None,
+) -> str:
+    """Short stable hash of the canonical JSON of everything that determines the run's results.
+
+    `train_sha256` is the snapshot's identity (the base file's sha256 when the inbox added
+    nothing). `warm_start` (the champion's version and weights sha256) is part of the key only
+    when given, so a run from scratch keeps the key it always had and a warm run never shares
+    its folder.
+    """
+    identity: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "config": config.to_dict(),
         "train_sha256": train_sha256,
         "test_sha256": test_sha256,
     }
+    if warm_start is not None:
+        identity["warm_start"] = warm_start
     canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
@@ -91,15 +104,26 @@ class RunFolder:
     def report(self) -> Location:
         return locations.join(self.path, "report.md")
 
+    @property
+    def initial(self) -> Location:
+        """The weights epoch 1 starts from in a warm-started run (a copy of the champion's)."""
+        return locations.join(self.path, "initial.npz")
+
     def eval_path(self, epoch: int) -> Location:
         return locations.join(self.evals, f"epoch-{epoch:04d}.json")
 
 
 def run_folder(
-    runs_root: str | os.PathLike[str], config: NetworkConfig, train_sha256: str, test_sha256: str
+    runs_root: str | os.PathLike[str],
+    config: NetworkConfig,
+    train_sha256: str,
+    test_sha256: str,
+    warm_start: dict[str, Any] | None = None,
 ) -> RunFolder:
     """The folder of the run of these inputs (nothing is created)."""
-    return RunFolder(locations.join(runs_root, run_key(config, train_sha256, test_sha256)))
+    return RunFolder(
+        locations.join(runs_root, run_key(config, train_sha256, test_sha256, warm_start))
+    )
 
 
 def open_run(
@@ -109,8 +133,13 @@ def open_run(
     test_sha256: str,
     *,
     fresh: bool = False,
+    extra: dict[str, Any] | None = None,
 ) -> RunFolder:
-    """Create (or find) the run folder; `fresh` deletes what it held first. Call under the lock."""
+    """Create (or find) the run folder; `fresh` deletes what it held first. Call under the lock.
+
+    `extra` (the warm start, the snapshot's members) is recorded in `run.json` beside the key's
+    inputs.
+    """
     if isinstance(folder.path, Path):
         if fresh and folder.path.exists():
             for child in folder.path.iterdir():
@@ -134,6 +163,7 @@ def open_run(
                 "config": config.to_dict(),
                 "train_sha256": train_sha256,
                 "test_sha256": test_sha256,
+                **(extra or {}),
             },
         )
     return folder

@@ -68,15 +68,28 @@ class DataLineage:
 
 @dataclass(frozen=True)
 class RunLineage:
-    """The data of a run and how its settings were resolved (preset, explicit values)."""
+    """The data of a run and how its settings were resolved (preset, explicit values).
+
+    With batches from the inbox, `train` is the snapshot (its sha256 is the run key's) and
+    `snapshot` lists its members by file name and sha256; `warm_start` names the model that
+    epoch 1 started from. Both are left out of `to_dict` when absent, so a run without them
+    records exactly what it always did.
+    """
 
     train: DataLineage
     test: DataLineage
     settings: str = "the reference defaults; explicitly set: nothing"
+    snapshot: dict[str, Any] | None = None
+    warm_start: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "train": self.train.to_dict(),
             "test": self.test.to_dict(),
             "settings": self.settings,
         }
+        if self.snapshot is not None:
+            data["snapshot"] = self.snapshot
+        if self.warm_start is not None:
+            data["warm_start"] = self.warm_start
+        return data

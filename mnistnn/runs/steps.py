@@ -17,14 +17,17 @@ import numpy as np
 
 from mnistnn.config import NetworkConfig
 from mnistnn.core import locations
+from mnistnn.core.files import sha256_bytes
 from mnistnn.core.locations import Location
 from mnistnn.data.parquet import load_arrays
 from mnistnn.errors import CheckpointError, ConfigError
 from mnistnn.model import checkpoint
+from mnistnn.model.checkpoint import load_weights, save_weights
 from mnistnn.model.metrics import evaluate_outputs
 from mnistnn.model.network import NeuralNetwork
 from mnistnn.runs.folders import RunFolder, read_json
 from mnistnn.runs.records import SCORE_FIELDS, EpochRecord
+from mnistnn.types import LabelArray, PixelArray
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,45 @@ class EpochOutcome:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def load_training(train_data: str | os.PathLike[str]) -> tuple[PixelArray, LabelArray]:
+    """The training rows of a run: an ingested Parquet file, or a snapshot manifest (`.json`)."""
+    if str(train_data).endswith(".json"):
+        from mnistnn.data.snapshot import load_snapshot
+
+        return load_snapshot(train_data)
+    return load_arrays(train_data)
+
+
+def warm_network(champion: NeuralNetwork, config: NetworkConfig, name: str) -> NeuralNetwork:
+    """A network of `config` that starts from the champion's weights (and biases, if both have
+    them); ConfigError naming both shapes when they differ. Momentum starts at rest."""
+    have = (champion.w_input_hidden.shape, champion.w_hidden_output.shape)
+    want = ((config.hidden_nodes, config.input_nodes), (config.output_nodes, config.hidden_nodes))
+    if have != want:
+        raise ConfigError(
+            f"warm_start: the champion {name} has weights {have[0]} and {have[1]}, this run's "
+            f"configuration needs {want[0]} and {want[1]}; train with the champion's "
+            f"hidden_nodes={champion.config.hidden_nodes}, or from scratch (warm_start=false)"
+        )
+    extra = {}
+    if config.biases and champion.config.biases:
+        extra = {"bias_hidden": champion.bias_hidden, "bias_output": champion.bias_output}
+    return NeuralNetwork(
+        config, (champion.w_input_hidden, champion.w_hidden_output), extra_state=extra
+    )
+
+
+def write_initial(folder: RunFolder, network: NeuralNetwork) -> str:
+    """Save the warm start's weights in the run folder once; return their sha256.
+
+    Epoch 1 starts from this copy, so a resumed or re-run warm run never depends on what the
+    registry's champion is by then.
+    """
+    if locations.exists(folder.initial):
+        return sha256_bytes(locations.read_bytes(folder.initial))
+    return save_weights(folder.initial, network)
 
 
 def check_keep(keep_checkpoints: int) -> int:
@@ -71,16 +113,21 @@ def train_epoch(
     config: NetworkConfig,
     train_parquet: str | os.PathLike[str],
     lineage: dict[str, Any] | None = None,
+    initial: str | os.PathLike[str] | None = None,
 ) -> EpochOutcome:
-    """Train epoch `epoch` from checkpoint `epoch - 1` (or the initial weights) and save it."""
+    """Train epoch `epoch` from checkpoint `epoch - 1` (or the initial weights) and save it.
+
+    `train_parquet` is an ingested Parquet file or a snapshot manifest; `initial` the weights
+    epoch 1 starts from in a warm-started run (None: the configuration's own initialisation).
+    """
     if epoch < 1:
         raise ValueError(f"epoch must be >= 1, got {epoch}")
     _, meta_path = checkpoint.checkpoint_paths(folder.checkpoints, epoch)
     if checkpoint.is_valid(meta_path):
         record = checkpoint.read_metadata(meta_path)
         return EpochOutcome(epoch, str(meta_path), float(record["train_seconds"]), reused=True)
-    network, previous = _starting_point(folder, epoch, config)
-    pixels, labels = load_arrays(train_parquet)
+    network, previous = _starting_point(folder, epoch, config, initial)
+    pixels, labels = load_training(train_parquet)
     started = time.perf_counter()
     network.train_epoch(pixels, labels)
     seconds = time.perf_counter() - started
@@ -111,10 +158,15 @@ def train_epoch(
 
 
 def _starting_point(
-    folder: RunFolder, epoch: int, config: NetworkConfig
+    folder: RunFolder, epoch: int, config: NetworkConfig, initial: str | os.PathLike[str] | None
 ) -> tuple[NeuralNetwork, dict[str, Any]]:
     """The network that epoch `epoch` starts from, and the metadata of the checkpoint it came
     from (empty for epoch 1)."""
+    if epoch == 1 and initial is not None:
+        start = load_weights(initial)
+        if start.config != config:
+            raise CheckpointError(f"{initial}: warm-start weights of another configuration")
+        return start, {}
     if epoch == 1:
         return NeuralNetwork(config), {}
     _, previous = checkpoint.checkpoint_paths(folder.checkpoints, epoch - 1)

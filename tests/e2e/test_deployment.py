@@ -145,12 +145,14 @@ def deployed(prefect_server: PrefectServer) -> dict[str, Any]:
     the repository's data/ (manually triggered runs are unaffected).
     """
     prefect = str(BIN / "prefect")
-    prefect_server.run(prefect, "work-pool", "create", POOL, "--type", "process")
+    prefect_server.run(prefect, "work-pool", "create", POOL, "--type", "process", "--overwrite")
     prefect_server.run(
         prefect, "--no-prompt", "deploy", "--all", "--prefect-file", str(PREFECT_YAML)
     )
     deployment = client_call(prefect_server, "deployment", DEPLOYMENT)
     client_call(prefect_server, "pause_schedules", DEPLOYMENT)
+    # the inbox sensor's one-minute schedule too: a --run-once worker would run it in data/
+    client_call(prefect_server, "pause_schedules", "mnist-watch/watch-incoming")
     return deployment
 
 

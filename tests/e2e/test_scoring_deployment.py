@@ -33,11 +33,10 @@ PREFECT_YAML = REPO / "deployments" / "prefect.yaml"
 
 @pytest.fixture(scope="module")
 def deployed(prefect_server: PrefectServer) -> dict[str, Any]:
-    """The pool (if not there yet) and every deployment of prefect.yaml; schedules paused."""
+    """The pool and every deployment of prefect.yaml; schedules paused."""
     prefect = str(BIN / "prefect")
-    pools = prefect_server.run(prefect, "work-pool", "ls").stdout
-    if POOL not in pools:
-        prefect_server.run(prefect, "work-pool", "create", POOL, "--type", "process")
+    # `work-pool ls` truncates names to the terminal's width: create (or keep) it unconditionally
+    prefect_server.run(prefect, "work-pool", "create", POOL, "--type", "process", "--overwrite")
     prefect_server.run(
         prefect, "--no-prompt", "deploy", "--all", "--prefect-file", str(PREFECT_YAML)
     )

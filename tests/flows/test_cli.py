@@ -106,3 +106,32 @@ def test_best_preset_one_epoch_on_a_slice(
     assert run["config"]["output"] == "softmax"
     assert run["config"]["augment"] != "none"
     assert result["accuracy"] > 0.5
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_second_train_answers_without_running_and_fresh_runs(
+    small_csvs, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args = ["--data-dir", str(tmp_path), "train", "--train-csv", str(small_csvs[0])]
+    args += ["--test-csv", str(small_csvs[1]), "--epochs", "1", "--hidden", "20", "--json"]
+    assert main(args) == 0
+    first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert first["ran"] is True
+
+    import flows.server
+
+    def no_server() -> None:
+        raise AssertionError("a finished run must not need the Prefect API")
+
+    monkeypatch.setattr(flows.server, "prefect_api", no_server)
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    again = json.loads(captured.out.strip().splitlines()[-1])
+    assert again["ran"] is False and again["trained_epochs"] == []
+    assert again["metrics"] == first["metrics"]
+    assert again["decision"]["version"] == first["decision"]["version"]
+    assert captured.err.count("nothing to run") == 1
+    monkeypatch.undo()
+    assert main([*args, "--fresh"]) == 0
+    fresh = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert fresh["ran"] is True and fresh["trained_epochs"] == [1]

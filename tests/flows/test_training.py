@@ -225,7 +225,11 @@ def test_keep_checkpoints_prunes_old_weights_but_not_history(small_csvs, tmp_pat
 
 def test_explicit_parameters_win_over_the_preset(small_csvs, tmp_path: Path) -> None:
     """A deployment run or the UI form with preset="best", hidden_nodes=30 trains 30 nodes."""
-    result = run_flow(small_csvs, tmp_path, preset="best", hidden_nodes=30, epochs=1)
+    result = run_flow(
+        small_csvs, tmp_path, preset="best", hidden_nodes=30, epochs=1, publish_report=True
+    )
+    report = (Path(result["run_dir"]) / "report.md").read_text()
+    assert "Resolved from preset best; explicitly set: epochs, hidden_nodes." in report
     run = json.loads((Path(result["run_dir"]) / "run.json").read_text())
     assert run["config"]["hidden_nodes"] == 30
     assert run["config"]["output"] == "softmax"  # the rest of the preset
@@ -269,3 +273,168 @@ def test_epoch_listener_is_scoped_to_its_block(small_csvs, tmp_path: Path) -> No
     run_flow(small_csvs, tmp_path, epochs=2, register_model=False)  # outside: not called
     assert seen == [(1, 2), (2, 2)]
     assert flow_module._LISTENERS == []
+
+
+# -- the inbox: snapshots, drift, warm start ----------------------------------------------------
+def drop_batch(data_dir: Path, name: str, pixels: np.ndarray, labels: np.ndarray) -> Path:
+    """A finished batch in the inbox (modified a minute ago, so it has settled)."""
+    import os
+    import time
+
+    from tests.conftest import write_mnist_csv
+
+    incoming = data_dir / "incoming"
+    incoming.mkdir(parents=True, exist_ok=True)
+    path = write_mnist_csv(incoming / name, pixels, labels)
+    os.utime(path, (time.time() - 60, time.time() - 60))
+    return path
+
+
+def test_empty_inbox_is_the_run_of_before(small_csvs, tmp_path: Path) -> None:
+    from mnistnn.core.files import sha256_file
+    from mnistnn.runs.folders import run_key
+
+    result = run_flow(small_csvs, tmp_path, epochs=2)
+    base = sha256_file(small_csvs[0])
+    key = run_key(NetworkConfig(hidden_nodes=HIDDEN), base, sha256_file(small_csvs[1]))
+    assert Path(result["run_dir"]).name == key
+    assert result["snapshot"]["sha256"] == base and result["snapshot"]["batches"] == []
+    final = load_weights(Path(result["run_dir"]) / "weights.npz")
+    np.testing.assert_array_equal(
+        final.w_input_hidden, direct_weights(small_csvs, 2).w_input_hidden
+    )
+    assert not (tmp_path / "snapshots").exists()
+
+
+def test_a_batch_makes_a_new_run_and_no_new_data_trains_nothing(
+    small_csvs, tmp_path: Path, mnist_train
+) -> None:
+    from mnistnn.core.files import sha256_file
+    from mnistnn.data.snapshot import load_snapshot
+
+    first = run_flow(small_csvs, tmp_path, epochs=2)
+    path = drop_batch(tmp_path, "batch-a.csv", mnist_train[0][5000:5600], mnist_train[1][5000:5600])
+    second = run_flow(small_csvs, tmp_path, epochs=2)
+    assert second["run_dir"] != first["run_dir"] and second["trained_epochs"] == [1, 2]
+    snapshot = second["snapshot"]
+    [batch] = snapshot["batches"]
+    assert batch["file"] == "batch-a.csv" and batch["sha256"] == sha256_file(path)
+    assert (batch["status"], batch["accepted"], batch["rejected"]) == ("accepted", 600, 0)
+    assert isinstance(batch["champion_accuracy"], float) and batch["drift"] in (True, False)
+    assert "drift_reason" in batch
+    assert snapshot["train_rows"] == 2000 + batch["train_rows"] and 0 < batch["recent_rows"] < 120
+    assert snapshot["recent"]["model_accuracy"] is not None
+    # the lineage names the batch, and training read the snapshot's rows
+    checkpoint = json.loads(
+        (Path(second["run_dir"]) / "checkpoints" / "epoch-0001.json").read_text()
+    )
+    assert checkpoint["lineage"]["train"]["sha256"] == snapshot["sha256"]
+    assert "batch-a.csv" in json.dumps(checkpoint["lineage"]["snapshot"])
+    pixels, labels = load_snapshot(snapshot["manifest"])
+    direct = NeuralNetwork(NetworkConfig(hidden_nodes=HIDDEN))
+    for _ in range(2):
+        direct.train_epoch(pixels, labels)
+    final = load_weights(Path(second["run_dir"]) / "weights.npz")
+    np.testing.assert_array_equal(final.w_input_hidden, direct.w_input_hidden)
+    # nothing new: nothing retrained
+    third = run_flow(small_csvs, tmp_path, epochs=2)
+    assert third["run_dir"] == second["run_dir"] and third["trained_epochs"] == []
+    assert third["snapshot"]["sha256"] == snapshot["sha256"]
+
+
+def test_a_refused_batch_is_reported_and_not_ingested_again(
+    small_csvs, tmp_path: Path, mnist_train, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mnistnn.data.inbox as inbox
+
+    labels = mnist_train[1][:60].astype(np.int64)
+    labels[4] = 12
+    drop_batch(tmp_path, "bad.csv", mnist_train[0][:60], labels)
+    drop_batch(tmp_path, "good.csv", mnist_train[0][7000:7300], mnist_train[1][7000:7300])
+    result = run_flow(small_csvs, tmp_path, epochs=1, publish_report=True)
+    by_file = {batch["file"]: batch for batch in result["snapshot"]["batches"]}
+    assert by_file["bad.csv"]["status"] == "refused" and "label 12" in by_file["bad.csv"]["reason"]
+    assert by_file["good.csv"]["status"] == "accepted"
+    report = (Path(result["run_dir"]) / "report.md").read_text()
+    assert "bad.csv" in report and "refused" in report
+    artifacts = _artifacts(result["flow_run_id"])
+    table = artifacts["mnist-new-data"][0].data
+    rows = json.loads(table) if isinstance(table, str) else table
+    assert sorted(row["file"] for row in rows) == ["bad.csv", "good.csv"]
+
+    calls: list[object] = []
+    real = inbox.ingest_csv
+    monkeypatch.setattr(inbox, "ingest_csv", lambda *a, **k: calls.append(a) or real(*a, **k))
+    again = run_flow(small_csvs, tmp_path, epochs=1)
+    assert calls == [] and again["trained_epochs"] == []
+    assert {b["file"]: b["status"] for b in again["snapshot"]["batches"]} == {
+        "bad.csv": "refused",
+        "good.csv": "accepted",
+    }
+
+
+def test_warm_start_shape_mismatch_is_a_clear_error(small_csvs, tmp_path: Path) -> None:
+    from mnistnn.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="warm_start needs a champion"):
+        run_flow(small_csvs, tmp_path, epochs=1, warm_start=True)
+    run_flow(small_csvs, tmp_path, epochs=1)
+    with pytest.raises(
+        ConfigError, match=r"\(20, 784\) and \(10, 20\).*\(30, 784\) and \(10, 30\)"
+    ):
+        run_flow(small_csvs, tmp_path, epochs=1, warm_start=True, hidden_nodes=30)
+
+
+def test_warm_start_starts_from_the_champion_in_its_own_folder(small_csvs, tmp_path: Path) -> None:
+    scratch = run_flow(small_csvs, tmp_path, epochs=1)
+    warm = run_flow(small_csvs, tmp_path, epochs=1, warm_start=True)
+    assert warm["run_dir"] != scratch["run_dir"] and warm["trained_epochs"] == [1]
+    assert warm["warm_start"]["version"] == scratch["decision"]["version"]
+    champion = load_weights(Path(scratch["run_dir"]) / "weights.npz")
+    pixels, labels = read_csv(small_csvs[0])
+    champion.train_epoch(pixels, labels)
+    final = load_weights(Path(warm["run_dir"]) / "weights.npz")
+    np.testing.assert_array_equal(final.w_input_hidden, champion.w_input_hidden)
+    checkpoint = json.loads((Path(warm["run_dir"]) / "checkpoints" / "epoch-0001.json").read_text())
+    assert checkpoint["lineage"]["warm_start"]["version"] == scratch["decision"]["version"]
+
+
+def test_resume_after_a_failure_is_bit_identical_with_batches(
+    small_csvs, tmp_path: Path, mnist_train, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for data_dir in (tmp_path / "clean", tmp_path / "failed"):
+        drop_batch(data_dir, "a.csv", mnist_train[0][9000:9400], mnist_train[1][9000:9400])
+        drop_batch(data_dir, "b.csv.gz", mnist_train[0][9400:9700], mnist_train[1][9400:9700])
+    clean = run_flow(small_csvs, tmp_path / "clean", epochs=3, warm_start=False)
+    real = training.train_epoch
+
+    def dies_after_two(folder, epoch, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if epoch == 3:
+            raise RuntimeError("killed")
+        return real(folder, epoch, *args, **kwargs)
+
+    monkeypatch.setattr(training, "train_epoch", dies_after_two)
+    with pytest.raises(RuntimeError, match="killed"):
+        run_flow(small_csvs, tmp_path / "failed", epochs=3)
+    monkeypatch.setattr(training, "train_epoch", real)
+    resumed = run_flow(small_csvs, tmp_path / "failed", epochs=3)
+    assert resumed["trained_epochs"] == [3]
+    assert resumed["snapshot"]["sha256"] == clean["snapshot"]["sha256"]
+    assert len(resumed["snapshot"]["batches"]) == 2
+    assert weights_sha(resumed["run_dir"]) == weights_sha(clean["run_dir"])
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"drift_threshold": 2.0}, "drift_threshold must be a number in 0..1"),
+        ({"recent_fraction": 0.9}, "recent_fraction must be a number in 0..0.5"),
+        ({"settle_seconds": -1.0}, "settle_seconds must be a finite number >= 0"),
+    ],
+)
+def test_bad_inbox_parameters_fail_before_any_work(
+    small_csvs, tmp_path: Path, overrides: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        run_flow(small_csvs, tmp_path, **overrides)
+    assert not (tmp_path / "processed").exists()

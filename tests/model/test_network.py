@@ -293,7 +293,7 @@ def test_thread_switch(monkeypatch: pytest.MonkeyPatch, mnist_train) -> None:
 def test_two_threads_never_wait_forever(monkeypatch: pytest.MonkeyPatch, mnist_train) -> None:
     import threading
 
-    from mnistnn.model import engine
+    from mnistnn.model import engine_threads
 
     pixels, labels = mnist_train[0][:200], mnist_train[1][:200]
 
@@ -312,8 +312,8 @@ def test_two_threads_never_wait_forever(monkeypatch: pytest.MonkeyPatch, mnist_t
     slab[:, :44] = w_ih[:44].T
     w_ho_t = np.stack([w_ho.T, w_ho.T])
     activations = np.zeros((2, 88))
-    flags = np.zeros(3 * engine._LINE, dtype=np.int64)
-    flags[engine._ABORT] = 1
+    flags = np.zeros(3 * engine_threads._LINE, dtype=np.int64)
+    flags[engine_threads._ABORT] = 1
     lr = np.array([0.05])
     args = (pixels, labels, scale, slab, w_ho_t, activations, lr, flags)
-    assert engine._sgd_epoch_half(0, 0, 44, *args) == 1
+    assert engine_threads._sgd_epoch_half(0, 0, 44, *args) == 1

@@ -10,7 +10,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from mnistnn.predict import batch
+from mnistnn.predict import batch, predictions
 from mnistnn.predict.inputs import InboxInput, discover, identify
 from mnistnn.predict.predict import output_shares, predict_csv, predict_paths
 from tests.predict.scoring_fixtures import pixel_lines, trained, write_images, write_pixel_csv
@@ -26,7 +26,9 @@ def models(mnist_train) -> tuple[batch.PinnedModel, batch.PinnedModel]:
     return champion, challenger
 
 
-def score(item: InboxInput, root: Path, champion, challenger=None, **options) -> batch.ScoreResult:
+def score(
+    item: InboxInput, root: Path, champion, challenger=None, **options
+) -> predictions.ScoreResult:
     return batch.score_input(
         item,
         identify(item),
@@ -66,7 +68,7 @@ def test_csv_output_matches_predict_and_is_documented(mnist_test, models, tmp_pa
     np.testing.assert_array_equal(table.column("confidence").to_numpy(), shares.max(axis=1))
     metadata = pq.read_schema(result.output).metadata
     assert b"not calibrated probabilities" in metadata[b"mnistnn.probabilities"]
-    stored = json.loads(pq.read_metadata(result.output).metadata[batch.META_KEY])
+    stored = json.loads(pq.read_metadata(result.output).metadata[predictions.META_KEY])
     assert stored["sha256"] == sha and stored["model_version"] == "v0001"
     assert sum(result.label_counts) == ROWS
 

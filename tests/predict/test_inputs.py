@@ -15,9 +15,9 @@ from mnistnn.predict.inputs import (
     InputRefused,
     discover,
     identify,
-    read_chunks,
 )
 from mnistnn.predict.predict import read_unlabelled_csv
+from mnistnn.predict.readers import read_chunks
 from tests.predict.scoring_fixtures import (
     HEADER,
     pixel_lines,

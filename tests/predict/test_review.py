@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from flows.cli import main
-from mnistnn.data.ingest import ingest_csv, read_parquet
+from mnistnn.data.ingest import ingest_csv
+from mnistnn.data.parquet import read_parquet
 from mnistnn.errors import DataError
 from mnistnn.predict import batch, review
 from mnistnn.predict.inputs import discover, identify

@@ -1,0 +1,137 @@
+"""Is the result of a run already on disk? The check the CLI makes before it starts Prefect.
+
+A run whose folder holds the requested epochs' scores, valid final weights and a report, and
+whose weights the registry already holds, would train nothing and register nothing: the CLI
+answers it from here, without a Prefect server. Anything missing or different returns None and
+the flow runs as usual. No Prefect import here (`mnistnn` never imports it).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mnistnn.config import DataPaths
+from mnistnn.core import locations
+from mnistnn.core.files import sha256_file
+from mnistnn.model import checkpoint
+from mnistnn.presets import Resolved
+from mnistnn.registry.store import ModelRegistry
+from mnistnn.runs.folders import RunFolder, read_json, run_folder
+from mnistnn.runs.steps import recorded_epochs
+
+#: What `reason` says when nothing ran.
+REASON = "finished run, model already registered, same data: nothing to train"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The summary a finished run gives again, in the flow's own result format."""
+
+    result: dict[str, Any]
+
+    @property
+    def line(self) -> str:
+        return f"nothing to run: {self.result['reason']} (answered from {self.result['run_dir']})"
+
+
+def data_identity(csv_path: str | os.PathLike[str]) -> str:
+    """The sha256 that keys a run's data: the source file's bytes, as the ingest hashes them."""
+    return sha256_file(csv_path)
+
+
+def existing_result(
+    paths: DataPaths,
+    resolved: Resolved,
+    train_sha256: str,
+    test_sha256: str,
+    *,
+    fresh: bool = False,
+    max_rejected_fraction: float = 0.0,
+) -> Answer | None:
+    """The finished run of these settings and data, when nothing would be trained or registered.
+
+    `train_sha256` / `test_sha256` are the data identities the run folder is keyed by (today the
+    sha256 of each CSV; a snapshot's hash when the training data becomes one). None when
+    `fresh`, when a data file was never ingested (or ingesting it again could be refused under
+    `max_rejected_fraction`), when the run lacks an epoch, its final weights are not valid, its
+    report is missing, or the registry does not hold its weights.
+    """
+    if fresh or paths.is_remote:  # on object storage the flow itself finds the finished run
+        return None
+    for digest in (train_sha256, test_sha256):
+        if not _ingested_within(Path(paths.processed), digest, max_rejected_fraction):
+            return None
+    epochs = resolved.epochs
+    folder = run_folder(paths.runs, resolved.config, train_sha256, test_sha256)
+    if recorded_epochs(folder) > epochs:
+        folder = RunFolder(locations.join(folder.path, f"upto-{epochs:04d}"))
+    if recorded_epochs(folder) != epochs or not locations.exists(folder.report):
+        return None
+    summary = read_json(folder.metrics_json)
+    if summary is None or summary.get("epochs") != epochs:
+        return None
+    metrics = summary.get("metrics")
+    if not isinstance(metrics, list) or [m.get("epoch") for m in metrics] != list(
+        range(1, epochs + 1)
+    ):
+        return None
+    weights_sha = _final_weights_sha(folder, epochs)
+    if weights_sha is None:
+        return None
+    registry = ModelRegistry(paths.models)
+    try:
+        version = registry.find_by_weights(weights_sha)
+    except Exception:  # an unreadable registry: let the flow meet (and report) it
+        return None
+    if version is None or version.decision is None:
+        return None
+    decision = version.decision.to_dict()
+    decision["reason"] = f"already registered as {version.version} (then: {decision['reason']})"
+    final = metrics[-1]
+    return Answer(
+        {
+            "ran": False,
+            "reason": REASON,
+            "run_dir": str(folder.path),
+            "epochs": epochs,
+            "accuracy": final["accuracy"],
+            "confident": final["confident"],
+            "flow_run_id": None,
+            "settings": {
+                "preset": resolved.preset,
+                "explicit": list(resolved.overrides),
+                **resolved.config.to_dict(),
+            },
+            "trained_epochs": [],
+            "metrics": metrics,
+            "decision": decision,
+            "timings": {},
+        }
+    )
+
+
+def _ingested_within(processed: Path, digest: str, max_rejected_fraction: float) -> bool:
+    """The ingest's stored summary of this content exists and passes the rejection limit."""
+    summary = read_json(processed / f"{digest[:16]}.json")
+    if summary is None or summary.get("sha256") != digest:
+        return False
+    if not (processed / f"{digest[:16]}.parquet").is_file():
+        return False
+    read, rejected = summary.get("rows_read"), summary.get("rows_rejected")
+    if not isinstance(read, int) or not isinstance(rejected, int) or read <= 0:
+        return False
+    return rejected == 0 or rejected / read <= max_rejected_fraction
+
+
+def _final_weights_sha(folder: RunFolder, epochs: int) -> str | None:
+    """The sha256 of `weights.npz` when it is the final checkpoint's weights, else None."""
+    _, meta_path = checkpoint.checkpoint_paths(folder.checkpoints, epochs)
+    try:
+        vouched = checkpoint.read_metadata(meta_path)["weights_sha256"]
+        actual = sha256_file(folder.weights)
+    except (OSError, ValueError, Exception):
+        return None
+    return actual if actual == vouched else None

@@ -1,0 +1,350 @@
+"""Has the world shifted? The champion's accuracy on a new labelled batch, and its ink statistics.
+
+The plainest drift signal there is: the batch's labels are known, so the champion's accuracy on
+it can stand next to its accuracy on the test set. A batch on which the champion scores more
+than `threshold` (default 0.05, five points) below its test accuracy is flagged as drift. The
+label histogram and the ink statistics (mean intensity, fraction of dark pixels) are compared
+with the base training data's and reported beside it; they explain a flag, they do not raise one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mnistnn.config import N_CLASSES
+from mnistnn.core import locations
+from mnistnn.data.inbox import ACCEPTED, Batch
+from mnistnn.data.parquet import load_arrays, read_parquet
+from mnistnn.data.snapshot import Snapshot, read_manifest, recent_mask
+from mnistnn.errors import ConfigError, DataError
+from mnistnn.model.metrics import accuracy
+from mnistnn.model.network import NeuralNetwork
+from mnistnn.types import IntArray, PixelArray
+
+DEFAULT_THRESHOLD = 0.05
+#: A pixel at or above this value is ink ("dark" on the paper the digit was written on).
+DARK_LEVEL = 128
+
+
+@dataclass(frozen=True)
+class InkStats:
+    """What a set of digits looks like: labels per class, mean intensity, share of dark pixels."""
+
+    label_histogram: list[int]
+    mean_intensity: float  # mean pixel value / 255, in 0..1
+    dark_fraction: float  # share of pixels >= DARK_LEVEL
+    rows: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def label_shares(self) -> list[float]:
+        total = max(1, sum(self.label_histogram))
+        return [count / total for count in self.label_histogram]
+
+
+@dataclass(frozen=True)
+class BatchDrift:
+    """The drift check of one batch (JSON-able via `to_dict`)."""
+
+    sha256: str
+    champion_accuracy: float | None
+    test_accuracy: float | None
+    label_histogram: list[int]
+    mean_intensity: float
+    dark_fraction: float
+    drift: bool
+    drift_reason: str | None
+    rows: int = 0
+    threshold: float = DEFAULT_THRESHOLD
+    base_mean_intensity: float | None = None
+    base_dark_fraction: float | None = None
+    label_distance: float | None = None  # total variation distance to the base labels, 0..1
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def check_threshold(value: object, name: str = "drift_threshold") -> float:
+    """A drift threshold is a finite number in 0..1 (a drop in accuracy)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not 0.0 <= value <= 1.0
+    ):
+        raise ConfigError(f"{name} must be a number in 0..1, got {value!r}")
+    return float(value)
+
+
+def ink_stats(pixels: PixelArray, labels: IntArray) -> InkStats:
+    """Label histogram, mean intensity and dark fraction of (n, 784) uint8 digits."""
+    histogram = np.bincount(np.asarray(labels, dtype=np.int64), minlength=N_CLASSES)
+    n = int(pixels.shape[0])
+    if n == 0:
+        return InkStats(histogram.tolist(), 0.0, 0.0, 0)
+    mean = float(np.mean(pixels, dtype=np.float64)) / 255.0
+    dark = float(np.count_nonzero(pixels >= DARK_LEVEL)) / pixels.size
+    return InkStats(histogram.tolist(), mean, dark, n)
+
+
+def label_distance(a: InkStats, b: InkStats) -> float:
+    """Total variation distance between two label distributions (0 same, 1 disjoint)."""
+    return 0.5 * sum(abs(x - y) for x, y in zip(a.label_shares, b.label_shares, strict=True))
+
+
+def check_batch(
+    batch_parquet: str | os.PathLike[str],
+    champion: NeuralNetwork | None,
+    champion_test_accuracy: float | None,
+    base_stats: InkStats,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    sha256: str | None = None,
+) -> BatchDrift:
+    """Score the champion on the batch's rows and compare them with the base training data.
+
+    `sha256` defaults to the source hash recorded in the Parquet file's name (its first 16 hex
+    digits) when not given.
+    """
+    limit = check_threshold(threshold)
+    pixels, labels = read_parquet(batch_parquet)
+    stats = ink_stats(pixels, labels)
+    return drift_of(
+        sha256 or os.path.basename(os.fspath(batch_parquet)).split(".")[0],
+        pixels,
+        labels,
+        champion,
+        champion_test_accuracy,
+        base_stats,
+        threshold=limit,
+        stats=stats,
+    )
+
+
+def drift_of(
+    sha256: str,
+    pixels: PixelArray,
+    labels: IntArray,
+    champion: NeuralNetwork | None,
+    champion_test_accuracy: float | None,
+    base_stats: InkStats,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    stats: InkStats | None = None,
+) -> BatchDrift:
+    """`check_batch` on arrays already in memory."""
+    limit = check_threshold(threshold)
+    stats = stats or ink_stats(pixels, labels)
+    score = None if champion is None or len(labels) == 0 else _accuracy(champion, pixels, labels)
+    drift, reason = False, None
+    if champion is None:
+        reason = "no champion yet: accuracy not checked"
+    elif champion_test_accuracy is None:
+        reason = "the champion's test accuracy is unknown: accuracy not compared"
+    elif score is not None and score < champion_test_accuracy - limit - 1e-12:
+        drop = champion_test_accuracy - score
+        drift = True
+        reason = (
+            f"champion accuracy {score:.4f} on the batch is {100 * drop:.1f} points below its "
+            f"test accuracy {champion_test_accuracy:.4f} (threshold {100 * limit:g})"
+            f"{_ink_note(stats, base_stats)}"
+        )
+    return BatchDrift(
+        sha256=sha256,
+        champion_accuracy=score,
+        test_accuracy=champion_test_accuracy,
+        label_histogram=stats.label_histogram,
+        mean_intensity=stats.mean_intensity,
+        dark_fraction=stats.dark_fraction,
+        drift=drift,
+        drift_reason=reason,
+        rows=stats.rows,
+        threshold=limit,
+        base_mean_intensity=base_stats.mean_intensity,
+        base_dark_fraction=base_stats.dark_fraction,
+        label_distance=label_distance(stats, base_stats),
+    )
+
+
+def _accuracy(network: NeuralNetwork, pixels: PixelArray, labels: IntArray) -> float:
+    return float(accuracy(network.query(pixels), labels))
+
+
+def _ink_note(stats: InkStats, base: InkStats) -> str:
+    """`; mean intensity 0.171 vs 0.131 in the base data, labels 23% apart` (what differs)."""
+    notes = []
+    if base.mean_intensity > 0 and abs(stats.mean_intensity / base.mean_intensity - 1) > 0.1:
+        notes.append(f"mean intensity {stats.mean_intensity:.3f} vs {base.mean_intensity:.3f}")
+    if base.dark_fraction > 0 and abs(stats.dark_fraction / base.dark_fraction - 1) > 0.1:
+        notes.append(f"dark pixels {stats.dark_fraction:.3f} vs {base.dark_fraction:.3f}")
+    distance = label_distance(stats, base)
+    if distance > 0.1:
+        notes.append(f"label mix {100 * distance:.0f}% apart")
+    return "; " + ", ".join(notes) + " (base data)" if notes else ""
+
+
+# -- the new data of a run ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class NewData:
+    """What the inbox added to a run: the snapshot, every batch with its drift check, and the
+    recent test data (the held-out slices of the batches) as a Parquet file."""
+
+    snapshot: Snapshot
+    batches: tuple[Batch, ...]
+    drifts: dict[str, BatchDrift]
+    recent_parquet: str | None
+    recent_sha256: str | None
+    recent_rows: int
+    champion_version: str | None
+
+    @property
+    def accepted(self) -> list[Batch]:
+        return [batch for batch in self.batches if batch.status == ACCEPTED]
+
+    @property
+    def refused(self) -> list[Batch]:
+        return [batch for batch in self.batches if batch.status != ACCEPTED]
+
+    def batch_rows(self) -> list[dict[str, Any]]:
+        """One row per batch (accepted and refused): the `--json`, report and table fields."""
+        members = {member.sha256: member for member in self.snapshot.batches}
+        rows = []
+        for batch in self.batches:
+            check = self.drifts.get(batch.sha256)
+            member = members.get(batch.sha256)
+            rows.append(
+                {
+                    "file": batch.file,
+                    "names": list(batch.names),
+                    "sha256": batch.sha256,
+                    "status": batch.status,
+                    "reason": batch.reason,
+                    "accepted": batch.accepted,
+                    "rejected": batch.rejected,
+                    "train_rows": None if member is None else member.train_rows,
+                    "recent_rows": None if member is None else member.recent_rows,
+                    "first_seen": batch.first_seen,
+                    "replaces": batch.replaces,
+                    "champion_accuracy": None if check is None else check.champion_accuracy,
+                    "champion_scored_rows": None if check is None else check.rows,
+                    "test_accuracy": None if check is None else check.test_accuracy,
+                    "drift": bool(check is not None and check.drift),
+                    "drift_reason": None if check is None else check.drift_reason,
+                    "label_histogram": None if check is None else check.label_histogram,
+                    "mean_intensity": None if check is None else check.mean_intensity,
+                    "dark_fraction": None if check is None else check.dark_fraction,
+                }
+            )
+        return rows
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `snapshot` of `mnistnn train --json` (and of the run's lineage)."""
+        return {
+            "sha256": self.snapshot.sha256,
+            "manifest": self.snapshot.manifest,
+            "base": self.snapshot.base.to_dict(),
+            "train_rows": self.snapshot.train_rows,
+            "recent_fraction": self.snapshot.recent_fraction,
+            "recent": {
+                "rows": self.recent_rows,
+                "sha256": self.recent_sha256,
+                "parquet": self.recent_parquet,
+            },
+            "champion": self.champion_version,
+            "batches": self.batch_rows(),
+        }
+
+    def headline(self) -> str | None:
+        """`Learned from 2 new batches (5,400 rows, +9.0% on the base data); 1 refused.`"""
+        if not self.batches:
+            return None
+        added = self.snapshot.train_rows - self.snapshot.base.train_rows
+        share = added / max(1, self.snapshot.base.train_rows)
+        flagged = sum(1 for check in self.drifts.values() if check.drift)
+        count = len(self.accepted)
+        parts = [
+            f"Learned from {count} inbox batch{'es' if count != 1 else ''}"
+            f" ({added:,} training rows, +{100 * share:.1f}% on the base data; "
+            f"{self.recent_rows:,} rows held out as recent test data)"
+        ]
+        if flagged:
+            parts.append(f"{flagged} flagged as drift")
+        if self.refused:
+            parts.append(f"{len(self.refused)} refused")
+        return "; ".join(parts) + "."
+
+
+def assess_batches(
+    snapshot: Snapshot,
+    batches: list[Batch],
+    champion: NeuralNetwork | None,
+    champion_test_accuracy: float | None,
+    champion_members: set[str],
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> dict[str, BatchDrift]:
+    """The drift check of every accepted batch of the snapshot, by sha256.
+
+    The champion is scored on the rows it never trained on: all of a batch it has not seen
+    (`champion_members`: the sha256s of the snapshot it was trained on), only the held-out
+    recent rows of one it has.
+    """
+    limit = check_threshold(threshold)
+    results: dict[str, BatchDrift] = {}
+    if not any(batch.status == ACCEPTED and batch.parquet is not None for batch in batches):
+        return results  # nothing to compare: the base data is not even read
+    base = ink_stats(*load_arrays(locations.join(snapshot.processed, snapshot.base.parquet)))
+    for batch in batches:
+        if batch.status != ACCEPTED or batch.parquet is None:
+            continue
+        pixels, labels = read_parquet(batch.parquet)
+        stats = ink_stats(pixels, labels)
+        scored_pixels, scored_labels = pixels, labels
+        if batch.sha256 in champion_members:
+            mask = recent_mask(pixels, labels, snapshot.recent_fraction)
+            scored_pixels, scored_labels = pixels[mask], labels[mask]
+        check = drift_of(
+            batch.sha256,
+            scored_pixels,
+            scored_labels,
+            champion,
+            champion_test_accuracy,
+            base,
+            threshold=limit,
+            stats=stats,
+        )
+        results[batch.sha256] = dataclasses.replace(check, rows=len(scored_labels))
+    return results
+
+
+def members_of(snapshots_dir: str | os.PathLike[str], train_sha256: str) -> set[str]:
+    """The sha256s of the files a model was trained on (its snapshot's members, or the file)."""
+    path = Path(snapshots_dir) / f"{train_sha256[:16]}.json"
+    if not path.is_file():
+        return {train_sha256}
+    try:
+        return {member.sha256 for member in read_manifest(path).members}
+    except DataError:
+        return {train_sha256}
+
+
+__all__ = [
+    "BatchDrift",
+    "InkStats",
+    "NewData",
+    "assess_batches",
+    "check_batch",
+    "check_threshold",
+    "drift_of",
+    "ink_stats",
+    "members_of",
+]
