@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from flows import training as flow_module
+from flows import training_tasks
 from flows.tasks import ingest_task
 from mnistnn import NetworkConfig, NeuralNetwork
 from mnistnn.data.fast_csv import read_csv
@@ -88,7 +89,7 @@ def test_transient_error_is_retried_and_result_is_unchanged(
         return real(folder, epoch, *args, **kwargs)
 
     monkeypatch.setattr(training, "train_epoch", flaky)
-    monkeypatch.setattr(flow_module.train_epoch_task, "retry_delay_seconds", 0)
+    monkeypatch.setattr(training_tasks.train_epoch_task, "retry_delay_seconds", 0)
     result = run_flow(small_csvs, tmp_path / "flaky", epochs=2)
     assert calls == [1, 2, 2]
     assert weights_sha(result["run_dir"]) == weights_sha(clean["run_dir"])
@@ -191,7 +192,7 @@ def test_publish_failure_is_retried_and_artifacts_exist_once(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(flows.publish, "publish_run", flaky)
-    monkeypatch.setattr(flow_module.publish_task, "retry_delay_seconds", 0)
+    monkeypatch.setattr(training_tasks.publish_task, "retry_delay_seconds", 0)
     result = run_flow(small_csvs, tmp_path, epochs=2, publish_report=True)
     assert len(attempts) == 2
     by_key = _artifacts(result["flow_run_id"])
