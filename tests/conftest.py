@@ -50,7 +50,9 @@ def write_mnist_csv(path: Path, pixels: np.ndarray, labels: np.ndarray) -> Path:
     rows = np.column_stack([labels.astype(np.int64), pixels.astype(np.int64)])
     text = "\n".join(",".join(map(str, row)) for row in rows) + "\n"
     if path.suffix == ".gz":
-        path.write_bytes(gzip.compress(text.encode()))
+        # mtime=0: gzip stamps the time into its header, so the same rows written a second
+        # apart would otherwise be two different contents (two batches, two snapshots)
+        path.write_bytes(gzip.compress(text.encode(), mtime=0))
     else:
         path.write_text(text)
     return path
