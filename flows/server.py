@@ -203,7 +203,6 @@ def claim_run_folder(folder: str | os.PathLike[str], flow_run_id: object) -> str
     """Record this flow run as the one working in `folder` (a path or URL); if the run recorded
     before it is not in a final state (its process was killed: nobody else holds the folder's
     lock or lease), mark it Crashed. Returns the id of the run so marked, or None."""
-    import json
 
     from mnistnn.core import locations
     from mnistnn.runs.folders import read_json
@@ -215,7 +214,7 @@ def claim_run_folder(folder: str | os.PathLike[str], flow_run_id: object) -> str
         marked = _mark_crashed(str(previous))
     if flow_run_id is not None:
         record = {"flow_run_id": str(flow_run_id), "pid": os.getpid()}
-        locations.write_bytes(path, json.dumps(record, sort_keys=True).encode("utf-8"))
+        locations.write_json(path, record)
     return marked
 
 

@@ -10,10 +10,12 @@ cached per (URL, endpoint, credentials), so a run reuses one client and its conn
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import threading
 from pathlib import Path
+from typing import Any
 
 from mnistnn.core.storage import Store, open_store
 
@@ -95,6 +97,13 @@ def write_bytes(location: str | os.PathLike[str], data: bytes) -> None:
     """Write `data` at `location`, whole or not at all."""
     store, key = split(location)
     store.write_bytes(key, data)
+
+
+def write_json(location: str | os.PathLike[str], obj: Any) -> None:
+    """Write `obj` as indented, key-sorted JSON at `location`, whole or not at all (the text
+    `files.write_json_atomic` writes locally)."""
+    text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    write_bytes(location, text.encode("utf-8"))
 
 
 def exists(location: str | os.PathLike[str]) -> bool:

@@ -156,7 +156,7 @@ def open_run(
             if key != ".lease":
                 store.delete(key)
     if not locations.exists(folder.run_json):
-        _write_json(
+        locations.write_json(
             folder.run_json,
             {
                 "schema_version": SCHEMA_VERSION,
@@ -207,11 +207,6 @@ def run_lock(folder: RunFolder, timeout: float = 3600.0) -> Iterator[None]:
         yield
 
 
-def _write_json(location: Location, obj: Any) -> None:
-    text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
-    locations.write_bytes(location, text.encode("utf-8"))
-
-
 def read_json(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """A JSON object from `path`, or None when it is missing or unreadable.
 
@@ -242,7 +237,9 @@ def shorter_run(parent: RunFolder, epochs: int) -> RunFolder:
         for sub in (child.checkpoints, child.evals, child.figures):
             Path(sub).mkdir(parents=True, exist_ok=True)
     if not locations.exists(child.run_json):
-        _write_json(child.run_json, {**run, "shorter_of": str(parent.path), "epochs": epochs})
+        locations.write_json(
+            child.run_json, {**run, "shorter_of": str(parent.path), "epochs": epochs}
+        )
     name = f"epoch-{epochs:04d}.npz"
     final_weights = locations.join(parent.checkpoints, name)
     if locations.exists(final_weights) and not locations.exists(

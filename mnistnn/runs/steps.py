@@ -222,7 +222,7 @@ def evaluate_epoch(
         "train_seconds": float(record["train_seconds"]),
         "weights_sha256": record["weights_sha256"],
     }
-    _write_json(folder.eval_path(epoch), result)
+    locations.write_json(folder.eval_path(epoch), result)
     return result
 
 
@@ -251,7 +251,9 @@ def finish_run(folder: RunFolder, epochs: int) -> list[EpochRecord]:
         if record is None:
             raise CheckpointError(f"{folder.eval_path(epoch)}: evaluation of epoch {epoch} missing")
         metrics.append(EpochRecord.from_eval(record))
-    _write_json(folder.metrics_json, {"epochs": epochs, "metrics": [m.to_dict() for m in metrics]})
+    locations.write_json(
+        folder.metrics_json, {"epochs": epochs, "metrics": [m.to_dict() for m in metrics]}
+    )
     weights_path, meta_path = checkpoint.checkpoint_paths(folder.checkpoints, epochs)
     if not checkpoint.is_valid(meta_path):
         raise CheckpointError(
@@ -260,11 +262,3 @@ def finish_run(folder: RunFolder, epochs: int) -> list[EpochRecord]:
         )
     locations.write_bytes(folder.weights, locations.read_bytes(weights_path))
     return metrics
-
-
-def _write_json(location: Location, obj: Any) -> None:
-    """Indented, key-sorted JSON, written whole (as `write_json_atomic` does locally)."""
-    import json
-
-    text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
-    locations.write_bytes(location, text.encode("utf-8"))
