@@ -29,7 +29,7 @@ from mnistnn.model.engine_fused import (
     output_deltas,
     step_input_layer,
 )
-from mnistnn.model.engine_threads import _two_thread_epoch
+from mnistnn.model.engine_threads import two_thread_epoch
 from mnistnn.model.maths import sigmoid
 from mnistnn.types import FloatArray, LabelArray, PixelArray
 
@@ -170,7 +170,7 @@ def sgd_epoch(
     if mode == 1 or w_input_hidden.shape[0] < 2 or len(pixels) < MIN_ROWS_FOR_THREADS:
         return _one_thread_epoch(pixels, labels, scale, w_input_hidden, w_hidden_output, lr)
     if mode == 2:
-        return _two_thread_epoch(pixels, labels, scale, w_input_hidden, w_hidden_output, lr)
+        return two_thread_epoch(pixels, labels, scale, w_input_hidden, w_hidden_output, lr)
     return _auto_epoch(pixels, labels, scale, w_input_hidden, w_hidden_output, lr)
 
 
@@ -240,7 +240,7 @@ def _auto_epoch(
     the next epoch. When another process takes a core, the two threads wait for each other at
     every sample and one thread wins; when it leaves, two threads win again.
     """
-    loops = {1: _one_thread_epoch, 2: _two_thread_epoch}
+    loops = {1: _one_thread_epoch, 2: two_thread_epoch}
     state = _auto_states.setdefault((scale.dtype.str, w_input_hidden.shape[0]), _AutoState())
     weights = (w_input_hidden, w_hidden_output)
     last_auto_rows.update({1: 0, 2: 0})

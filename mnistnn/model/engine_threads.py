@@ -1,6 +1,6 @@
 """The two-thread per-sample loop: the hidden units split in half, one atomic rendezvous a sample.
 
-`_two_thread_epoch` runs `_sgd_epoch_half` on the calling thread (units 0 .. h//2 - 1) and on one
+`two_thread_epoch` runs `_sgd_epoch_half` on the calling thread (units 0 .. h//2 - 1) and on one
 helper thread (the rest). Each owns half the columns of W_ih^T, padded to `_PAD` columns, so its
 half of the weights stays in its own core's L2. The threads meet once per sample on a pair of
 int64 flags, stored and loaded with llvmlite atomic intrinsics (numba has no atomics on arrays in
@@ -216,7 +216,7 @@ def _sgd_epoch_half(
     return 0
 
 
-def _two_thread_epoch(
+def two_thread_epoch(
     pixels: PixelArray,
     labels: LabelArray,
     scale: FloatArray,
