@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (white space folded), or its type's name if empty:
+    for messages that quote another error (a refused input, a failures-file row)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 class MnistnnError(Exception):
     """Base class for the errors mnistnn raises on purpose (the CLI prints them as one line)."""
 

@@ -10,7 +10,6 @@ clocks, so the machines sharing a bucket need clocks in step to well under the t
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -23,14 +22,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mnistnn.core.locks import exclusive
 from mnistnn.errors import StorageError
 
 if TYPE_CHECKING:
     from mnistnn.core.storage import Store
 
 log = logging.getLogger(__name__)
-
-_FLOCK_POLL = 0.02
 
 
 class Lease:
@@ -87,51 +85,23 @@ def flock_lease(path: Path, owner: str, timeout: float) -> Iterator[Lease]:
     The holder's record is written into the file for time-out messages; the lock itself dies
     with its process, so a crash never leaves a stale lease.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + timeout
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+
+    def timed_out(waited: float) -> StorageError:
+        holder = None
+        with contextlib.suppress(OSError, ValueError):
+            holder = json.loads(path.read_bytes())
+        return StorageError(
+            f"{path}: timed out after {waited:g} s waiting for the lease held by "
+            f"{_describe(holder)}"
+        )
+
+    with exclusive(path, timeout=timeout, on_timeout=timed_out) as fd:
         try:
-            _flock_until(fd, path, deadline, timeout)
-            if _same_file(fd, path):  # not deleted or replaced while we waited
-                break
-        except BaseException:
-            os.close(fd)
-            raise
-        os.close(fd)
-    try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, _encode(_record(owner, None)), 0)
-        yield Lease(str(path), owner)
-    finally:
-        os.ftruncate(fd, 0)  # empty = free; the file stays, as removing a lock file races
-        os.close(fd)  # releases the lock
-
-
-def _flock_until(fd: int, path: Path, deadline: float, timeout: float) -> None:
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                holder = None
-                with contextlib.suppress(OSError, ValueError):
-                    holder = json.loads(path.read_bytes())
-                raise StorageError(
-                    f"{path}: timed out after {timeout:g} s waiting for the lease held by "
-                    f"{_describe(holder)}"
-                ) from None
-            time.sleep(_FLOCK_POLL)
-
-
-def _same_file(fd: int, path: Path) -> bool:
-    try:
-        now = os.stat(path)
-    except FileNotFoundError:
-        return False
-    held = os.fstat(fd)
-    return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, _encode(_record(owner, None)), 0)
+            yield Lease(str(path), owner)
+        finally:
+            os.ftruncate(fd, 0)  # empty = free; the file stays, as removing a lock file races
 
 
 # -- many machines: an object with an expiry ------------------------------------------------

@@ -9,7 +9,6 @@ so the waiter retries on the new one. That makes check-then-rename atomic withou
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import stat
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from mnistnn.core.files import fsync_dir
 from mnistnn.core.lease import Lease, flock_lease
+from mnistnn.core.locks import exclusive
 from mnistnn.core.storage import TEMP_PREFIX, Store, check_key
 from mnistnn.errors import NotFound
 
@@ -155,29 +155,13 @@ def _token(data: bytes) -> str:
 @contextlib.contextmanager
 def _locked_current(path: Path) -> Iterator[int | None]:
     """Yield an fd of the file now at `path`, exclusively flocked, or None if there is none."""
-    while True:
+    with contextlib.ExitStack() as held:
         try:
-            fd = os.open(path, os.O_RDONLY)
+            # no time-out: any holder keeps it for one rename only
+            fd: int | None = held.enter_context(exclusive(path, timeout=None, create=False))
         except (FileNotFoundError, NotADirectoryError):
-            yield None
-            return
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # held only for one rename by any holder
-            if _same_file(fd, path):
-                yield fd
-                return
-        finally:
-            os.close(fd)  # releases the lock
-
-
-def _same_file(fd: int, path: Path) -> bool:
-    """Whether `path` still names the file open as `fd` (not renamed over or deleted)."""
-    try:
-        now = os.stat(path)
-    except FileNotFoundError:
-        return False
-    held = os.fstat(fd)
-    return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
+            fd = None
+        yield fd
 
 
 def _read_fd(fd: int) -> bytes:

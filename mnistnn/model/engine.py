@@ -23,8 +23,13 @@ import numpy as np
 from numba import njit
 
 from mnistnn.errors import ConfigError
-from mnistnn.model.engine_fused import _update_and_forward
-from mnistnn.model.engine_threads import _two_thread_epoch
+from mnistnn.model.engine_fused import (
+    forward_input,
+    load_input,
+    output_deltas,
+    step_input_layer,
+)
+from mnistnn.model.engine_threads import two_thread_epoch
 from mnistnn.model.maths import sigmoid
 from mnistnn.types import FloatArray, LabelArray, PixelArray
 
@@ -70,7 +75,6 @@ def _sgd_epoch(
     n_outputs = w_hidden_output.shape[0]
     lr = learning_rate[0]
     one = scale.dtype.type(1.0)
-    low = scale.dtype.type(0.01)
     x = np.empty(n_inputs, dtype=scale.dtype)
     x_next = np.empty(n_inputs, dtype=scale.dtype)
     hidden = np.zeros(n_hidden, dtype=scale.dtype)  # pre-activation, then activation
@@ -81,12 +85,8 @@ def _sgd_epoch(
     delta_hidden = np.empty(n_hidden, dtype=scale.dtype)
     if n_samples == 0:
         return
-    for k in range(n_inputs):
-        x[k] = scale[pixels[0, k]]
-    for k in range(n_inputs):  # forward of the first sample: hidden = W_ih @ x
-        xk = x[k]
-        for j in range(n_hidden):
-            hidden[j] += w_input_hidden_t[k, j] * xk
+    load_input(pixels, 0, scale, x)
+    forward_input(w_input_hidden_t, x, hidden)  # the first sample's: hidden = W_ih @ x
     for sample in range(n_samples):
         # forward: hidden = sigmoid(W_ih @ x), output = sigmoid(W_ho @ hidden)
         for j in range(n_hidden):
@@ -98,10 +98,7 @@ def _sgd_epoch(
             output[i] = one / (one + np.exp(-total))
         # backward: errors from the layer outputs; the hidden error uses the pre-update W_ho
         # and, as in the reference, no sigmoid derivative
-        for i in range(n_outputs):
-            target = one if i == labels[sample] else low
-            output_error[i] = target - output[i]
-            delta_output[i] = output_error[i] * output[i] * (one - output[i])
+        output_deltas(output, labels, sample, output_error, delta_output)
         for j in range(n_hidden):
             error_hidden = w_hidden_output[0, j] * output_error[0]
             for i in range(1, n_outputs):
@@ -112,18 +109,11 @@ def _sgd_epoch(
             di = delta_output[i]
             for j in range(n_hidden):
                 w_hidden_output[i, j] += lr * (di * hidden[j])
-        if sample + 1 < n_samples:
-            for k in range(n_inputs):
-                x_next[k] = scale[pixels[sample + 1, k]]
-            hidden_next[:] = 0
-            _update_and_forward(w_input_hidden_t, delta_hidden, x, x_next, lr, hidden_next)
-            x, x_next = x_next, x
-            hidden, hidden_next = hidden_next, hidden
-        else:
-            for k in range(n_inputs):
-                xk = x[k]
-                for j in range(n_hidden):
-                    w_input_hidden_t[k, j] += lr * (delta_hidden[j] * xk)
+        step_input_layer(
+            pixels, sample, scale, w_input_hidden_t, delta_hidden, lr, x, x_next, hidden_next
+        )
+        x, x_next = x_next, x  # the next sample's input and pre-activation (unused after the last)
+        hidden, hidden_next = hidden_next, hidden
 
 
 def available_cpus() -> int:
@@ -180,7 +170,7 @@ def sgd_epoch(
     if mode == 1 or w_input_hidden.shape[0] < 2 or len(pixels) < MIN_ROWS_FOR_THREADS:
         return _one_thread_epoch(pixels, labels, scale, w_input_hidden, w_hidden_output, lr)
     if mode == 2:
-        return _two_thread_epoch(pixels, labels, scale, w_input_hidden, w_hidden_output, lr)
+        return two_thread_epoch(pixels, labels, scale, w_input_hidden, w_hidden_output, lr)
     return _auto_epoch(pixels, labels, scale, w_input_hidden, w_hidden_output, lr)
 
 
@@ -250,7 +240,7 @@ def _auto_epoch(
     the next epoch. When another process takes a core, the two threads wait for each other at
     every sample and one thread wins; when it leaves, two threads win again.
     """
-    loops = {1: _one_thread_epoch, 2: _two_thread_epoch}
+    loops = {1: _one_thread_epoch, 2: two_thread_epoch}
     state = _auto_states.setdefault((scale.dtype.str, w_input_hidden.shape[0]), _AutoState())
     weights = (w_input_hidden, w_hidden_output)
     last_auto_rows.update({1: 0, 2: 0})

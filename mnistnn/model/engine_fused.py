@@ -1,14 +1,88 @@
-"""The fused sweep over W_ih^T in the per-sample loops: one sample's update, the next's forward.
+"""The input-layer kernels of the per-sample loops, one copy of each for both loops.
 
-Both `engine._sgd_epoch` (one thread) and `engine_threads._sgd_epoch_half` (each of two threads,
-on its own columns) call it once per sample, inlined.
+`engine._sgd_epoch` (one thread, all hidden units) and `engine_threads._sgd_epoch_half` (each of
+two threads, on its own columns of W_ih^T) both call these, inlined. Sharing them keeps the two
+loops' sum orders the same by construction: every sum over the inputs runs k = 0..783 in order,
+column by column, so splitting the columns between threads changes no bit of the weights.
+`inline="always"` makes numba paste them into the loop at the IR level, so the compiled loop is
+the one written out by hand, with no call per sample.
 """
 
 from __future__ import annotations
 
 from numba import njit
 
-from mnistnn.types import FloatArray
+from mnistnn.types import FloatArray, LabelArray, PixelArray
+
+
+@njit(cache=True, nogil=True, inline="always")
+def load_input(
+    pixels: PixelArray, row: int, scale: FloatArray, x: FloatArray
+) -> None:  # pragma: no cover - compiled
+    """x[k] = scale[pixels[row, k]]: one sample's input layer."""
+    for k in range(x.shape[0]):
+        x[k] = scale[pixels[row, k]]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def forward_input(
+    w_t: FloatArray, x: FloatArray, hidden: FloatArray
+) -> None:  # pragma: no cover - compiled
+    """hidden[j] += w_t[k, j] * x[k], k in order: the first sample's forward pass (hidden zero);
+    every later one is fused with the previous sample's update (`step_input_layer`)."""
+    for k in range(w_t.shape[0]):
+        xk = x[k]
+        for j in range(w_t.shape[1]):
+            hidden[j] += w_t[k, j] * xk
+
+
+@njit(cache=True, nogil=True, inline="always")
+def output_deltas(
+    output: FloatArray,
+    labels: LabelArray,
+    sample: int,
+    output_error: FloatArray,
+    delta_output: FloatArray,
+) -> None:  # pragma: no cover - compiled
+    """output_error = target - output, delta_output = output_error * output * (1 - output).
+
+    The target is the reference's: 1.0 for the sample's label, 0.01 for the other digits.
+    """
+    one = output.dtype.type(1.0)
+    low = output.dtype.type(0.01)
+    for i in range(output.shape[0]):
+        target = one if i == labels[sample] else low
+        output_error[i] = target - output[i]
+        delta_output[i] = output_error[i] * output[i] * (one - output[i])
+
+
+@njit(cache=True, nogil=True, inline="always")
+def step_input_layer(
+    pixels: PixelArray,
+    sample: int,
+    scale: FloatArray,
+    w_t: FloatArray,
+    delta_hidden: FloatArray,
+    lr: float,
+    x: FloatArray,
+    x_next: FloatArray,
+    hidden_next: FloatArray,
+) -> None:  # pragma: no cover - compiled
+    """Sample `sample`'s W_ih update; fused with the next sample's forward pass when there is one.
+
+    Not the last sample: x_next is the next sample's input and hidden_next its pre-activation
+    (the caller swaps x with x_next and hidden with hidden_next). The last sample: the update
+    alone, in the same order (w_t[k, :] += lr * (delta_hidden * x[k]), k in order).
+    """
+    if sample + 1 < pixels.shape[0]:
+        load_input(pixels, sample + 1, scale, x_next)
+        hidden_next[:] = 0
+        _update_and_forward(w_t, delta_hidden, x, x_next, lr, hidden_next)
+    else:
+        for k in range(w_t.shape[0]):
+            xk = x[k]
+            for j in range(w_t.shape[1]):
+                w_t[k, j] += lr * (delta_hidden[j] * xk)
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -1,6 +1,6 @@
 """The two-thread per-sample loop: the hidden units split in half, one atomic rendezvous a sample.
 
-`_two_thread_epoch` runs `_sgd_epoch_half` on the calling thread (units 0 .. h//2 - 1) and on one
+`two_thread_epoch` runs `_sgd_epoch_half` on the calling thread (units 0 .. h//2 - 1) and on one
 helper thread (the rest). Each owns half the columns of W_ih^T, padded to `_PAD` columns, so its
 half of the weights stays in its own core's L2. The threads meet once per sample on a pair of
 int64 flags, stored and loaded with llvmlite atomic intrinsics (numba has no atomics on arrays in
@@ -22,7 +22,12 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic as numba_intrinsic
 
-from mnistnn.model.engine_fused import _update_and_forward
+from mnistnn.model.engine_fused import (
+    forward_input,
+    load_input,
+    output_deltas,
+    step_input_layer,
+)
 from mnistnn.types import FloatArray, LabelArray, PixelArray
 
 _SPINS_BEFORE_YIELD = 100  # pause-spins (~50 ns each) before a waiting thread yields its CPU
@@ -163,7 +168,6 @@ def _sgd_epoch_half(
     n_hidden, n_outputs = w_ho_t.shape[1], w_ho_t.shape[2]
     lr = learning_rate[0]
     one = scale.dtype.type(1.0)
-    low = scale.dtype.type(0.01)
     x = np.empty(n_inputs, dtype=scale.dtype)
     x_next = np.empty(n_inputs, dtype=scale.dtype)
     hidden = np.zeros(width, dtype=scale.dtype)  # pre-activation of the own units
@@ -174,12 +178,8 @@ def _sgd_epoch_half(
     delta_hidden = np.zeros(width, dtype=scale.dtype)  # zero on the padding
     if n_samples == 0:
         return 0
-    for k in range(n_inputs):
-        x[k] = scale[pixels[0, k]]
-    for k in range(n_inputs):  # forward of the first sample, own units
-        xk = x[k]
-        for j in range(width):
-            hidden[j] += w_own_t[k, j] * xk
+    load_input(pixels, 0, scale, x)
+    forward_input(w_own_t, x, hidden)  # the first sample's, own units
     for sample in range(n_samples):
         parity = sample & 1
         active = activations[parity]
@@ -198,10 +198,7 @@ def _sgd_epoch_half(
                 output[i] += w_ho[j, i] * aj
         for i in range(n_outputs):
             output[i] = one / (one + np.exp(-output[i]))
-        for i in range(n_outputs):
-            target = one if i == labels[sample] else low
-            output_error[i] = target - output[i]
-            delta_output[i] = output_error[i] * output[i] * (one - output[i])
+        output_deltas(output, labels, sample, output_error, delta_output)
         # own units: hidden error from the pre-update W_ho, then W_ho's update into the other
         # buffer (W_ho^T row j is W_ho column j: only this unit's weights)
         for j in range(n_own):
@@ -213,22 +210,13 @@ def _sgd_epoch_half(
             delta_hidden[j] = error_hidden * aj * (one - aj)
             for i in range(n_outputs):
                 w_ho_next[unit, i] = w_ho[unit, i] + lr * (delta_output[i] * aj)
-        if sample + 1 < n_samples:
-            for k in range(n_inputs):
-                x_next[k] = scale[pixels[sample + 1, k]]
-            hidden_next[:] = 0
-            _update_and_forward(w_own_t, delta_hidden, x, x_next, lr, hidden_next)
-            x, x_next = x_next, x
-            hidden, hidden_next = hidden_next, hidden
-        else:
-            for k in range(n_inputs):
-                xk = x[k]
-                for j in range(width):
-                    w_own_t[k, j] += lr * (delta_hidden[j] * xk)
+        step_input_layer(pixels, sample, scale, w_own_t, delta_hidden, lr, x, x_next, hidden_next)
+        x, x_next = x_next, x  # the next sample's input and pre-activation (unused after the last)
+        hidden, hidden_next = hidden_next, hidden
     return 0
 
 
-def _two_thread_epoch(
+def two_thread_epoch(
     pixels: PixelArray,
     labels: LabelArray,
     scale: FloatArray,

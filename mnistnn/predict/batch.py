@@ -43,12 +43,12 @@ from mnistnn.predict.inputs import Chunk, InboxInput, RowFailure
 from mnistnn.predict.predict import output_shares, predict_pixels
 from mnistnn.predict.predictions import (
     META_KEY,
+    LazyFiles,
     OutputPaths,
     ScoreResult,
-    _LazyFiles,
-    _write_groups,
     read_result,
     schema,
+    write_groups,
 )
 from mnistnn.predict.readers import read_chunks
 from mnistnn.predict.tabular import BLOCK_BYTES
@@ -109,7 +109,7 @@ def score_input(
         out = files.enter_context(atomic_write(paths.parquet))
         writer = pq.ParquetWriter(out, schema(challenger is not None), compression="zstd")
         files.callback(writer.close)  # closed (footer written) before the file is committed
-        queue = _LazyFiles(files, paths)
+        queue = LazyFiles(files, paths)
         for chunk in read_chunks(item, block_bytes=block_bytes):
             tally.rows += len(chunk) + len(chunk.failures)
             queue.failures(chunk.failures)
@@ -121,10 +121,10 @@ def score_input(
                 if doubtful.size:
                     queue.review(chunk, doubtful, batch, threshold)
                 while buffered >= chunk_rows:
-                    pending, buffered = _write_groups(writer, pending, chunk_rows, final=False)
+                    pending, buffered = write_groups(writer, pending, chunk_rows, final=False)
             if progress is not None:
                 progress(chunk.done)
-        _write_groups(writer, pending, chunk_rows, final=True)
+        write_groups(writer, pending, chunk_rows, final=True)
         result = tally.result(item, sha256, paths, champion, challenger, queue)
         stored_result = dataclasses.replace(result, seconds=0.0)
         writer.add_key_value_metadata(
@@ -211,7 +211,7 @@ class _Tally:
         paths: OutputPaths,
         champion: PinnedModel,
         challenger: PinnedModel | None,
-        queue: _LazyFiles,
+        queue: LazyFiles,
     ) -> ScoreResult:
         scored = self.scored
         agreement = None

@@ -28,7 +28,7 @@ import scipy.ndimage as ndi
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mnistnn.config import IMAGE_SIDE
-from mnistnn.errors import DataError
+from mnistnn.errors import DataError, one_line
 from mnistnn.types import FloatArray, PixelArray
 
 #: File name suffixes (lower case) treated as images when a folder is expanded.
@@ -80,7 +80,7 @@ def load_image(path: str | os.PathLike[str]) -> FloatArray:
     except UnidentifiedImageError as exc:
         raise DataError(f"{source}: not an image, or not a format Pillow can read") from exc
     except _DECODE_ERRORS as exc:
-        raise DataError(f"{source}: corrupt or truncated image ({_one_line(exc)})") from exc
+        raise DataError(f"{source}: corrupt or truncated image ({one_line(exc)})") from exc
 
 
 def _check_pixel_count(image: Image.Image, source: Path) -> None:
@@ -122,11 +122,6 @@ def _wide_to_gray(values: FloatArray, is_float: bool) -> FloatArray:
     elif is_float and top <= 1.0:
         values = values * 255.0
     return np.clip(values, 0.0, 255.0)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
 
 
 # -- preprocessing ---------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Final, Literal
 
 from mnistnn.core.files import sha256_file
-from mnistnn.errors import DataError
+from mnistnn.errors import DataError, one_line
 from mnistnn.predict.image import IMAGE_SUFFIXES
 from mnistnn.types import IntArray, PixelArray
 
@@ -138,7 +138,7 @@ def _images_in(folder: Path) -> list[Path]:
             and not entry.name.startswith(".")
         )
     except OSError as exc:
-        raise InputRefused(f"{folder}: cannot list folder ({_one_line(exc)})") from exc
+        raise InputRefused(f"{folder}: cannot list folder ({one_line(exc)})") from exc
 
 
 def identify(item: InboxInput) -> str:
@@ -151,11 +151,7 @@ def identify(item: InboxInput) -> str:
             digest.update(f"{Path(member).name}\t{sha256_file(member)}\n".encode())
         return digest.hexdigest()
     except OSError as exc:
-        raise InputRefused(f"{item.name}: cannot read ({_one_line(exc)})") from exc
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+        raise InputRefused(f"{item.name}: cannot read ({one_line(exc)})") from exc
 
 
 __all__ = [

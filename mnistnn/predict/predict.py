@@ -22,7 +22,7 @@ import pyarrow.csv as pacsv
 from mnistnn.config import INPUT_NODES
 from mnistnn.core.files import write_bytes_atomic
 from mnistnn.data.text import is_gzip_file
-from mnistnn.errors import DataError
+from mnistnn.errors import DataError, one_line
 from mnistnn.model.network import NeuralNetwork
 from mnistnn.predict.image import IMAGE_SUFFIXES, preprocess_image
 from mnistnn.types import FloatArray, IntArray, PixelArray
@@ -123,7 +123,7 @@ def predict_paths(
         try:
             rows.append(preprocess_image(item))
         except DataError as exc:
-            failures.append(PredictFailure(str(item), _one_line(exc)))
+            failures.append(PredictFailure(str(item), one_line(exc)))
         else:
             kept.append(str(item))
     if not rows:
@@ -154,10 +154,6 @@ def _expand(
             wanted = " ".join(sorted(IMAGE_SUFFIXES))
             failures.append(PredictFailure(str(item), f"{item}: no image files ({wanted})"))
         yield from images
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 # -- unlabelled CSV --------------------------------------------------------------------------
@@ -213,7 +209,7 @@ def _check_header(source: Path, gzipped: bool) -> bool:
         with _open_text(source, gzipped) as handle:
             first = handle.readline().strip()
     except (OSError, EOFError, UnicodeDecodeError) as exc:
-        raise DataError(f"{source}: cannot read as CSV text ({_one_line(exc)})") from exc
+        raise DataError(f"{source}: cannot read as CSV text ({one_line(exc)})") from exc
     fields = first.split(",")
     if not first or all(_INTEGER.fullmatch(field) for field in fields):
         return False
@@ -264,10 +260,10 @@ def _first_bad_line(
                 if problem:
                     return f"{source}, line {number}: {problem}"
     except (OSError, EOFError, UnicodeDecodeError) as exc:
-        return f"{source}, line {number + 1}: cannot read ({_one_line(exc)})"
+        return f"{source}, line {number + 1}: cannot read ({one_line(exc)})"
     if rows == 0:
         return f"{source}: no data rows"
-    detail = f" ({_one_line(cause)})" if cause is not None else ""
+    detail = f" ({one_line(cause)})" if cause is not None else ""
     return f"{source}: not a clean pixel CSV{detail}"
 
 

@@ -5,9 +5,9 @@ that `mnistnn predict` reports as confidence). The reference network's outputs a
 sigmoids, so they are a comparable score in 0..1, not calibrated probabilities; a softmax
 model's outputs already sum to 1. `confidence` is the share at the predicted digit.
 
-The Parquet file is written in row groups of `chunk_rows` (`_write_groups`); its key-value
+The Parquet file is written in row groups of `chunk_rows` (`write_groups`); its key-value
 metadata holds the `ScoreResult` under META_KEY (`read_result`). The failures and review files
-are opened, atomically, at their first row only (`_LazyFiles`).
+are opened, atomically, at their first row only (`LazyFiles`).
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def schema(challenger: bool) -> pa.Schema:
     return pa.schema(fields, metadata={b"mnistnn.probabilities": PROBABILITIES.encode()})
 
 
-def _write_groups(
+def write_groups(
     writer: pq.ParquetWriter, pending: list[pa.RecordBatch], chunk_rows: int, *, final: bool
 ) -> tuple[list[pa.RecordBatch], int]:
     """Write whole row groups of `chunk_rows` (and, if `final`, the rest); keep the remainder."""
@@ -165,7 +165,7 @@ def _write_groups(
     return rest.to_batches(), rest.num_rows
 
 
-class _LazyFiles:
+class LazyFiles:
     """The failures and review files, opened (atomically) at their first row only."""
 
     def __init__(self, files: contextlib.ExitStack, paths: OutputPaths) -> None:
@@ -230,10 +230,12 @@ def iter_predictions(parquet: str | Path, columns: list[str] | None = None) -> I
 __all__ = [
     "META_KEY",
     "PROBABILITIES",
+    "LazyFiles",
     "OutputPaths",
     "ScoreResult",
     "iter_predictions",
     "output_key",
     "read_result",
     "schema",
+    "write_groups",
 ]

@@ -12,10 +12,10 @@ from typing import Final
 import numpy as np
 
 from mnistnn.config import INPUT_NODES
-from mnistnn.errors import DataError
+from mnistnn.errors import DataError, one_line
 from mnistnn.predict.image import IMAGE_SUFFIXES, preprocess_image
-from mnistnn.predict.inputs import Chunk, InboxInput, InputRefused, RowFailure, _one_line
-from mnistnn.predict.tabular import BLOCK_BYTES, _csv_chunks, _parquet_chunks
+from mnistnn.predict.inputs import Chunk, InboxInput, InputRefused, RowFailure
+from mnistnn.predict.tabular import BLOCK_BYTES, csv_chunks, parquet_chunks
 from mnistnn.types import PixelArray
 
 #: Images preprocessed per chunk.
@@ -29,9 +29,9 @@ def read_chunks(item: InboxInput, *, block_bytes: int = BLOCK_BYTES) -> Iterator
     Raises InputRefused (before any chunk) when the input as a whole cannot be scored.
     """
     if item.kind == "csv":
-        return _csv_chunks(item, block_bytes)
+        return csv_chunks(item, block_bytes)
     if item.kind == "parquet":
-        return _parquet_chunks(item)
+        return parquet_chunks(item)
     return _image_chunks(item)
 
 
@@ -49,7 +49,7 @@ def _image_chunks(item: InboxInput) -> Iterator[Chunk]:
             try:
                 rows.append(preprocess_image(member))
             except DataError as exc:
-                reason = _one_line(exc).replace(f"{member}: ", "", 1)
+                reason = one_line(exc).replace(f"{member}: ", "", 1)
                 failures.append(RowFailure(source, None, reason))
             else:
                 sources.append(source)

@@ -24,7 +24,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from mnistnn.config import INPUT_NODES
-from mnistnn.predict.inputs import Chunk, InboxInput, InputRefused, RowFailure, _one_line
+from mnistnn.errors import one_line
+from mnistnn.predict.inputs import Chunk, InboxInput, InputRefused, RowFailure
 from mnistnn.types import IntArray, PixelArray
 
 #: Bytes of CSV text parsed at once (~4,500 MNIST rows): bounds the memory of a block's arrays.
@@ -43,7 +44,8 @@ _LABELLED: Final = (
 
 
 # -- CSV -------------------------------------------------------------------------------------
-def _csv_chunks(item: InboxInput, block_bytes: int) -> Iterator[Chunk]:
+def csv_chunks(item: InboxInput, block_bytes: int) -> Iterator[Chunk]:
+    """A CSV input's rows, `block_bytes` of text at a time (`readers.read_chunks`'s CSV case)."""
     path = Path(item.path)
     try:
         with open(path, "rb") as raw:
@@ -61,7 +63,7 @@ def _csv_chunks(item: InboxInput, block_bytes: int) -> Iterator[Chunk]:
                 row += count
                 yield Chunk(pixels, rows, None, failures, min(1.0, raw.tell() / total))
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise InputRefused(f"{item.name}: cannot read ({_one_line(exc)})") from exc
+        raise InputRefused(f"{item.name}: cannot read ({one_line(exc)})") from exc
     if first or row == 0:
         raise InputRefused(f"{item.name}: no data rows")
 
@@ -244,11 +246,12 @@ def _line_values(text: bytes) -> tuple[list[int], str | None]:
 
 
 # -- Parquet ---------------------------------------------------------------------------------
-def _parquet_chunks(item: InboxInput) -> Iterator[Chunk]:
+def parquet_chunks(item: InboxInput) -> Iterator[Chunk]:
+    """A Parquet input's rows, BLOCK_ROWS at a time (`readers.read_chunks`'s Parquet case)."""
     try:
         parquet = pq.ParquetFile(item.path)
     except (pa.ArrowException, OSError) as exc:
-        raise InputRefused(f"{item.name}: not a readable Parquet file ({_one_line(exc)})") from exc
+        raise InputRefused(f"{item.name}: not a readable Parquet file ({one_line(exc)})") from exc
     schema = parquet.schema_arrow
     names = list(schema.names)
     if "label" in names or len(names) == INPUT_NODES + 1:
@@ -269,7 +272,7 @@ def _parquet_chunks(item: InboxInput) -> Iterator[Chunk]:
             yield _parquet_chunk(item.name, batch, row, total)
             row += batch.num_rows
     except (pa.ArrowException, OSError) as exc:
-        raise InputRefused(f"{item.name}: unreadable Parquet ({_one_line(exc)})") from exc
+        raise InputRefused(f"{item.name}: unreadable Parquet ({one_line(exc)})") from exc
     if row == 0:
         raise InputRefused(f"{item.name}: no data rows")
 
@@ -289,4 +292,4 @@ def _parquet_chunk(name: str, batch: pa.RecordBatch, row: int, total: int) -> Ch
     return Chunk(pixels, kept, None, failures, (row + batch.num_rows) / total)
 
 
-__all__ = ["BLOCK_BYTES", "BLOCK_ROWS"]
+__all__ = ["BLOCK_BYTES", "BLOCK_ROWS", "csv_chunks", "parquet_chunks"]
