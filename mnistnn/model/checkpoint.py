@@ -197,17 +197,19 @@ def is_valid(meta_path: str | os.PathLike[str]) -> bool:
     return True
 
 
+def recorded(directory: str | os.PathLike[str]) -> list[int]:
+    """The epochs with a metadata file in `directory` (valid or not), in no particular order."""
+    matches = (_EPOCH_FILE.match(name) for name in locations.names_in(directory))
+    return [int(match.group(1)) for match in matches if match]
+
+
 def latest_valid(directory: str | os.PathLike[str]) -> tuple[int, Location] | None:
     """(epoch, metadata path) of the highest valid checkpoint in `directory`, or None.
 
     Invalid checkpoints are skipped with a warning naming them; they are never used.
     """
-    found = []
-    for name in locations.names_in(directory):
-        match = _EPOCH_FILE.match(name)
-        if match:
-            found.append((int(match.group(1)), locations.join(directory, name)))
-    for epoch, path in sorted(found, reverse=True):
+    for epoch in sorted(recorded(directory), reverse=True):
+        _, path = checkpoint_paths(directory, epoch)
         try:
             verify(path)
         except CheckpointError as exc:

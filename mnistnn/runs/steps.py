@@ -95,10 +95,7 @@ def check_keep(keep_checkpoints: int) -> int:
 
 def recorded_epochs(folder: RunFolder) -> int:
     """The highest epoch the run has trained (its metadata stays even when weights are pruned)."""
-    matches = (
-        checkpoint._EPOCH_FILE.match(name) for name in locations.names_in(folder.checkpoints)
-    )
-    return max((int(match.group(1)) for match in matches if match), default=0)
+    return max(checkpoint.recorded(folder.checkpoints), default=0)
 
 
 def resume_point(folder: RunFolder) -> int:
