@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ import pytest
 from mnistnn import NetworkConfig, NeuralNetwork
 from mnistnn.model.checkpoint import weights_bytes
 from tests.conftest import TRAIN_CSV, write_mnist_csv
-from tests.e2e.conftest import REPO, PrefectServer
+from tests.e2e.conftest import PrefectServer
 from tests.e2e.processes import spawn, stop, train_command
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -63,26 +62,20 @@ def test_sigkill_mid_training_then_resume(
     if with_batches:
         extra = ["--incoming", str(write_inbox(tmp_path / "incoming", mnist_train))]
     command = kill_command(data_dir, small_csvs[1], *extra)
-    # the uninterrupted run on the same snapshot runs beside the killed one (it saves wall time)
-    reference = (
-        spawn(
-            kill_command(tmp_path / "reference", small_csvs[1], *extra),
-            prefect_server.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        if with_batches
-        else None
-    )
+    # the uninterrupted run on the same snapshot runs beside the killed one (it saves wall time);
+    # its output goes to files, so a full pipe never holds it up
+    out, err = tmp_path / "reference.out", tmp_path / "reference.err"
+    reference = None
+    if with_batches:
+        with out.open("wb") as stdout, err.open("wb") as stderr:
+            reference = spawn(
+                kill_command(tmp_path / "reference", small_csvs[1], *extra),
+                prefect_server.env,
+                stdout=stdout,
+                stderr=stderr,
+            )
     try:
-        process = subprocess.Popen(
-            command,
-            cwd=REPO,
-            env=prefect_server.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        process = spawn(command, prefect_server.env)
         try:
             checkpoints = data_dir / "runs" / "*" / "checkpoints" / "epoch-0002.json"
             deadline = time.monotonic() + 180
@@ -109,9 +102,9 @@ def test_sigkill_mid_training_then_resume(
                 uninterrupted.train_epoch(*mnist_train)
             expected = hashlib.sha256(weights_bytes(uninterrupted)).hexdigest()
         else:
-            out, err = reference.communicate(timeout=300)
-            assert reference.returncode == 0, f"the uninterrupted run failed:\n{err.decode()}"
-            clean = json.loads(out.decode().strip().splitlines()[-1])
+            reference.wait(timeout=300)
+            assert reference.returncode == 0, f"the uninterrupted run failed:\n{err.read_text()}"
+            clean = json.loads(out.read_text().strip().splitlines()[-1])
             assert clean["trained_epochs"] == list(range(1, EPOCHS + 1))
             assert result["snapshot"]["sha256"] == clean["snapshot"]["sha256"]
             batches = result["snapshot"]["batches"]
