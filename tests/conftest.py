@@ -86,5 +86,6 @@ def prefect_harness() -> object:
     """One temporary Prefect API for the whole session (starting one takes seconds)."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=60):
+    # generous: on a loaded 2-core machine the server has taken over 60 s to answer
+    with prefect_test_harness(server_startup_timeout=180):
         yield
