@@ -14,7 +14,6 @@ import pytest
 
 from mnistnn import NetworkConfig, NeuralNetwork
 from mnistnn.model.checkpoint import weights_bytes
-from tests.conftest import TRAIN_CSV
 from tests.e2e.conftest import REPO, PrefectServer
 from tests.e2e.processes import train_command
 
@@ -24,17 +23,13 @@ EPOCHS = 6
 HIDDEN = 40
 
 
-def kill_command(data_dir: Path, test_csv: Path) -> list[str]:
-    return train_command(
-        data_dir, TRAIN_CSV, test_csv, "--epochs", str(EPOCHS), "--hidden", str(HIDDEN)
-    )
-
-
 def test_sigkill_mid_training_then_resume(
-    prefect_server: PrefectServer, mnist_train, small_csvs, tmp_path: Path
+    prefect_server: PrefectServer, mnist_train, train_10k_csv: Path, small_csvs, tmp_path: Path
 ) -> None:
     data_dir = tmp_path / "data"
-    command = kill_command(data_dir, small_csvs[1])
+    command = train_command(
+        data_dir, train_10k_csv, small_csvs[1], "--epochs", str(EPOCHS), "--hidden", str(HIDDEN)
+    )
     process = subprocess.Popen(
         command,
         cwd=REPO,
@@ -65,7 +60,7 @@ def test_sigkill_mid_training_then_resume(
 
     uninterrupted = NeuralNetwork(NetworkConfig(hidden_nodes=HIDDEN))
     for _ in range(EPOCHS):
-        uninterrupted.train_epoch(*mnist_train)
+        uninterrupted.train_epoch(mnist_train[0][:10_000], mnist_train[1][:10_000])
     final = (Path(result["run_dir"]) / "weights.npz").read_bytes()
     assert (
         hashlib.sha256(final).hexdigest()
