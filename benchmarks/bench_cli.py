@@ -48,9 +48,12 @@ def spread(values: list[float], unit: str = "s") -> str:
 
 def main() -> None:
     arguments = parser(__doc__ or "")
-    arguments.add_argument("--repeats", type=int, default=3)
+    arguments.add_argument("--repeats", type=int, default=None, help="default 3 (--quick: 1)")
     arguments.add_argument("--before", type=Path, default=None)
     args = arguments.parse_args()
+    # --quick only checks that it runs: one repeat (each is two CLI runs with their own server)
+    if args.repeats is None:
+        args.repeats = 1 if args.quick else 3
     trees = {"after": ROOT, **({"before": args.before.resolve()} if args.before else {})}
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)

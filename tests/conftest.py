@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -69,6 +70,19 @@ def small_csvs(
     )
     test = write_mnist_csv(folder / "test_500.csv.gz", mnist_test[0][:500], mnist_test[1][:500])
     return train, test
+
+
+@pytest.fixture(scope="session")
+def train_10k_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled train file's first 10,000 lines, as a plain CSV (rows 0..9999 of mnist_train).
+
+    For the e2e tests that stop a training mid-run: an epoch on it is long enough to signal
+    between two checkpoints, and six of them cost a sixth of six on the full file.
+    """
+    path = tmp_path_factory.mktemp("slices") / "train_10000.csv"
+    with gzip.open(TRAIN_CSV, "rb") as source:
+        path.write_bytes(b"".join(itertools.islice(source, 10_000)))
+    return path
 
 
 @pytest.fixture

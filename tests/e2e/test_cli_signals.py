@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TRAIN_CSV
 from tests.e2e.processes import BIN, REPO, spawn, stop, train_command
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -50,7 +49,7 @@ def server_port(pid: int) -> int:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 def test_signal_leaves_no_server_and_the_run_crashed(
-    small_csvs, tmp_path: Path, sig: signal.Signals
+    train_10k_csv: Path, small_csvs, tmp_path: Path, sig: signal.Signals
 ) -> None:
     pid_file = tmp_path / "server.pid"
     env = {
@@ -62,7 +61,9 @@ def test_signal_leaves_no_server_and_the_run_crashed(
     }
     env.pop("PREFECT_API_URL", None)
     data_dir = tmp_path / "data"
-    command = train_command(data_dir, TRAIN_CSV, small_csvs[1], "--epochs", "6", "--hidden", "40")
+    command = train_command(
+        data_dir, train_10k_csv, small_csvs[1], "--epochs", "6", "--hidden", "40"
+    )
     log = (tmp_path / "cli.log").open("wb")
     process = spawn(command, env, log=log)
     try:

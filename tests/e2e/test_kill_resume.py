@@ -20,7 +20,7 @@ import pytest
 
 from mnistnn import NetworkConfig, NeuralNetwork
 from mnistnn.model.checkpoint import weights_bytes
-from tests.conftest import TRAIN_CSV, write_mnist_csv
+from tests.conftest import write_mnist_csv
 from tests.e2e.conftest import PrefectServer
 from tests.e2e.processes import spawn, stop, train_command
 
@@ -32,9 +32,9 @@ HIDDEN = 40
 BATCHES = {"batch-a.csv": slice(0, 300), "batch-b.csv": slice(300, 500)}
 
 
-def kill_command(data_dir: Path, test_csv: Path, *extra: str) -> list[str]:
+def kill_command(data_dir: Path, train_csv: Path, test_csv: Path, *extra: str) -> list[str]:
     return train_command(
-        data_dir, TRAIN_CSV, test_csv, "--epochs", str(EPOCHS), "--hidden", str(HIDDEN), *extra
+        data_dir, train_csv, test_csv, "--epochs", str(EPOCHS), "--hidden", str(HIDDEN), *extra
     )
 
 
@@ -54,14 +54,19 @@ def weights_sha256(result: dict[str, Any]) -> str:
 
 @pytest.mark.parametrize("with_batches", [False, True], ids=["base-file", "inbox-batches"])
 def test_sigkill_mid_training_then_resume(
-    prefect_server: PrefectServer, mnist_train, small_csvs, tmp_path: Path, with_batches: bool
+    prefect_server: PrefectServer,
+    mnist_train,
+    train_10k_csv: Path,
+    small_csvs,
+    tmp_path: Path,
+    with_batches: bool,
 ) -> None:
     data_dir = tmp_path / "data"
     # one inbox for both data dirs: the same bytes, and the pipeline never changes an inbox
     extra = []
     if with_batches:
         extra = ["--incoming", str(write_inbox(tmp_path / "incoming", mnist_train))]
-    command = kill_command(data_dir, small_csvs[1], *extra)
+    command = kill_command(data_dir, train_10k_csv, small_csvs[1], *extra)
     # the uninterrupted run on the same snapshot runs beside the killed one (it saves wall time);
     # its output goes to files, so a full pipe never holds it up
     out, err = tmp_path / "reference.out", tmp_path / "reference.err"
@@ -69,7 +74,7 @@ def test_sigkill_mid_training_then_resume(
     if with_batches:
         with out.open("wb") as stdout, err.open("wb") as stderr:
             reference = spawn(
-                kill_command(tmp_path / "reference", small_csvs[1], *extra),
+                kill_command(tmp_path / "reference", train_10k_csv, small_csvs[1], *extra),
                 prefect_server.env,
                 stdout=stdout,
                 stderr=stderr,
@@ -99,7 +104,7 @@ def test_sigkill_mid_training_then_resume(
         if reference is None:
             uninterrupted = NeuralNetwork(NetworkConfig(hidden_nodes=HIDDEN))
             for _ in range(EPOCHS):
-                uninterrupted.train_epoch(*mnist_train)
+                uninterrupted.train_epoch(mnist_train[0][:10_000], mnist_train[1][:10_000])
             expected = hashlib.sha256(weights_bytes(uninterrupted)).hexdigest()
         else:
             reference.wait(timeout=300)
