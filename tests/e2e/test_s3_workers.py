@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import re
 import signal
 import subprocess
@@ -55,7 +56,7 @@ pytestmark = pytest.mark.e2e
 TRAIN_ROWS, TEST_ROWS = 5000, 500  # an epoch of the reference network lasts about a second
 EPOCHS, HIDDEN = 5, 88
 #: The workers' run-lease ttl (seconds): the retried run waits at most this long for the lease.
-LEASE_TTL = "8"
+LEASE_TTL = "10"
 TIMEOUT = 240.0
 #: Compiles the numba kernels into the clone's cache, as a provisioned machine's first run would
 #: (otherwise the first epoch on each worker includes the compilation).
@@ -275,6 +276,9 @@ def test_run_killed_with_its_worker_resumes_on_the_other_bit_identical(
     # the flow code ran from the worker's own clone (the pull step), not from this checkout
     assert Path(flow.cwd()) == picked.clone
     assert flow.environ()["PYTHONPATH"] == str(picked.clone)
+    # Prefect gives the flow run a session of its own: killing the worker's process group
+    # would leave it training, so the kill takes the worker's whole tree (a dead machine)
+    assert os.getsid(flow.pid) != os.getsid(picked.process.pid)
     picked.kill()
     assert not psutil.pid_exists(flow.pid) or flow.status() == psutil.STATUS_ZOMBIE
     assert not store.exists(f"runs/{run_key}/metrics.json"), "the run finished before the kill"
