@@ -24,18 +24,35 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]
     server.stop()
 
 
+#: AWS variables of this machine that must not reach a client of the test server.
+FOREIGN_AWS = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_PROFILE")
+
+
+def aws_environment(server: SeaweedServer) -> dict[str, str]:
+    """The standard AWS variables pointed at `server` (unset FOREIGN_AWS as well)."""
+    return {
+        "AWS_ENDPOINT_URL": server.endpoint,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_REGION": REGION,
+        "AWS_EC2_METADATA_DISABLED": "true",  # never probe 169.254.169.254
+        "AWS_CONFIG_FILE": "/nonexistent",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+    }
+
+
+def use_aws_environment(server: SeaweedServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point this process's AWS variables at `server`, and nothing of this machine's."""
+    for name, value in aws_environment(server).items():
+        monkeypatch.setenv(name, value)
+    for name in FOREIGN_AWS:
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def s3_env(seaweed: SeaweedServer, monkeypatch: pytest.MonkeyPatch) -> SeaweedServer:
     """The standard AWS variables pointed at the test server, and nothing of this machine's."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL", seaweed.endpoint)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-    monkeypatch.setenv("AWS_REGION", REGION)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never probe 169.254.169.254
-    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
+    use_aws_environment(seaweed, monkeypatch)
     return seaweed
 
 

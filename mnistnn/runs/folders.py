@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 import socket
@@ -32,10 +33,13 @@ from mnistnn.config import SCHEMA_VERSION, NetworkConfig
 from mnistnn.core import locations
 from mnistnn.core.locations import Location
 from mnistnn.core.locks import exclusive
-from mnistnn.errors import MnistnnError, StorageError, StorageUnavailable
+from mnistnn.errors import ConfigError, MnistnnError, StorageError, StorageUnavailable
 
 #: How long a run's lease on object storage outlives its last renewal (renewed every ttl/3).
+#: The environment variable MNISTNN_LEASE_TTL (seconds) overrides it on a worker: shorter for a
+#: faster take-over after a crash, longer when renewals may stall (a slow or distant store).
 LEASE_TTL = 30.0
+LEASE_TTL_VARIABLE = "MNISTNN_LEASE_TTL"
 
 
 def run_key(
@@ -175,13 +179,29 @@ def lease_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{flow_run}"
 
 
+def lease_ttl() -> float:
+    """The run lease's ttl: MNISTNN_LEASE_TTL when set, else LEASE_TTL; ConfigError if invalid."""
+    raw = os.environ.get(LEASE_TTL_VARIABLE, "").strip()
+    if not raw:
+        return LEASE_TTL
+    try:
+        ttl = float(raw)
+    except ValueError:
+        ttl = math.nan
+    if not (math.isfinite(ttl) and ttl > 0):
+        raise ConfigError(
+            f"{LEASE_TTL_VARIABLE}: expected a positive number of seconds, not {raw!r}"
+        )
+    return ttl
+
+
 @contextlib.contextmanager
 def run_lock(folder: RunFolder, timeout: float = 3600.0) -> Iterator[None]:
     """Hold the run folder's exclusive lock: a second run of the same inputs waits here.
 
     Locally an flock, which the OS drops when the holder dies (even by SIGKILL). On object
-    storage a lease renewed every LEASE_TTL/3 s: a killed worker's lease is taken over (and the
-    take-over logged) LEASE_TTL s after its last renewal.
+    storage a lease renewed every ttl/3 s: a killed worker's lease is taken over (and the
+    take-over logged) ttl s after its last renewal (`lease_ttl()`, 30 s unless configured).
     """
     if isinstance(folder.path, Path):
         lock_path = folder.path / ".lock"
@@ -198,7 +218,7 @@ def run_lock(folder: RunFolder, timeout: float = 3600.0) -> Iterator[None]:
         return
     store = locations.store_at(folder.path)
     try:
-        lease = store.lease(".lease", lease_owner(), ttl=LEASE_TTL, timeout=timeout)
+        lease = store.lease(".lease", lease_owner(), ttl=lease_ttl(), timeout=timeout)
     except StorageUnavailable:
         raise
     except StorageError as exc:

@@ -64,10 +64,26 @@ def flow_run(client, run_id):
         "state": run.state.type.value if run.state else None,
         "message": run.state.message if run.state else None,
         "deployment_id": str(run.deployment_id),
+        "name": run.name,
+        "start_time": run.start_time.timestamp() if run.start_time else None,
+        "end_time": run.end_time.timestamp() if run.end_time else None,
         "artifacts": [
             {"key": a.key, "type": a.type, "data": a.data, "id": str(a.id)} for a in artifacts
         ],
     }
+
+def mark_crashed(client, run_id):
+    # what the UI's "Change state" does for a run whose machine died: also frees its
+    # deployment concurrency slot, which the dead process can no longer release
+    from prefect.states import Crashed
+    state = Crashed(message="its worker died (kill -9)")
+    return client.set_flow_run_state(UUID(run_id), state, force=True).status.value
+
+def concurrency_limit(client, name, limit):
+    from prefect.client.schemas.actions import DeploymentUpdate
+    found = client.read_deployment_by_name(name)
+    client.update_deployment(found.id, DeploymentUpdate(concurrency_limit=int(limit)))
+    return client.read_deployment_by_name(name).global_concurrency_limit.limit
 
 with get_client(sync_client=True) as client:
     print(json.dumps(globals()[sys.argv[1]](client, *sys.argv[2:])))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -13,7 +14,7 @@ import pytest
 from mnistnn import MnistnnError, NetworkConfig, NeuralNetwork
 from mnistnn.core import locations
 from mnistnn.data.ingest import ingest_csv
-from mnistnn.errors import StorageUnavailable
+from mnistnn.errors import ConfigError, StorageUnavailable
 from mnistnn.model import checkpoint
 from mnistnn.runs import folders
 from mnistnn.runs import steps as training
@@ -116,6 +117,21 @@ def test_stale_lease_of_a_killed_worker_is_taken_over_and_logged(
     with caplog.at_level(logging.WARNING), run_lock(folder, timeout=5):
         pass
     assert "taking over stale lease" in caplog.text and "dead:1:-" in caplog.text
+
+
+def test_lease_ttl_comes_from_the_environment(s3_run, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = s3_run[0]
+    store = locations.store_at(folder.path)
+    monkeypatch.setenv("MNISTNN_LEASE_TTL", "7.5")
+    with run_lock(folder, timeout=5):
+        record = json.loads(store.read_bytes(".lease"))
+    assert record["expires_at"] - record["acquired_at"] == pytest.approx(7.5)
+    for bad in ("soon", "0", "-3", "nan", "inf"):
+        monkeypatch.setenv("MNISTNN_LEASE_TTL", bad)
+        with pytest.raises(ConfigError, match=rf"^MNISTNN_LEASE_TTL: .*positive.*'{bad}'"):
+            folders.lease_ttl()
+    monkeypatch.setenv("MNISTNN_LEASE_TTL", " ")
+    assert folders.lease_ttl() == folders.LEASE_TTL
 
 
 def test_unreachable_store_is_transient_not_missing(
