@@ -84,5 +84,5 @@ def prefect_harness() -> object:
     """One temporary Prefect API for the whole session (starting one takes seconds)."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=60):
+    with prefect_test_harness(server_startup_timeout=180):  # generous: a loaded 2-core box
         yield
