@@ -76,7 +76,7 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
         log=log,
     )
     try:
-        _wait_healthy(f"{url}/api", process, timeout=90)
+        _wait_healthy(f"{url}/api", process, timeout=180)  # a loaded 2-core box
         yield PrefectServer(url=url, api_url=f"{url}/api", home=home, env=env)
     finally:
         stop(process)

@@ -46,6 +46,7 @@ class StoreOutage:
         self.put_error: BaseException | None = None
         self.restart_error: BaseException | None = None
         self.restarter: threading.Thread | None = None
+        self.restart_seconds = 0.0
         self._lock = threading.Lock()
 
     def __call__(self, store: S3Store, key: str, data: bytes) -> None:
@@ -69,8 +70,10 @@ class StoreOutage:
             self.restarter.start()
 
     def _restart(self) -> None:
+        started = time.monotonic()
         try:
             self.server.start(timeout=60)
+            self.restart_seconds = time.monotonic() - started
         except BaseException as exc:  # reported by the test, not lost in the thread
             self.restart_error = exc
 
@@ -128,6 +131,7 @@ def test_store_killed_mid_checkpoint_upload_is_retried_and_bit_identical(
     attempts, failures = epoch_task_runs(result["flow_run_id"], "train epoch 2")
     assert attempts >= 2, attempts
     assert any("cannot reach the S3 endpoint" in line for line in failures), failures
+    print(f"store down {outage.restart_seconds:.1f} s; 'train epoch 2' ran {attempts} times")
 
 
 def epoch_task_runs(flow_run_id: str, name: str, wait: float = 30) -> tuple[int, list[str]]:
