@@ -27,7 +27,9 @@ from mnistnn.runs.steps import check_keep
 #: Bounded exponential back-off: 1 + 2 + 4 + 8 + 16 = 31 s of waiting on average, each delay
 #: jittered (at most +20%, so at most 37 s) so that the tasks of several workers do not knock on a
 #: recovering store in step. Long enough to ride out a restart of the object store or a lost
-#: connection; short enough that a store which stays away fails the run within a minute.
+#: connection; short enough that a store which stays away fails the task after six attempts
+#: (each attempt adds boto3's own 3 tries: milliseconds when refused, up to 3 x 5 s of connect
+#: time-outs on an endpoint that never answers).
 RETRIES = 5
 RETRY_DELAY_SECONDS = [1.0 * 2**attempt for attempt in range(RETRIES)]
 RETRY_JITTER_FACTOR = 0.2
