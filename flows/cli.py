@@ -148,9 +148,17 @@ class _KnownErrorsWithoutTraceback(logging.Filter):
         return True
 
 
+def check_store(paths: DataPaths) -> None:
+    """One request to the data_dir's object store before Prefect starts: unreachable, wrong
+    credentials or a missing bucket fail here in one line, not after every task's retries."""
+    if paths.is_remote:
+        paths.store.exists("models/registry.json")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Answer a finished run from disk, or run the mnist-training flow; print its summary."""
     paths = DataPaths.at(args.data_dir)
+    check_store(paths)
     train_csv = args.train_csv or str(paths.train_csv)
     test_csv = args.test_csv or str(paths.test_csv)
     overrides = {name: getattr(args, flag) for flag, name in _FLAGS.items()}
@@ -296,6 +304,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from mnistnn.runs.sweep import parse_list
 
     paths = DataPaths.at(args.data_dir)
+    check_store(paths)
     result = run_sweep(
         dask_address=args.dask_address,
         workers=args.workers,

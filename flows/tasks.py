@@ -24,8 +24,15 @@ from mnistnn.registry.promotion import check_min_delta
 from mnistnn.runs.drift import check_threshold
 from mnistnn.runs.steps import check_keep
 
-RETRIES = 2
-RETRY_DELAY_SECONDS = 1.0
+#: Bounded exponential back-off: 1 + 2 + 4 + 8 + 16 = 31 s of waiting on average, each delay
+#: jittered (at most +20%, so at most 37 s) so that the tasks of several workers do not knock on a
+#: recovering store in step. Long enough to ride out a restart of the object store or a lost
+#: connection; short enough that a store which stays away fails the task after six attempts
+#: (each attempt adds boto3's own 3 tries: milliseconds when refused, up to 3 x 5 s of connect
+#: time-outs on an endpoint that never answers).
+RETRIES = 5
+RETRY_DELAY_SECONDS = [1.0 * 2**attempt for attempt in range(RETRIES)]
+RETRY_JITTER_FACTOR = 0.2
 
 
 def run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
@@ -51,12 +58,17 @@ def is_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> 
     return False
 
 
-#: Options of every pipeline task: retried only when the failure may be transient.
+#: Options of every pipeline task: retried only when the failure may be transient. No Prefect
+#: result is persisted: each task writes its durable output into data_dir itself (checkpoints,
+#: Parquet, the registry) and returns a small record, so a retry on any worker re-derives it from
+#: the store; there is no Prefect result storage to share between workers.
 RETRYABLE: dict[str, Any] = {
     "retries": RETRIES,
     "retry_delay_seconds": RETRY_DELAY_SECONDS,
+    "retry_jitter_factor": RETRY_JITTER_FACTOR,
     "retry_condition_fn": is_transient,
     "cache_policy": NO_CACHE,
+    "persist_result": False,
 }
 
 

@@ -111,11 +111,14 @@ def train_epoch(
     train_parquet: str | os.PathLike[str],
     lineage: dict[str, Any] | None = None,
     initial: str | os.PathLike[str] | None = None,
+    *,
+    threads: int | None = None,
 ) -> EpochOutcome:
     """Train epoch `epoch` from checkpoint `epoch - 1` (or the initial weights) and save it.
 
     `train_parquet` is an ingested Parquet file or a snapshot manifest; `initial` the weights
-    epoch 1 starts from in a warm-started run (None: the configuration's own initialisation).
+    epoch 1 starts from in a warm-started run (None: the configuration's own initialisation);
+    `threads` as in `NeuralNetwork.train_epoch` (None: `$MNISTNN_THREADS` or auto).
     """
     if epoch < 1:
         raise ValueError(f"epoch must be >= 1, got {epoch}")
@@ -126,7 +129,7 @@ def train_epoch(
     network, previous = _starting_point(folder, epoch, config, initial)
     pixels, labels = load_training(train_parquet)
     started = time.perf_counter()
-    network.train_epoch(pixels, labels)
+    network.train_epoch(pixels, labels, threads=threads)
     seconds = time.perf_counter() - started
     if not (
         np.isfinite(network.w_input_hidden).all() and np.isfinite(network.w_hidden_output).all()

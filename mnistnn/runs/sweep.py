@@ -13,10 +13,11 @@ import itertools
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from mnistnn.config import NetworkConfig
+from mnistnn.core import locations
+from mnistnn.core.locations import Location
 from mnistnn.errors import ConfigError
 from mnistnn.runs import steps as training
 from mnistnn.runs.folders import open_run, run_folder, run_lock
@@ -105,13 +106,19 @@ def train_configuration(
     test_parquet: str,
     train_sha256: str,
     test_sha256: str,
+    threads: int | None = 1,
 ) -> list[dict[str, Any]]:
-    """Train (or reuse) `config` for `epochs` epochs; return its per-epoch metrics."""
+    """Train (or reuse) `config` for `epochs` epochs; return its per-epoch metrics.
+
+    One thread per configuration by default: a sweep is already parallel over configurations,
+    so a second thread per sample would only contend for the same cores (same weights either
+    way, bit for bit). `threads=None` follows `$MNISTNN_THREADS`.
+    """
     folder = run_folder(runs_root, config, train_sha256, test_sha256)
     with run_lock(folder):
         open_run(folder, config, train_sha256, test_sha256)
         for epoch in range(1, epochs + 1):
-            training.train_epoch(folder, epoch, config, train_parquet)
+            training.train_epoch(folder, epoch, config, train_parquet, threads=threads)
             training.evaluate_epoch(folder, epoch, test_parquet)
         metrics = training.finish_run(folder, epochs)
     return [{**row.to_dict(), "run_dir": str(folder.path)} for row in metrics]
@@ -144,10 +151,8 @@ def points_for(
     return rows
 
 
-def write_report(folder: Path, text: str) -> Path:
-    """Save the sweep report as markdown in `folder`."""
-    from mnistnn.core.files import write_bytes_atomic
-
-    path = folder / "sweep-report.md"
-    write_bytes_atomic(path, text.encode("utf-8"))
+def write_report(folder: str | os.PathLike[str], text: str) -> Location:
+    """Save the sweep report as markdown in `folder` (a path or an `s3://` URL), whole."""
+    path = locations.join(folder, "sweep-report.md")
+    locations.write_bytes(path, text.encode("utf-8"))
     return path

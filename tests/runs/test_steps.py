@@ -78,7 +78,7 @@ def test_missing_previous_checkpoint(run) -> None:
 def test_divergence_is_reported_and_not_saved(run, monkeypatch: pytest.MonkeyPatch) -> None:
     folder, train_parquet, _ = run
 
-    def diverge(self: NeuralNetwork, pixels: np.ndarray, labels: np.ndarray) -> None:
+    def diverge(self: NeuralNetwork, pixels: np.ndarray, labels: np.ndarray, **_: object) -> None:
         self.w_hidden_output[0, 0] = np.inf
 
     monkeypatch.setattr(NeuralNetwork, "train_epoch", diverge)
