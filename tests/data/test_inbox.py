@@ -127,12 +127,12 @@ def test_a_bad_batch_is_refused_once_with_one_line(paths: DataPaths, mnist_train
     import mnistnn.data.inbox as inbox
 
     calls: list[object] = []
-    real = inbox.ingest_csv
-    inbox.ingest_csv = lambda *a, **k: calls.append(a) or real(*a, **k)  # type: ignore[assignment]
+    real = inbox.ingest_location
+    inbox.ingest_location = lambda *a, **k: calls.append(a) or real(*a, **k)  # type: ignore[assignment]
     try:
         again = {batch.file: batch for batch in scan(paths, now=NOW + 50)}
     finally:
-        inbox.ingest_csv = real
+        inbox.ingest_location = real
     assert calls == [] and again["bad.csv"].status == "refused" and not again["bad.csv"].new
     assert again["good.csv"].sha256 == sha256_file(good)
 
