@@ -27,6 +27,18 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]
 @pytest.fixture
 def s3_env(seaweed: SeaweedServer, monkeypatch: pytest.MonkeyPatch) -> SeaweedServer:
     """The standard AWS variables pointed at the test server, and nothing of this machine's."""
+    return point_aws_at(seaweed, monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def s3_module_env(seaweed: SeaweedServer) -> Iterator[SeaweedServer]:
+    """`s3_env` for a whole module (for module-scoped set-ups in a bucket)."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        yield point_aws_at(seaweed, monkeypatch)
+
+
+def point_aws_at(seaweed: SeaweedServer, monkeypatch: pytest.MonkeyPatch) -> SeaweedServer:
+    """Set the AWS variables for `seaweed` (and unset this machine's) on `monkeypatch`."""
     monkeypatch.setenv("AWS_ENDPOINT_URL", seaweed.endpoint)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
