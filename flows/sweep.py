@@ -65,7 +65,7 @@ def publish_sweep_task(points: list[dict[str, Any]], seconds: float, report_dir:
     text = sweep_report.markdown(rows, sweep_report.charts(rows), seconds)
     create_table_artifact(key=TABLE_KEY, table=points, description="One row per configuration")
     create_markdown_artifact(key=REPORT_KEY, markdown=text, description="Sweep charts")
-    return str(sweep.write_report(Path(report_dir), text))
+    return str(sweep.write_report(report_dir, text))
 
 
 @task(name="register-best", task_run_name="register best model", **RETRYABLE)

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from mnistnn.core.files import atomic_write
+from mnistnn.core.files import atomic_write, sha256_file
 from mnistnn.core.storage import Store, open_store
 
 #: A local path or a URL (`s3://bucket/prefix/key`).
@@ -163,3 +163,11 @@ def atomic_output(location: str | os.PathLike[str], mode: str = "wb") -> Iterato
 def list_folder(folder: str | os.PathLike[str]) -> list[str]:
     """Every key under `folder` ("a.csv", "sub/b.png"), sorted; a missing folder is empty."""
     return store_at(folder).list("")
+
+
+def sha256_of(location: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a local file (streamed) or of an object's bytes."""
+    base = as_location(location)
+    if isinstance(base, Path):
+        return sha256_file(base)
+    return hashlib.sha256(read_bytes(base)).hexdigest()

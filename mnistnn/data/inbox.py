@@ -36,7 +36,6 @@ putting it back restores its place in the order.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -48,7 +47,6 @@ from typing import Any
 
 from mnistnn.config import DataPaths
 from mnistnn.core import locations
-from mnistnn.core.files import sha256_file
 from mnistnn.core.locations import Location
 from mnistnn.data.ingest import check_fraction
 from mnistnn.data.remote import ingest_location
@@ -133,7 +131,7 @@ def scan_inbox(
         return []  # an empty inbox writes nothing: a fresh clone stays as it was
     seen_at = _iso(clock)
     known = _parse_ledger(store.join(key), store.read_versioned(key))
-    contents = {name: _digest(location) for name, location in ready.items()}
+    contents = {name: locations.sha256_of(location) for name, location in ready.items()}
     found: dict[str, dict[str, Any]] = {}  # records of the contents this scan ingested
     for name in sorted(ready, key=lambda n: (contents[n], n)):
         digest = contents[name]
@@ -229,13 +227,6 @@ def _is_batch_name(name: str) -> bool:
     )
 
 
-def _digest(location: Location) -> str:
-    """sha256 of a local file (streamed) or of an object's bytes."""
-    if isinstance(location, Path):
-        return sha256_file(location)
-    return hashlib.sha256(locations.read_bytes(location)).hexdigest()
-
-
 def _ingest(
     location: Location, name: str, digest: str, paths: DataPaths, limit: float, seen_at: str
 ) -> dict[str, Any] | None:
@@ -250,7 +241,7 @@ def _ingest(
     try:
         summary = ingest_location(location, paths.processed, max_rejected_fraction=limit)
     except DataError as exc:
-        if _digest(location) != digest:
+        if locations.sha256_of(location) != digest:
             return None
         reason = _one_line(str(exc)).replace(str(location), name)
         log.warning("refused %s: %s", name, reason)

@@ -13,10 +13,10 @@ import itertools
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from mnistnn.config import NetworkConfig
+from mnistnn.core import locations
 from mnistnn.errors import ConfigError
 from mnistnn.runs import steps as training
 from mnistnn.runs.folders import open_run, run_folder, run_lock
@@ -144,10 +144,8 @@ def points_for(
     return rows
 
 
-def write_report(folder: Path, text: str) -> Path:
-    """Save the sweep report as markdown in `folder`."""
-    from mnistnn.core.files import write_bytes_atomic
-
-    path = folder / "sweep-report.md"
-    write_bytes_atomic(path, text.encode("utf-8"))
+def write_report(folder: str | os.PathLike[str], text: str) -> locations.Location:
+    """Save the sweep report as markdown in `folder` (a local folder or an `s3://` prefix)."""
+    path = locations.join(folder, "sweep-report.md")
+    locations.write_bytes(path, text.encode("utf-8"))
     return path
