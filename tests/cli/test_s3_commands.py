@@ -57,7 +57,6 @@ def bucket(
         hidden_nodes=HIDDEN,
         epochs=1,
         data_dir=data,
-        publish_report=False,
     )
     return Bucket(data, result["accuracy"], tmp_path_factory.mktemp("s3cli"))
 
