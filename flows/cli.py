@@ -207,10 +207,9 @@ def _existing_result(
     overrides: dict[str, object],
 ) -> Answer | None:
     """The finished run's summary when nothing would be trained or registered (no Prefect)."""
-    if args.fresh or getattr(args, "warm_start", None) or paths.is_remote:
+    if args.fresh or getattr(args, "warm_start", None):
         return None
-    incoming = Path(args.incoming or paths.incoming)
-    if incoming.is_dir() and any(incoming.iterdir()):  # the flow decides what is new there
+    if _has_entries(args.incoming or paths.incoming):  # the flow decides what is new there
         return None
     from mnistnn.data.ingest import check_fraction
     from mnistnn.presets import resolve
@@ -236,6 +235,16 @@ def _existing_result(
         fresh=args.fresh,
         max_rejected_fraction=args.max_rejected_fraction,
     )
+
+
+def _has_entries(folder: str | os.PathLike[str]) -> bool:
+    """Whether a local folder or an `s3://` prefix holds anything at all."""
+    from mnistnn.core import locations
+
+    where = locations.as_location(folder)
+    if isinstance(where, Path):
+        return where.is_dir() and any(where.iterdir())
+    return bool(locations.list_folder(where))
 
 
 def _print_summary(args: argparse.Namespace, result: dict[str, object]) -> int:

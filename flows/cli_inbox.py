@@ -9,7 +9,6 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -73,8 +72,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     prefect_defaults()
     from flows.watch import watch_once
 
-    paths = DataPaths(Path(args.data_dir))
-    incoming = Path(args.incoming) if args.incoming else paths.incoming
+    paths = DataPaths.at(args.data_dir)
+    incoming = args.incoming or paths.incoming
     options = {
         "train_csv": args.train_csv,
         "max_rejected_fraction": args.max_rejected_fraction,
@@ -126,7 +125,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     """Write the demo batches and print one line each."""
     from mnistnn.data.simulate import simulate_batches
 
-    paths = DataPaths(Path(args.data_dir))
+    paths = DataPaths.at(args.data_dir)
     written = simulate_batches(
         args.train_csv or paths.train_csv,
         args.out,

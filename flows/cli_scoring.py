@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from mnistnn.cli.app import EXIT_OK, EXIT_PARTIAL, positive_int
@@ -56,7 +55,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from flows.cli import prefect_defaults
     from mnistnn.registry.store import ModelRegistry
 
-    paths = DataPaths(Path(args.data_dir))
+    paths = DataPaths.at(args.data_dir)
     if ModelRegistry(paths.models).champion() is None:
         raise MnistnnError("no model trained yet: run `mnistnn train` first")
     prefect_defaults()

@@ -30,6 +30,8 @@ from flows.scoring_tasks import (
 )
 from flows.tasks import run_logger
 from mnistnn.config import DataPaths
+from mnistnn.core import locations
+from mnistnn.core.locations import Location
 from mnistnn.errors import ConfigError, DataError
 from mnistnn.predict import batch, predictions
 from mnistnn.predict.inputs import Inbox, InputRefused
@@ -71,8 +73,9 @@ class InputOutcome:
 # -- parameters ------------------------------------------------------------------------------
 def check_parameters(
     data_dir: str, unlabelled: str | None, threshold: float, challenger: str | None, chunk_rows: int
-) -> Path:
-    """Validate every parameter before any work; returns the inbox folder."""
+) -> Location:
+    """Validate every parameter before any work; returns the inbox folder (or `s3://` prefix,
+    where no folder exists as such: an empty prefix is an empty inbox)."""
     if (
         isinstance(threshold, bool)
         or not isinstance(threshold, int | float)
@@ -86,10 +89,14 @@ def check_parameters(
         raise ConfigError(
             f"challenger must be a version such as v0002, or none; got {challenger!r}"
         )
-    root = Path(data_dir)
-    if root.exists() and not root.is_dir():
+    root = locations.as_location(data_dir)
+    if isinstance(root, Path) and root.exists() and not root.is_dir():
         raise ConfigError(f"data_dir {root} is not a folder")
-    inbox = Path(unlabelled if unlabelled is not None else DataPaths(root).unlabelled)
+    inbox = locations.as_location(
+        unlabelled if unlabelled is not None else DataPaths.at(data_dir).unlabelled
+    )
+    if not isinstance(inbox, Path):
+        return inbox
     if inbox.exists() and not inbox.is_dir():
         raise ConfigError(f"unlabelled {inbox} is not a folder")
     if unlabelled is not None and not inbox.exists():
@@ -115,7 +122,7 @@ def batch_predict(
     """
     inbox_dir = check_parameters(data_dir, unlabelled, threshold, challenger, chunk_rows)
     logger = run_logger()
-    paths = DataPaths(Path(data_dir))
+    paths = DataPaths.at(data_dir)
     models = resolve_models_task(str(paths.models), challenger)
     logger.info(
         "champion %s, challenger %s (%s)", models.champion, models.challenger, models.reason

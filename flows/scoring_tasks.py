@@ -23,7 +23,7 @@ from flows.tasks import RETRYABLE, run_logger
 from mnistnn.errors import ConfigError, RegistryError
 from mnistnn.model.network import NeuralNetwork
 from mnistnn.predict import batch, predictions, review
-from mnistnn.predict.inputs import Inbox, InboxInput, discover, identify
+from mnistnn.predict.inputs import Inbox, InboxInput, discover, identify, localise
 from mnistnn.registry.store import ModelRegistry
 
 TABLE_KEY: Final = "mnist-batch-predictions"
@@ -102,6 +102,7 @@ def score_task(
 ) -> predictions.ScoreResult:
     """Identify one input and score it with the pinned models (nothing to do if already done)."""
     logger = run_logger()
+    item = localise(item)  # an object is downloaded once, then hashed and read locally
     sha256 = identify(item)
     champion = batch.PinnedModel(models.champion, _load(models.models_dir, models.champion))
     challenger = (

@@ -24,9 +24,11 @@ from prefect import flow, task
 from flows import events
 from flows.tasks import RETRYABLE, run_logger
 from mnistnn.config import DataPaths
+from mnistnn.core import locations
+from mnistnn.core.locations import Location
 from mnistnn.data.inbox import Batch, scan_inbox
-from mnistnn.data.ingest import ingest_csv
 from mnistnn.data.parquet import read_parquet
+from mnistnn.data.remote import ingest_location
 from mnistnn.registry.store import ModelRegistry
 from mnistnn.runs.drift import BatchDrift, InkStats, check_batch, ink_stats
 
@@ -96,7 +98,8 @@ def scan(
     drift_threshold: float = DEFAULT_DRIFT_THRESHOLD,
 ) -> WatchPass:
     """Ingest what is new in `incoming`, check each accepted batch for drift, plan the events."""
-    folder = Path(incoming).absolute()
+    given = locations.as_location(incoming)
+    folder = given.absolute() if isinstance(given, Path) else given
     batches = [
         batch
         for batch in scan_inbox(
@@ -159,7 +162,7 @@ def scan_task(
     """Ingest the new batches of the inbox and check them for drift (events not sent yet)."""
     result = scan(
         incoming_dir,
-        DataPaths(Path(data_dir)),
+        DataPaths.at(data_dir),
         train_csv=train_csv,
         max_rejected_fraction=max_rejected_fraction,
         settle_seconds=settle_seconds,
@@ -184,7 +187,7 @@ def watch_inbox(
     Each newly accepted batch emits `mnistnn.batch.ingested`, which triggers `nightly-retrain`;
     a batch whose drift check fails also emits `mnistnn.data.drift`.
     """
-    incoming = incoming_dir or str(DataPaths(Path(data_dir)).incoming)
+    incoming = incoming_dir or str(DataPaths.at(data_dir).incoming)
     result = send(
         scan_task(
             incoming, data_dir, train_csv, max_rejected_fraction, settle_seconds, drift_threshold
@@ -196,7 +199,7 @@ def watch_inbox(
 
 
 # -- internals -----------------------------------------------------------------------------------
-def _events_of(batch: Batch, drift: BatchDrift | None, incoming: Path) -> list[PlannedEvent]:
+def _events_of(batch: Batch, drift: BatchDrift | None, incoming: Location) -> list[PlannedEvent]:
     resource = events.batch_resource(batch.sha256, batch.file)
     if batch.status != "accepted":
         payload = {
@@ -266,7 +269,7 @@ _BASE_STATS: dict[str, InkStats] = {}
 
 def _base_stats(train_csv: str | os.PathLike[str], paths: DataPaths) -> InkStats:
     """Ink statistics of the base training data, computed once per content and process."""
-    summary = ingest_csv(train_csv, paths.processed)
+    summary = ingest_location(train_csv, paths.processed)
     if summary.sha256 not in _BASE_STATS:
         _BASE_STATS[summary.sha256] = ink_stats(*read_parquet(summary.parquet))
     return _BASE_STATS[summary.sha256]

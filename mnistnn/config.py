@@ -68,16 +68,6 @@ class DataPaths:
 
         return store_at(self.root)
 
-    def local(self, location: Path | str, what: str) -> Path:
-        """`location` as a Path, or ConfigError when it is a URL and `what` is kept only on a
-        local disk (the inbox ledger and snapshots, for now)."""
-        if isinstance(location, str):
-            raise ConfigError(
-                f"data_dir {self.root}: {what} needs a local data_dir; use a local --data-dir "
-                "for it"
-            )
-        return location
-
     def _at(self, *parts: str) -> Path | str:
         from mnistnn.core.locations import join
 

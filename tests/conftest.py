@@ -14,6 +14,7 @@ from mnistnn.data.fast_csv import read_csv
 from tests.s3fixtures import (  # noqa: F401 (fixtures shared by every test folder)
     local_store,
     s3_env,
+    s3_module_env,
     s3_store,
     s3_url,
     seaweed,

@@ -56,6 +56,14 @@ def s3_env(seaweed: SeaweedServer, monkeypatch: pytest.MonkeyPatch) -> SeaweedSe
     return seaweed
 
 
+@pytest.fixture(scope="module")
+def s3_module_env(seaweed: SeaweedServer) -> Iterator[SeaweedServer]:
+    """`s3_env` for a whole module (for module-scoped set-ups in a bucket)."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        use_aws_environment(seaweed, monkeypatch)
+        yield seaweed
+
+
 def new_bucket(server: SeaweedServer) -> str:
     """Create a uniquely named bucket on `server` and return its name."""
     import boto3

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from mnistnn.cli.app import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL
 from mnistnn.config import DataPaths
@@ -24,7 +23,7 @@ def cmd_label(args: argparse.Namespace) -> int:
     """Import one reviewed file: exit 1 when no row had a label, 2 when bad rows were skipped."""
     from mnistnn.predict.review import import_reviewed
 
-    summary = import_reviewed(args.file, DataPaths(Path(args.data_dir)).incoming)
+    summary = import_reviewed(args.file, DataPaths.at(args.data_dir).incoming)
     print(summary.describe())
     if summary.output is None:
         return EXIT_ERROR

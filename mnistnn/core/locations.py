@@ -9,14 +9,18 @@ cached per (URL, endpoint, credentials), so a run reuses one client and its conn
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
+import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+from mnistnn.core.files import atomic_write, sha256_file
 from mnistnn.core.storage import Store, open_store
 
 #: A local path or a URL (`s3://bucket/prefix/key`).
@@ -120,3 +124,58 @@ def delete(location: str | os.PathLike[str]) -> None:
 def names_in(folder: str | os.PathLike[str]) -> list[str]:
     """The names of the objects directly in `folder` (not in its sub-folders), sorted."""
     return [key for key in store_at(folder).list("") if "/" not in key]
+
+
+def cache_dir() -> Path:
+    """Where inputs downloaded from URLs and outputs staged for upload live (per machine, safe
+    to delete)."""
+    return Path(tempfile.gettempdir()) / "mnistnn-cache"
+
+
+def local_copy(location: str | os.PathLike[str], data: bytes | None = None) -> Path:
+    """A local file with the bytes at `location`: a path is itself; a URL is downloaded (or its
+    `data`, already read, is used) into `cache_dir()/src-<sha16>/<name>`, named by content so a
+    copy is never stale and the file name (and its suffix) stays what readers expect."""
+    base = as_location(location)
+    if isinstance(base, Path):
+        return base
+    raw = read_bytes(base) if data is None else data
+    target = cache_dir() / f"src-{hashlib.sha256(raw).hexdigest()[:16]}" / name(base)
+    if not target.is_file():
+        write_bytes(target, raw)  # whole or absent: temp file + rename
+    return target
+
+
+@contextlib.contextmanager
+def atomic_output(location: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
+    """A file to stream into that appears at `location` whole, on success only: a path is
+    written beside itself and renamed; for a URL the file is staged in `cache_dir()` and
+    uploaded as one object when the block ends."""
+    base = as_location(location)
+    if isinstance(base, Path):
+        with atomic_write(base, mode) as handle:
+            yield handle
+        return
+    staging = cache_dir() / "staging"
+    staging.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + name(base), dir=staging)
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+        write_bytes(base, Path(tmp).read_bytes())
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def list_folder(folder: str | os.PathLike[str]) -> list[str]:
+    """Every key under `folder` ("a.csv", "sub/b.png"), sorted; a missing folder is empty."""
+    return store_at(folder).list("")
+
+
+def sha256_of(location: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a local file (streamed) or of an object's bytes."""
+    base = as_location(location)
+    if isinstance(base, Path):
+        return sha256_file(base)
+    return hashlib.sha256(read_bytes(base)).hexdigest()

@@ -2,18 +2,30 @@
 
     data/incoming/*.csv, *.csv.gz       batches, never edited, moved or deleted by the pipeline
     data/snapshots/inbox.json           the ledger: every content (sha256) ever seen, and when
-    data/snapshots/inbox.lock           the ledger's lock (`core.locks.exclusive`)
 
-Which files are read (the stability rule): top-level files of the inbox whose name ends `.csv` or
-`.csv.gz`; names starting with `.` or ending `.part` / `.tmp` are ignored, and so is a file whose
-mtime is within `settle_seconds` (default 5) of now or that is still empty: it is being written
-and waits for the next scan.
+The inbox and the data folder are each a local folder or an `s3://` prefix, in any combination
+(`--incoming s3://b/in --data-dir /data`, or the other way round); every read and write goes
+through the storage layer (`mnistnn.core.locations`).
 
-Each content is ingested once (the validated, content-addressed `ingest_csv`): the same bytes
-under two names are one batch with both names; a file whose bytes change under the same name is a
-new batch that `replaces` the earlier content of that name. A refused content (wrong column
-count, a label out of range, more rejected rows than `max_rejected_fraction`) is recorded with
-one line of reason and never retried until its bytes change.
+Which files are read (the stability rule): top-level entries of the inbox whose name ends `.csv`
+or `.csv.gz`; names starting with `.` or ending `.part` / `.tmp` are ignored. In a local folder,
+a file whose mtime is within `settle_seconds` (default 5) of now, or that is still empty, is being
+written and waits for the next scan. An object is whole from the moment its PUT succeeds (S3 has
+no partial objects), so an object is ready at once, whatever `settle_seconds` says; an empty
+object is a content like any other (and refused).
+
+Each content is ingested once (the validated, content-addressed ingest, `ingest_location`): the
+same bytes under two names are one batch with both names; a file whose bytes change under the
+same name is a new batch that `replaces` the earlier content of that name. A refused content
+(wrong column count, a label out of range, more rejected rows than `max_rejected_fraction`) is
+recorded with one line of reason and never retried until its bytes change.
+
+The ledger is updated by compare-and-swap (`Store.update`: a conditional PUT with `If-Match` on
+S3, a flock-guarded check-and-rename on a local disk), so scans on several machines (or
+processes) never lose each other's records: each scan ingests what the ledger did not hold when
+it looked (ingests are idempotent and content-addressed, so a race costs only repeated work),
+then merges its records in; a content two scans found at once keeps the record that won, and
+only the scan whose record won reports the batch as `new`.
 
 The batches of a snapshot are those whose content is in the inbox now, in the order in which
 their contents were first seen (ties, i.e. batches first seen in the same scan, by sha256).
@@ -34,20 +46,19 @@ from pathlib import Path
 from typing import Any
 
 from mnistnn.config import DataPaths
-from mnistnn.core.files import sha256_file, write_json_atomic
-from mnistnn.core.locks import exclusive
-from mnistnn.data.ingest import check_fraction, ingest_csv
-from mnistnn.errors import ConfigError, DataError, MnistnnError
+from mnistnn.core import locations
+from mnistnn.core.locations import Location
+from mnistnn.data.ingest import check_fraction
+from mnistnn.data.remote import ingest_location
+from mnistnn.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
 LEDGER_FILE = "inbox.json"
-LEDGER_LOCK = "inbox.lock"
 LEDGER_SCHEMA = 1
 SUFFIXES = (".csv", ".csv.gz")
 IGNORED_SUFFIXES = (".part", ".tmp")
 DEFAULT_SETTLE_SECONDS = 5.0
-LOCK_TIMEOUT = 600.0
 ACCEPTED = "accepted"
 REFUSED = "refused"
 
@@ -80,9 +91,9 @@ class Batch:
         return (self.first_seen, self.sha256)
 
 
-def ledger_path(paths: DataPaths) -> Path:
-    """Where the inbox ledger lives."""
-    return paths.local(paths.snapshots, "the labelled inbox") / LEDGER_FILE
+def ledger_path(paths: DataPaths) -> Location:
+    """Where the inbox ledger lives (a path, or a URL on object storage)."""
+    return locations.join(paths.snapshots, LEDGER_FILE)
 
 
 def check_settle_seconds(value: object) -> float:
@@ -108,57 +119,57 @@ def scan_inbox(
     """Ingest what is new in the inbox (once per content), record it in the ledger, return every
     batch whose content is in the inbox now (accepted and refused) in snapshot order.
 
-    A missing inbox folder is an empty inbox. `now` (seconds since the epoch) makes the
-    stability rule and `first_seen` deterministic in tests.
+    A missing inbox folder (or an empty prefix) is an empty inbox. `now` (seconds since the
+    epoch) makes the stability rule and `first_seen` deterministic in tests.
     """
     limit = check_fraction(max_rejected_fraction)
     settle = check_settle_seconds(settle_seconds)
     clock = time.time() if now is None else float(now)
-    folder = Path(incoming)
-    if folder.exists() and not folder.is_dir():
-        raise DataError(f"{folder}: the inbox is not a folder")
-    ready = stable_files(folder, settle, clock)
-    if not ready and (paths.is_remote or not ledger_path(paths).exists()):
+    ready = ready_files(incoming, settle, clock)
+    store, key = locations.split(ledger_path(paths))
+    if not ready and not store.exists(key):
         return []  # an empty inbox writes nothing: a fresh clone stays as it was
     seen_at = _iso(clock)
-    lock = paths.local(paths.snapshots, "the labelled inbox") / LEDGER_LOCK
-    with exclusive(
-        lock,
-        timeout=LOCK_TIMEOUT,
-        on_timeout=lambda waited: MnistnnError(
-            f"{lock}: another scan of the inbox held the lock for "
-            f"{waited:.0f} s"
-        ),
-    ):
-        ledger = _read_ledger(ledger_path(paths))
-        present: dict[str, list[str]] = {}  # sha256 -> names holding it now
-        fresh: set[str] = set()
-        changed = False
-        contents = {name: sha256_file(path) for name, path in ready.items()}
-        for name in sorted(ready, key=lambda n: (contents[n], n)):
-            digest = contents[name]
+    known = _parse_ledger(store.join(key), store.read_versioned(key))
+    contents = {name: locations.sha256_of(location) for name, location in ready.items()}
+    found: dict[str, dict[str, Any]] = {}  # records of the contents this scan ingested
+    for name in sorted(ready, key=lambda n: (contents[n], n)):
+        digest = contents[name]
+        if digest in known["batches"] or digest in found:
+            continue
+        record = _ingest(ready[name], name, digest, paths, limit, seen_at)
+        if record is not None:  # None: the bytes changed while we read them: next scan
+            found[digest] = record
+    present = {
+        name: digest
+        for name, digest in contents.items()
+        if digest in known["batches"] or digest in found
+    }
+    won: set[str] = set()  # the contents whose record this scan put in (reset per attempt)
+
+    def merge(current: bytes | None) -> bytes:
+        ledger = _parse_ledger(store.join(key), None if current is None else (current, ""))
+        won.clear()
+        for name in sorted(present, key=lambda n: (present[n], n)):
+            digest = present[name]
             record = ledger["batches"].get(digest)
             if record is None:
-                record = _ingest(ready[name], name, digest, paths, limit, seen_at)
-                if record is None:  # the bytes changed while we read them: next scan
-                    continue
+                record = json.loads(json.dumps(found[digest]))  # a copy: `merge` may rerun
                 previous = ledger["names"].get(name)
                 if previous is not None and previous != digest:
                     record["replaces"] = previous
                 ledger["batches"][digest] = record
-                fresh.add(digest)
+                won.add(digest)
             if name not in record["names"]:
                 record["names"].append(name)
-                changed = True
-            if ledger["names"].get(name) != digest:
-                ledger["names"][name] = digest
-                changed = True
-            present.setdefault(digest, []).append(name)
-        if changed:
-            write_json_atomic(ledger_path(paths), ledger)
+            ledger["names"][name] = digest
+        return _ledger_bytes(ledger)
+
+    ledger = json.loads(store.update(key, merge)) if present else known
+    processed = paths.processed
     batches = [
-        _batch(digest, ledger["batches"][digest], digest in fresh, paths.local(paths.processed, "the labelled inbox"))
-        for digest in present
+        _batch(digest, ledger["batches"][digest], digest in won, processed)
+        for digest in dict.fromkeys(present[name] for name in sorted(present))
     ]
     return sorted(batches, key=lambda batch: batch.order)
 
@@ -168,14 +179,31 @@ def accepted(batches: list[Batch]) -> list[Batch]:
     return sorted((b for b in batches if b.status == ACCEPTED), key=lambda b: b.order)
 
 
+def ready_files(
+    incoming: str | os.PathLike[str], settle_seconds: float, now: float
+) -> dict[str, Location]:
+    """The inbox entries that are ready to read, by name: a local folder's `stable_files`, or
+    the top-level objects of an `s3://` inbox (whole once written, see the module doc)."""
+    folder = locations.as_location(incoming)
+    if isinstance(folder, Path):
+        if folder.exists() and not folder.is_dir():
+            raise DataError(f"{folder}: the inbox is not a folder")
+        return dict(stable_files(folder, settle_seconds, now))
+    return {
+        name: locations.join(folder, name)
+        for name in locations.names_in(folder)
+        if _is_batch_name(name)
+    }
+
+
 def stable_files(folder: Path, settle_seconds: float, now: float) -> dict[str, Path]:
-    """The inbox files that are ready to read, by name (the stability rule in the module doc)."""
+    """The local inbox files that are ready to read, by name (the stability rule)."""
     if not folder.is_dir():
         return {}
     ready = {}
     for path in sorted(folder.iterdir()):
         name = path.name
-        if name.startswith(".") or name.endswith(IGNORED_SUFFIXES) or not name.endswith(SUFFIXES):
+        if not _is_batch_name(name):
             continue
         try:
             stat = path.stat()
@@ -191,8 +219,16 @@ def stable_files(folder: Path, settle_seconds: float, now: float) -> dict[str, P
 
 
 # -- internals ---------------------------------------------------------------------------------
+def _is_batch_name(name: str) -> bool:
+    return (
+        not name.startswith(".")
+        and not name.endswith(IGNORED_SUFFIXES)
+        and name.endswith(SUFFIXES)
+    )
+
+
 def _ingest(
-    path: Path, name: str, digest: str, paths: DataPaths, limit: float, seen_at: str
+    location: Location, name: str, digest: str, paths: DataPaths, limit: float, seen_at: str
 ) -> dict[str, Any] | None:
     """Ingest one new content; a ledger record (accepted or refused), or None if it changed."""
     record: dict[str, Any] = {
@@ -203,11 +239,11 @@ def _ingest(
         "replaces": None,
     }
     try:
-        summary = ingest_csv(path, paths.processed, max_rejected_fraction=limit)
+        summary = ingest_location(location, paths.processed, max_rejected_fraction=limit)
     except DataError as exc:
-        if sha256_file(path) != digest:
+        if locations.sha256_of(location) != digest:
             return None
-        reason = _one_line(str(exc)).replace(str(path), name)
+        reason = _one_line(str(exc)).replace(str(location), name)
         log.warning("refused %s: %s", name, reason)
         return {
             **record,
@@ -228,12 +264,13 @@ def _ingest(
         "reason": None,
         "accepted": summary.rows_accepted,
         "rejected": summary.rows_rejected,
-        "parquet": Path(summary.parquet).name,
+        "parquet": locations.name(summary.parquet),
         "label_counts": summary.label_counts,
     }
 
 
-def _batch(digest: str, record: dict[str, Any], new: bool, processed: Path) -> Batch:
+def _batch(digest: str, record: dict[str, Any], new: bool, processed: Location) -> Batch:
+    parquet = record["parquet"]
     return Batch(
         file=record["file"],
         names=tuple(record["names"]),
@@ -243,30 +280,33 @@ def _batch(digest: str, record: dict[str, Any], new: bool, processed: Path) -> B
         rejected=int(record["rejected"]),
         reason=record["reason"],
         first_seen=record["first_seen"],
-        parquet=None if record["parquet"] is None else str(processed / record["parquet"]),
+        parquet=None if parquet is None else str(locations.join(processed, parquet)),
         new=new,
         replaces=record.get("replaces"),
     )
 
 
-def _read_ledger(path: Path) -> dict[str, Any]:
+def _parse_ledger(where: str, stored: tuple[bytes, str] | None) -> dict[str, Any]:
     """The ledger, or an empty one; a corrupt ledger is an error (it decides what is new)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if stored is None:
         return {"schema": LEDGER_SCHEMA, "batches": {}, "names": {}}
     try:
-        data = json.loads(text)
+        data = json.loads(stored[0].decode("utf-8"))
     except ValueError as exc:
-        raise DataError(f"{path}: the inbox ledger is not valid JSON ({exc})") from exc
+        raise DataError(f"{where}: the inbox ledger is not valid JSON ({exc})") from exc
     if (
         not isinstance(data, dict)
         or data.get("schema") != LEDGER_SCHEMA
         or not isinstance(data.get("batches"), dict)
         or not isinstance(data.get("names"), dict)
     ):
-        raise DataError(f"{path}: not an inbox ledger of schema {LEDGER_SCHEMA}")
+        raise DataError(f"{where}: not an inbox ledger of schema {LEDGER_SCHEMA}")
     return data
+
+
+def _ledger_bytes(ledger: dict[str, Any]) -> bytes:
+    """Indented, key-sorted JSON: the same bytes for the same ledger, so no change writes nothing."""
+    return (json.dumps(ledger, indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
 
 
 def _iso(seconds: float) -> str:
@@ -278,4 +318,4 @@ def _one_line(text: str) -> str:
     return "; ".join(lines[:3]) if lines else "refused"
 
 
-__all__ = ["Batch", "accepted", "ledger_path", "scan_inbox", "stable_files"]
+__all__ = ["Batch", "accepted", "ledger_path", "ready_files", "scan_inbox", "stable_files"]

@@ -36,6 +36,8 @@ def read_parquet(path: str | os.PathLike[str]) -> tuple[PixelArray, LabelArray]:
     Both arrays are fresh and writable (one copy out of Arrow's buffers). Raises DataError naming
     the file when it is missing, unreadable or not of the ingest layout.
     """
+    if locations.is_url(path):
+        path = _cached_copy(str(path))
     source = Path(path)
     if not source.is_file():
         raise DataError(f"{source}: no such file")
@@ -55,7 +57,7 @@ def load_arrays(parquet: str | os.PathLike[str]) -> tuple[PixelArray, LabelArray
 
     The cache key includes the file's size and mtime, so a replaced file is read again; the
     arrays are read-only so that no caller can change what the next caller sees. A URL
-    (`s3://...`) is downloaded into `<tmp>/mnistnn-cache/<sha256>.parquet` first (per machine).
+    (`s3://...`) is downloaded into the per-machine cache first (`locations.local_copy`).
     """
     if locations.is_url(parquet):
         parquet = _cached_copy(str(parquet))
@@ -64,13 +66,11 @@ def load_arrays(parquet: str | os.PathLike[str]) -> tuple[PixelArray, LabelArray
 
 
 def _cached_copy(url: str) -> Path:
-    """A local copy of the object at `url`, named by the sha256 of its bytes."""
-    data = locations.read_bytes(url)
-    digest = hashlib.sha256(data).hexdigest()
-    target = Path(tempfile.gettempdir()) / "mnistnn-cache" / f"{digest}.parquet"
-    if not target.exists():
-        locations.write_bytes(target, data)  # whole or absent: temp file + rename
-    return target
+    """A local copy of the object at `url`; DataError naming it when there is none."""
+    try:
+        return locations.local_copy(url)
+    except FileNotFoundError:  # NotFound: the object is missing
+        raise DataError(f"{url}: no such object") from None
 
 
 @functools.lru_cache(maxsize=4)

@@ -1,7 +1,7 @@
 """Ingest where the CSV or the processed folder is an `s3://` URL, through the storage layer.
 
 The conversion itself is `ingest_csv`, unchanged, run on local copies: a CSV URL is downloaded
-into `<tmp>/mnistnn-cache/src-<sha256>/` and, when `processed_dir` is a URL, the outputs are
+into `<tmp>/mnistnn-cache/src-<sha16>/` (`locations.local_copy`) and, when `processed_dir` is a URL, the outputs are
 converted into `<tmp>/mnistnn-cache/processed/` and then uploaded under their content-addressed
 names, rejects and Parquet first and the summary JSON (which vouches that the others are
 complete) last, so another machine sees either no summary or whole outputs. A summary already in
@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 from mnistnn.core import locations
@@ -23,11 +22,6 @@ from mnistnn.data.ingest import IngestSummary, ingest_csv
 from mnistnn.errors import DataError, NotFound, StorageUnavailable
 
 log = logging.getLogger(__name__)
-
-
-def cache_dir() -> Path:
-    """Where downloaded inputs and staged outputs live (per machine, safe to delete)."""
-    return Path(tempfile.gettempdir()) / "mnistnn-cache"
 
 
 def ingest_location(
@@ -41,9 +35,7 @@ def ingest_location(
     given = os.fspath(path)
     raw = _read_input(given)
     digest = hashlib.sha256(raw).hexdigest()
-    local = cache_dir() / f"src-{digest[:16]}" / locations.name(given)
-    if not local.exists():
-        locations.write_bytes(local, raw)
+    local = locations.local_copy(given, raw)
     if not locations.is_url(processed_dir):
         summary = ingest_csv(local, processed_dir, max_rejected_fraction=max_rejected_fraction)
         return dataclasses.replace(summary, source=given)
@@ -53,7 +45,7 @@ def ingest_location(
     if stored is not None:
         log.info("%s: unchanged (sha256 %s), reusing %s", given, stem, stored.parquet)
         return dataclasses.replace(stored, source=given, reused=True)
-    staged = ingest_csv(local, cache_dir() / "processed", max_rejected_fraction)
+    staged = ingest_csv(local, locations.cache_dir() / "processed", max_rejected_fraction)
     parquet = str(locations.join(processed_dir, f"{stem}.parquet"))
     rejects = None
     if staged.rejects is not None:

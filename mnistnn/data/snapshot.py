@@ -14,6 +14,10 @@ File names are not part of it, so renaming a batch retrains nothing. A snapshot 
 *is* the base file: no manifest, and its identity is the base file's sha256, exactly as before
 the inbox existed.
 
+Manifests and the recent-rows Parquet are content-addressed, written once as whole objects and
+read back through the storage layer, so `<snapshots>` and `<processed>` may be `s3://` prefixes
+(a URL member is read through the per-machine download cache, `locations.local_copy`).
+
 Recent test data: of each batch (never of the base), the rows whose hash falls below
 `recent_fraction` are kept out of training. The hash is of the row's own bytes (label and
 pixels), so the split is deterministic, needs no random state, and a row lands on the same side
@@ -38,9 +42,9 @@ import pyarrow.parquet as pq
 
 from mnistnn.config import INPUT_NODES, SCHEMA_VERSION, DataPaths
 from mnistnn.core import locations
-from mnistnn.core.files import atomic_write, sha256_bytes, write_bytes_atomic
+from mnistnn.core.files import sha256_bytes
 from mnistnn.data.parquet import read_parquet
-from mnistnn.errors import ConfigError, DataError
+from mnistnn.errors import ConfigError, DataError, StorageUnavailable
 from mnistnn.types import LabelArray, PixelArray
 
 SNAPSHOT_SCHEMA = 1
@@ -192,18 +196,20 @@ def build_snapshot(
     )
     members = [base]
     for sha, parquet in batches:
-        pixels, labels = _cached_read(str(Path(parquet).resolve()))
+        pixels, labels = _cached_read(_cache_key(parquet))
         recent = int(np.count_nonzero(recent_mask(pixels, labels, fraction)))
         rows = len(labels)
-        members.append(Member("batch", sha, rows, rows - recent, recent, Path(parquet).name))
+        members.append(
+            Member("batch", sha, rows, rows - recent, recent, locations.name(parquet))
+        )
     if len(members) == 1:
         return Snapshot(base_sha256, None, (base,), fraction, str(processed))
     text = canonical_manifest(members, fraction)
     digest = sha256_bytes(text)
-    path = paths.local(paths.snapshots, "a snapshot of inbox batches") / f"{digest[:16]}.json"
-    if not (path.is_file() and path.read_bytes() == text):
-        write_bytes_atomic(path, text)
-    return Snapshot(digest, str(path), tuple(members), fraction, str(processed))
+    location = locations.join(paths.snapshots, f"{digest[:16]}.json")
+    if not _holds(location, text):
+        locations.write_bytes(location, text)
+    return Snapshot(digest, str(location), tuple(members), fraction, str(processed))
 
 
 def canonical_manifest(members: list[Member], recent_fraction: float) -> bytes:
@@ -219,16 +225,18 @@ def canonical_manifest(members: list[Member], recent_fraction: float) -> bytes:
 
 def read_manifest(path: str | os.PathLike[str]) -> Snapshot:
     """A manifest file as a Snapshot; DataError when it is not one or its hash does not match."""
-    source = Path(path)
+    source = locations.as_location(path)
     try:
-        text = source.read_bytes()
+        text = locations.read_bytes(source)
         document = json.loads(text)
-    except FileNotFoundError:
+    except FileNotFoundError:  # NotFound too
         raise DataError(f"{source}: no such snapshot manifest") from None
+    except StorageUnavailable:
+        raise
     except (OSError, ValueError) as exc:
         raise DataError(f"{source}: not a readable snapshot manifest ({exc})") from exc
     digest = sha256_bytes(text)
-    if not source.name.startswith(digest[:16]):
+    if not locations.name(source).startswith(digest[:16]):
         raise DataError(f"{source}: content does not match its name (sha256 {digest[:16]})")
     try:
         if document["schema"] != SNAPSHOT_SCHEMA or document["split"] != SPLIT_RULE:
@@ -237,7 +245,7 @@ def read_manifest(path: str | os.PathLike[str]) -> Snapshot:
         fraction = float(document["recent_fraction"])
     except (KeyError, TypeError) as exc:
         raise DataError(f"{source}: not a snapshot manifest ({exc})") from exc
-    processed = DataPaths(source.parent.parent).processed
+    processed = DataPaths.at(locations.parent(locations.parent(source))).processed
     return Snapshot(digest, str(source), members, fraction, str(processed))
 
 
@@ -245,16 +253,15 @@ def load_snapshot(manifest: str | os.PathLike[str]) -> tuple[PixelArray, LabelAr
     """The training rows of a snapshot: the base's, then each batch's non-recent rows, in order.
 
     One contiguous (n, 784) uint8 array and its labels, read-only and cached per process (the
-    key includes the manifest's size and mtime, like `load_arrays`).
+    key includes a local manifest's size and mtime, like `load_arrays`; a URL's name is its
+    content's hash, which `read_manifest` checks).
     """
-    stat = Path(manifest).stat()
-    return _load_cached(str(Path(manifest).resolve()), stat.st_size, stat.st_mtime_ns, False)
+    return _load_cached(*_manifest_key(manifest), False)
 
 
 def load_recent(manifest: str | os.PathLike[str]) -> tuple[PixelArray, LabelArray]:
     """The recent test rows of a snapshot (each batch's held-out slice, in snapshot order)."""
-    stat = Path(manifest).stat()
-    return _load_cached(str(Path(manifest).resolve()), stat.st_size, stat.st_mtime_ns, True)
+    return _load_cached(*_manifest_key(manifest), True)
 
 
 def write_recent_parquet(snapshot: Snapshot) -> tuple[str, str, int] | None:
@@ -268,19 +275,39 @@ def write_recent_parquet(snapshot: Snapshot) -> tuple[str, str, int] | None:
         return None
     pixels, labels = load_recent(snapshot.manifest)
     digest = hashlib.sha256(labels.tobytes() + pixels.tobytes()).hexdigest()
-    path = Path(snapshot.processed) / f"{digest[:16]}.recent.parquet"
-    if not path.is_file():
-        _write_rows(path, pixels, labels, digest, snapshot.sha256)
-    return str(path), digest, len(labels)
+    location = locations.join(snapshot.processed, f"{digest[:16]}.recent.parquet")
+    if not locations.exists(location):
+        _write_rows(location, pixels, labels, digest, snapshot.sha256)
+    return str(location), digest, len(labels)
 
 
 # -- internals ---------------------------------------------------------------------------------
+def _cache_key(location: str | os.PathLike[str]) -> str:
+    """A local path resolved (one entry per file), a URL as it is."""
+    return str(location) if locations.is_url(location) else str(Path(location).resolve())
+
+
+def _manifest_key(manifest: str | os.PathLike[str]) -> tuple[str, int, int]:
+    if locations.is_url(manifest):
+        return str(manifest), 0, 0  # content-addressed: the name pins the bytes
+    stat = Path(manifest).stat()
+    return str(Path(manifest).resolve()), stat.st_size, stat.st_mtime_ns
+
+
+def _holds(location: locations.Location, data: bytes) -> bool:
+    """Whether `location` already holds exactly `data`."""
+    try:
+        return locations.read_bytes(location) == data
+    except FileNotFoundError:
+        return False
+
+
 @functools.lru_cache(maxsize=2)
 def _load_cached(
     manifest: str, size: int, mtime_ns: int, recent: bool
 ) -> tuple[PixelArray, LabelArray]:
     snapshot = read_manifest(manifest)
-    processed = Path(snapshot.processed)
+    processed = snapshot.processed
     wanted = [m.recent_rows if recent else m.train_rows for m in snapshot.members]
     pixels = np.empty((sum(wanted), INPUT_NODES), dtype=np.uint8)
     labels = np.empty(sum(wanted), dtype=np.uint8)
@@ -288,11 +315,12 @@ def _load_cached(
     for member, count in zip(snapshot.members, wanted, strict=True):
         if count == 0:
             continue
-        part_pixels, part_labels = read_parquet(processed / member.parquet)
+        where = locations.join(processed, member.parquet)
+        part_pixels, part_labels = read_parquet(where)
         if len(part_labels) != member.rows:
             raise DataError(
-                f"{processed / member.parquet}: {len(part_labels)} rows, the snapshot "
-                f"{Path(manifest).name} says {member.rows}; ingest the batch again"
+                f"{where}: {len(part_labels)} rows, the snapshot "
+                f"{locations.name(manifest)} says {member.rows}; ingest the batch again"
             )
         if member.role == "batch":
             mask = recent_mask(part_pixels, part_labels, snapshot.recent_fraction)
@@ -320,7 +348,7 @@ def _cached_read(path: str) -> tuple[PixelArray, LabelArray]:
 
 
 def _write_rows(
-    path: Path, pixels: PixelArray, labels: LabelArray, digest: str, snapshot_sha: str
+    location: locations.Location, pixels: PixelArray, labels: LabelArray, digest: str, snapshot_sha: str
 ) -> None:
     """Rows as Parquet in the ingest layout (label uint8, pixels fixed_size_list<uint8>[784])."""
     metadata = {
@@ -339,7 +367,7 @@ def _write_rows(
     values = pa.array(np.ascontiguousarray(pixels).reshape(-1), type=pa.uint8())
     column = pa.FixedSizeListArray.from_arrays(values, type=_PIXELS_TYPE)
     table = pa.Table.from_arrays([pa.array(labels, type=pa.uint8()), column], schema=schema)
-    with atomic_write(path, "wb") as handle:
+    with locations.atomic_output(location) as handle:
         pq.write_table(table, handle, compression="zstd")
 
 

@@ -10,10 +10,11 @@ shadowed by challenger `<challenger>`), under the key `<sha16>-<version>[-vs-<ch
     review/<sha16>.csv              the doubtful digits, for a person to label (`review.py`)
 
 The Parquet file is the "done" marker: it is written to a temp file in row groups and moved into
-place last (after the failures and review files), so it exists only when complete, and a rerun
-with the same input, champion and challenger finds it and does no work. A new challenger (or
-none) is a new key, so its shadow columns are computed for it: every file says exactly which
-two models produced it. Nothing the challenger says changes the champion's columns.
+place (under an `s3://` prefix: uploaded as one object) last, after the failures and review
+files, so it exists only when complete, and a rerun with the same input, champion and
+challenger finds it and does no work. A new challenger (or none) is a new key, so its shadow
+columns are computed for it: every file says exactly which two models produced it.
+Nothing the challenger says changes the champion's columns.
 
 `p0..p9` and `confidence` are shares of the network's outputs (`predictions.PROBABILITIES`); the
 Parquet schema, its stored summary and the side files are in `predictions`.
@@ -36,7 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mnistnn.config import N_CLASSES, SCHEMA_VERSION
-from mnistnn.core.files import atomic_write
+from mnistnn.core import locations
 from mnistnn.model.network import NeuralNetwork
 from mnistnn.predict import review
 from mnistnn.predict.inputs import Chunk, InboxInput, RowFailure
@@ -106,7 +107,7 @@ def score_input(
     pending: list[pa.RecordBatch] = []
     buffered = 0
     with contextlib.ExitStack() as files:
-        out = files.enter_context(atomic_write(paths.parquet))
+        out = files.enter_context(locations.atomic_output(paths.parquet))
         writer = pq.ParquetWriter(out, schema(challenger is not None), compression="zstd")
         files.callback(writer.close)  # closed (footer written) before the file is committed
         queue = LazyFiles(files, paths)

@@ -12,6 +12,10 @@ Names starting with `.` or `_` (a writer's temporary files) are ignored; any oth
 skipped with a reason. Each input is identified by the sha256 of its bytes (a folder: of its
 images' names and contents), so a renamed copy is recognised and a changed file is new.
 
+The inbox may be an `s3://` prefix: its objects are listed by the same rules (a "sub-folder" is
+the keys that share one more `/`-part) and each input is downloaded once into the per-machine
+cache, before it is hashed and read (`localise`).
+
 Reading an input (`readers.read_chunks`) yields `Chunk`s of rows, each listing the rows that
 failed (`RowFailure`); an input that cannot be scored at all raises `InputRefused`.
 """
@@ -20,10 +24,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final, Literal
 
+from mnistnn.core import locations
 from mnistnn.core.files import sha256_file
 from mnistnn.errors import DataError, one_line
 from mnistnn.predict.image import IMAGE_SUFFIXES
@@ -94,6 +99,8 @@ class Chunk:
 # -- discovery -------------------------------------------------------------------------------
 def discover(inbox: str | os.PathLike[str]) -> Inbox:
     """The inputs of an inbox folder (see the module docstring); a missing folder is empty."""
+    if locations.is_url(inbox):
+        return _discover_objects(str(inbox).rstrip("/"))
     root = Path(inbox)
     if not root.exists():
         return Inbox(str(root), ())
@@ -126,6 +133,61 @@ def discover(inbox: str | os.PathLike[str]) -> Inbox:
         members = tuple(map(str, loose))
         inputs.append(InboxInput(LOOSE_IMAGES, str(root), "images", size, members))
     return Inbox(str(root), tuple(sorted(inputs, key=lambda item: item.name)), tuple(skipped))
+
+
+def _discover_objects(root: str) -> Inbox:
+    """`discover` for an `s3://` inbox: the same rules over its keys."""
+    store = locations.store_at(root)
+    inputs: list[InboxInput] = []
+    skipped: list[str] = []
+    folders: dict[str, list[str]] = {}
+    loose: list[str] = []
+    for key in locations.list_folder(root):
+        name, _, rest = key.partition("/")
+        if name.startswith((".", "_")):
+            continue
+        lower = name.lower()
+        if rest:
+            image = rest.rpartition("/")[2]
+            if "/" not in rest and not image.startswith(".") and _is_image(image):
+                folders.setdefault(name, []).append(key)
+            else:
+                folders.setdefault(name, [])
+        elif lower.endswith((".csv", ".csv.gz")):
+            inputs.append(InboxInput(name, f"{root}/{key}", "csv", store.size(key)))
+        elif lower.endswith(".parquet"):
+            inputs.append(InboxInput(name, f"{root}/{key}", "parquet", store.size(key)))
+        elif _is_image(name):
+            loose.append(key)
+        else:
+            skipped.append(f"{name}: not a .csv, .csv.gz, .parquet, image or folder of images")
+    for name, keys in folders.items():
+        size = sum(store.size(key) for key in keys)
+        members = tuple(f"{root}/{key}" for key in keys)
+        inputs.append(InboxInput(name, f"{root}/{name}", "images", size, members))
+    if loose:
+        size = sum(store.size(key) for key in loose)
+        members = tuple(f"{root}/{key}" for key in loose)
+        inputs.append(InboxInput(LOOSE_IMAGES, root, "images", size, members))
+    return Inbox(root, tuple(sorted(inputs, key=lambda item: item.name)), tuple(skipped))
+
+
+def _is_image(name: str) -> bool:
+    return Path(name).suffix.lower() in IMAGE_SUFFIXES
+
+
+def localise(item: InboxInput) -> InboxInput:
+    """The input with local files: an object (or each image of an object folder) downloaded
+    into the per-machine cache under its own name; a local input as it is."""
+    if not locations.is_url(item.path):
+        return item
+    try:
+        if item.kind != "images":
+            return replace(item, path=str(locations.local_copy(item.path)))
+        members = tuple(str(locations.local_copy(member)) for member in item.members)
+    except FileNotFoundError:  # NotFound: removed since it was listed
+        raise InputRefused(f"{item.name}: no longer in the inbox") from None
+    return replace(item, members=members)
 
 
 def _images_in(folder: Path) -> list[Path]:
@@ -163,4 +225,5 @@ __all__ = [
     "RowFailure",
     "discover",
     "identify",
+    "localise",
 ]

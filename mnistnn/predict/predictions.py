@@ -7,7 +7,9 @@ model's outputs already sum to 1. `confidence` is the share at the predicted dig
 
 The Parquet file is written in row groups of `chunk_rows` (`write_groups`); its key-value
 metadata holds the `ScoreResult` under META_KEY (`read_result`). The failures and review files
-are opened, atomically, at their first row only (`LazyFiles`).
+are opened, atomically, at their first row only (`LazyFiles`). Every output may live under an
+`s3://` prefix: it is streamed into a staged file and uploaded whole when complete
+(`locations.atomic_output`), so another machine sees it whole or not at all.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from mnistnn.config import N_CLASSES
-from mnistnn.core.files import atomic_write
+from mnistnn.core import locations
+from mnistnn.core.locations import Location
 from mnistnn.errors import DataError
 from mnistnn.predict import review
 from mnistnn.predict.inputs import Chunk, RowFailure
@@ -47,9 +50,9 @@ class OutputPaths:
     """Where one (input, champion, challenger) writes."""
 
     key: str
-    parquet: Path
-    failures: Path
-    review: Path
+    parquet: Location
+    failures: Location
+    review: Location
 
     @classmethod
     def of(
@@ -61,12 +64,11 @@ class OutputPaths:
         challenger: str | None,
     ) -> OutputPaths:
         key = output_key(sha256, champion, challenger)
-        folder = Path(predictions_dir)
         return cls(
             key,
-            folder / f"{key}.parquet",
-            folder / f"{key}.failures.csv",
-            Path(review_dir) / f"{sha256[:16]}.csv",
+            locations.join(predictions_dir, f"{key}.parquet"),
+            locations.join(predictions_dir, f"{key}.failures.csv"),
+            locations.join(review_dir, f"{sha256[:16]}.csv"),
         )
 
 
@@ -125,6 +127,10 @@ class ScoreResult:
 def read_result(parquet: str | Path) -> ScoreResult | None:
     """The summary stored in a predictions Parquet; None when it is missing or unreadable."""
     try:
+        if locations.is_url(parquet):
+            if not locations.exists(parquet):
+                return None
+            parquet = locations.local_copy(parquet)
         metadata = pq.read_metadata(parquet).metadata or {}
         return ScoreResult.from_dict(json.loads(metadata[META_KEY]))
     except (OSError, KeyError, ValueError, TypeError, pa.ArrowException, DataError):
@@ -177,8 +183,8 @@ class LazyFiles:
         self.review_written = False
         self._review_kept = False
 
-    def _open(self, path: Path, columns: pa.Schema) -> pacsv.CSVWriter:
-        handle: IO[bytes] = self._files.enter_context(atomic_write(path))
+    def _open(self, path: Location, columns: pa.Schema) -> pacsv.CSVWriter:
+        handle: IO[bytes] = self._files.enter_context(locations.atomic_output(path))
         writer = pacsv.CSVWriter(handle, columns, write_options=_CSV_OPTIONS)
         self._files.callback(writer.close)
         return writer
@@ -222,7 +228,7 @@ _FAILURE_SCHEMA: Final = pa.schema(
 
 def iter_predictions(parquet: str | Path, columns: list[str] | None = None) -> Iterator[pa.Table]:
     """A predictions file's row groups one at a time (for readers of large outputs)."""
-    handle = pq.ParquetFile(parquet)
+    handle = pq.ParquetFile(locations.local_copy(parquet))
     for group in range(handle.num_row_groups):
         yield handle.read_row_group(group, columns=columns)
 

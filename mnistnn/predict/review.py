@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from mnistnn.config import INPUT_NODES, N_CLASSES
-from mnistnn.core.files import write_bytes_atomic
+from mnistnn.core import locations
 from mnistnn.errors import DataError
 from mnistnn.types import IntArray, PixelArray
 
@@ -94,9 +94,9 @@ def queue_table(
 
 def has_labels(path: str | Path) -> bool:
     """True when the review file exists and someone filled in a label (or it is unreadable)."""
-    source = Path(path)
-    if not source.exists():
+    if not locations.exists(path):
         return False
+    source = locations.local_copy(path)
     try:
         table = pacsv.read_csv(
             source,
@@ -114,9 +114,8 @@ def has_labels(path: str | Path) -> bool:
 
 def discard_untouched(path: str | Path) -> bool:
     """Remove a review file nobody has started labelling (a newer scoring has no doubts)."""
-    source = Path(path)
-    if source.exists() and not has_labels(source):
-        source.unlink(missing_ok=True)
+    if locations.exists(path) and not has_labels(path):
+        locations.delete(path)
         return True
     return False
 
@@ -136,9 +135,9 @@ class Digits:
 
 def review_digits(path: str | Path, limit: int = 16) -> tuple[Digits, Digits]:
     """(the `limit` least confident digits, the first `limit` disagreements) of a review file."""
-    source = Path(path)
-    if not source.is_file():
+    if not locations.exists(path):
         return Digits.empty(), Digits.empty()
+    source = locations.local_copy(path)
     table = pacsv.read_csv(
         source,
         convert_options=pacsv.ConvertOptions(
@@ -217,10 +216,12 @@ def import_reviewed(path: str | Path, incoming_dir: str | Path) -> ImportSummary
     Rows with an empty label are skipped and counted; a label that is not one digit 0..9, or
     pixels that are not 784 integers in 0..255, are reported (file line and reason) and
     skipped. Writes nothing when no row is usable. DataError when it is not a review file.
+    Either may be an `s3://` URL (the review file in a bucket, a remote labelled inbox).
     """
-    source = Path(path)
-    if not source.is_file():
-        raise DataError(f"{source}: no such file")
+    if not locations.exists(path):
+        raise DataError(f"{path}: no such file")
+    shown = str(path)
+    source = locations.local_copy(path)
     lines: list[str] = []
     problems: list[str] = []
     rows = unlabelled = bad = 0
@@ -228,7 +229,7 @@ def import_reviewed(path: str | Path, incoming_dir: str | Path) -> ImportSummary
         with open(source, encoding="utf-8-sig", newline="") as handle:
             reader = csv.reader(handle)
             header = next(reader, None)
-            label_at, pixels_at = _columns(source, header)
+            label_at, pixels_at = _columns(shown, header)
             for number, record in enumerate(reader, start=2):
                 if not any(value.strip() for value in record):
                     continue
@@ -246,21 +247,21 @@ def import_reviewed(path: str | Path, incoming_dir: str | Path) -> ImportSummary
                 pixels = ",".join(record[pixels_at + i].strip() for i in range(INPUT_NODES))
                 lines.append(f"{int(label)},{pixels}")
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{source}: unreadable review file ({exc})") from exc
-    summary = ImportSummary(str(source), rows, len(lines), unlabelled, bad, tuple(problems))
+        raise DataError(f"{shown}: unreadable review file ({exc})") from exc
+    summary = ImportSummary(shown, rows, len(lines), unlabelled, bad, tuple(problems))
     if not lines:
         return summary
     data = ("\n".join(lines) + "\n").encode("ascii")
-    target = Path(incoming_dir) / f"reviewed-{hashlib.sha256(data).hexdigest()[:16]}.csv"
-    already = target.is_file()
+    target = locations.join(incoming_dir, f"reviewed-{hashlib.sha256(data).hexdigest()[:16]}.csv")
+    already = locations.exists(target)
     if not already:
-        write_bytes_atomic(target, data)
+        locations.write_bytes(target, data)
     return ImportSummary(
-        str(source), rows, len(lines), unlabelled, bad, tuple(problems), str(target), already
+        shown, rows, len(lines), unlabelled, bad, tuple(problems), str(target), already
     )
 
 
-def _columns(source: Path, header: list[str] | None) -> tuple[int, int]:
+def _columns(source: str, header: list[str] | None) -> tuple[int, int]:
     """Positions of `label` and `pixel0` (pixel0..pixel783 must follow in order)."""
     names = [name.strip() for name in header or []]
     if "label" not in names or "pixel0" not in names:

@@ -4,18 +4,20 @@ A run whose folder holds the requested epochs' scores, valid final weights and a
 whose weights the registry already holds, would train nothing and register nothing: the CLI
 answers it from here, without a Prefect server. Anything missing or different returns None and
 the flow runs as usual. No Prefect import here (`mnistnn` never imports it).
+
+On object storage (`data_dir=s3://...`) the same check reads the bucket: a dozen small requests
+(the two ingest summaries, the checkpoint listing, metrics, the final weights, the registry)
+against a temporary Prefect server's start of several seconds, so it answers there too.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from mnistnn.config import DataPaths
 from mnistnn.core import locations
-from mnistnn.core.files import sha256_file
 from mnistnn.model import checkpoint
 from mnistnn.presets import Resolved
 from mnistnn.registry.store import ModelRegistry
@@ -39,7 +41,7 @@ class Answer:
 
 def data_identity(csv_path: str | os.PathLike[str]) -> str:
     """The sha256 that keys a run's data: the source file's bytes, as the ingest hashes them."""
-    return sha256_file(csv_path)
+    return locations.sha256_of(csv_path)
 
 
 def existing_result(
@@ -59,10 +61,10 @@ def existing_result(
     `max_rejected_fraction`), when the run lacks an epoch, its final weights are not valid, its
     report is missing, or the registry does not hold its weights.
     """
-    if fresh or paths.is_remote:  # on object storage the flow itself finds the finished run
+    if fresh:
         return None
     for digest in (train_sha256, test_sha256):
-        if not _ingested_within(Path(paths.processed), digest, max_rejected_fraction):
+        if not _ingested_within(paths.processed, digest, max_rejected_fraction):
             return None
     epochs = resolved.epochs
     folder = run_folder(paths.runs, resolved.config, train_sha256, test_sha256)
@@ -113,12 +115,14 @@ def existing_result(
     )
 
 
-def _ingested_within(processed: Path, digest: str, max_rejected_fraction: float) -> bool:
+def _ingested_within(
+    processed: locations.Location, digest: str, max_rejected_fraction: float
+) -> bool:
     """The ingest's stored summary of this content exists and passes the rejection limit."""
-    summary = read_json(processed / f"{digest[:16]}.json")
+    summary = read_json(locations.join(processed, f"{digest[:16]}.json"))
     if summary is None or summary.get("sha256") != digest:
         return False
-    if not (processed / f"{digest[:16]}.parquet").is_file():
+    if not locations.exists(locations.join(processed, f"{digest[:16]}.parquet")):
         return False
     read, rejected = summary.get("rows_read"), summary.get("rows_rejected")
     if not isinstance(read, int) or not isinstance(rejected, int) or read <= 0:
@@ -131,7 +135,7 @@ def _final_weights_sha(folder: RunFolder, epochs: int) -> str | None:
     _, meta_path = checkpoint.checkpoint_paths(folder.checkpoints, epochs)
     try:
         vouched = checkpoint.read_metadata(meta_path)["weights_sha256"]
-        actual = sha256_file(folder.weights)
+        actual = locations.sha256_of(folder.weights)
     except (OSError, ValueError, Exception):
         return None
     return actual if actual == vouched else None

@@ -34,7 +34,6 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -384,8 +383,8 @@ def assess_batches(
 
 def members_of(snapshots_dir: str | os.PathLike[str], train_sha256: str) -> set[str]:
     """The sha256s of the files a model was trained on (its snapshot's members, or the file)."""
-    path = Path(snapshots_dir) / f"{train_sha256[:16]}.json"
-    if not path.is_file():
+    path = locations.join(snapshots_dir, f"{train_sha256[:16]}.json")
+    if not locations.exists(path):
         return {train_sha256}
     try:
         return {member.sha256 for member in read_manifest(path).members}

@@ -151,8 +151,8 @@ def points_for(
     return rows
 
 
-def write_report(folder: str | os.PathLike[str], text: str) -> Location:
-    """Save the sweep report as markdown in `folder` (a path or an `s3://` URL), whole."""
+def write_report(folder: str | os.PathLike[str], text: str) -> locations.Location:
+    """Save the sweep report as markdown in `folder` (a local folder or an `s3://` prefix)."""
     path = locations.join(folder, "sweep-report.md")
     locations.write_bytes(path, text.encode("utf-8"))
     return path

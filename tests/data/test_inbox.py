@@ -127,12 +127,12 @@ def test_a_bad_batch_is_refused_once_with_one_line(paths: DataPaths, mnist_train
     import mnistnn.data.inbox as inbox
 
     calls: list[object] = []
-    real = inbox.ingest_csv
-    inbox.ingest_csv = lambda *a, **k: calls.append(a) or real(*a, **k)  # type: ignore[assignment]
+    real = inbox.ingest_location
+    inbox.ingest_location = lambda *a, **k: calls.append(a) or real(*a, **k)  # type: ignore[assignment]
     try:
         again = {batch.file: batch for batch in scan(paths, now=NOW + 50)}
     finally:
-        inbox.ingest_csv = real
+        inbox.ingest_location = real
     assert calls == [] and again["bad.csv"].status == "refused" and not again["bad.csv"].new
     assert again["good.csv"].sha256 == sha256_file(good)
 
@@ -176,3 +176,36 @@ def test_bad_options_are_refused(paths: DataPaths) -> None:
         scan(paths, settle_seconds=-1.0)
     with pytest.raises(ValueError, match="max_rejected_fraction"):
         scan(paths, max_rejected_fraction=2.0)
+
+
+def test_concurrent_scans_lose_no_batch_and_announce_each_once(
+    store_url: str, tmp_path: Path, mnist_train
+) -> None:
+    """Two scanners (threads with their own DataPaths: two machines on S3) race on one inbox."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mnistnn.core import locations
+
+    root = DataPaths.at(store_url)
+    for index in range(3):
+        rows = (mnist_train[0][index * 10 : index * 10 + 10], mnist_train[1][index * 10 :][:10])
+        local = write_mnist_csv(tmp_path / f"b{index}.csv", *rows)
+        locations.write_bytes(locations.join(root.incoming, local.name), local.read_bytes())
+    locations.write_bytes(locations.join(root.incoming, "b9.csv.tmp"), b"being written")
+
+    def one_scan(_: int) -> list:  # type: ignore[type-arg]
+        paths = DataPaths.at(store_url)
+        return scan_inbox(paths.incoming, paths, settle_seconds=0.0)
+
+    with ThreadPoolExecutor(2) as pool:
+        scans = list(pool.map(one_scan, range(2)))
+    for found in scans:
+        assert sorted(batch.file for batch in found) == ["b0.csv", "b1.csv", "b2.csv"]
+    announced = [batch.sha256 for found in scans for batch in found if batch.new]
+    assert sorted(announced) == sorted(batch.sha256 for batch in scans[0])  # each exactly once
+    ledger = json.loads(locations.read_bytes(ledger_path(root)))
+    assert sorted(ledger["names"]) == ["b0.csv", "b1.csv", "b2.csv"]
+    assert {batch.parquet for batch in scans[1]} == {
+        str(locations.join(root.processed, ledger["batches"][sha]["parquet"]))
+        for sha in ledger["batches"]
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from flows import training as flow_module
 from mnistnn.core import locations
 from mnistnn.model.checkpoint import load_weights
 from mnistnn.registry.store import ModelRegistry
+from tests.conftest import write_mnist_csv
 from tests.flows.test_training import HIDDEN, direct_weights
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -50,3 +52,47 @@ def test_flow_on_s3_matches_the_library_and_registers(
     again = flow_module.train_pipeline(**params)
     assert again["trained_epochs"] == []
     assert again["decision"]["version"] == "v0001"
+
+
+def test_a_batch_in_the_bucket_inbox_is_trained_on_once(
+    small_csvs: tuple[Path, Path], s3_url: str, tmp_path: Path, mnist_train
+) -> None:
+    data_dir = f"{s3_url}/data"
+    inputs = [f"{s3_url}/inputs/{csv.name}" for csv in small_csvs]
+    for csv, url in zip(small_csvs, inputs, strict=True):
+        locations.write_bytes(url, csv.read_bytes())
+    batch = write_mnist_csv(tmp_path / "batch-01.csv", *(a[2000:2300] for a in mnist_train))
+    locations.write_bytes(f"{data_dir}/incoming/batch-01.csv", batch.read_bytes())
+    locations.write_bytes(f"{data_dir}/incoming/batch-02.csv.part", b"half a file")
+    params = {
+        "train_csv": inputs[0],
+        "test_csv": inputs[1],
+        "hidden_nodes": HIDDEN,
+        "epochs": 1,
+        "data_dir": data_dir,
+        "publish_report": False,
+    }
+    result = flow_module.train_pipeline(**params)
+    [member] = result["snapshot"]["batches"]
+    assert (member["file"], member["status"], member["accepted"]) == (
+        "batch-01.csv",
+        "accepted",
+        300,
+    )
+    sha = result["snapshot"]["sha256"]
+    store = locations.store_at(data_dir)
+    assert store.exists(f"snapshots/{sha[:16]}.json") and store.exists("snapshots/inbox.json")
+    meta = json.loads(
+        store.read_bytes(result["run_dir"][len(data_dir) + 1 :] + "/checkpoints/epoch-0001.json")
+    )
+    lineage = meta["lineage"]
+    assert lineage["train"]["sha256"] == sha
+    assert "+ 1 inbox batch" in lineage["train"]["source_name"]
+    assert [b["file"] for b in lineage["snapshot"]["batches"]] == ["batch-01.csv"]
+    recent = result["snapshot"]["recent"]
+    assert recent["rows"] > 0 and recent["parquet"].startswith(f"{data_dir}/processed/")
+    # 2,000 base rows + the batch's 300 less its held-out recent rows
+    assert lineage["train"]["rows_accepted"] == 2000 + 300 - recent["rows"]
+    again = flow_module.train_pipeline(**params)
+    assert again["trained_epochs"] == [] and again["run_dir"] == result["run_dir"]
+    assert again["snapshot"]["sha256"] == sha and again["decision"]["version"] == "v0001"

@@ -364,8 +364,8 @@ def test_a_refused_batch_is_reported_and_not_ingested_again(
     assert sorted(row["file"] for row in rows) == ["bad.csv", "good.csv"]
 
     calls: list[object] = []
-    real = inbox.ingest_csv
-    monkeypatch.setattr(inbox, "ingest_csv", lambda *a, **k: calls.append(a) or real(*a, **k))
+    real = inbox.ingest_location
+    monkeypatch.setattr(inbox, "ingest_location", lambda *a, **k: calls.append(a) or real(*a, **k))
     again = run_flow(small_csvs, tmp_path, epochs=1)
     assert calls == [] and again["trained_epochs"] == []
     assert {b["file"]: b["status"] for b in again["snapshot"]["batches"]} == {
