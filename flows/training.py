@@ -4,7 +4,7 @@ Every step is its own retryable task that finds its own output on disk first, so
 after a crash (even SIGKILL) or a second run of a finished configuration resumes from the last valid
 checkpoint and redoes nothing else. Tasks exchange paths and small typed records, never arrays.
 In the UI's run graph the epochs form a chain (each waits for the previous one) with each
-epoch's evaluation hanging off it.
+scored epoch's evaluation hanging off it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.client.schemas.objects import State
-from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 
 from flows.server import claim_run_folder
@@ -295,7 +294,12 @@ def _train_and_evaluate(
 ) -> list[EpochRecord]:
     """Train the missing epochs in order; score every `evaluate_every`-th epoch and the last.
 
-    EVAL_MODE_NOTE
+    Each scored epoch is evaluated in the flow's thread right after it trained, before the next
+    epoch starts. Evaluating it in a task that overlaps the next epoch (as the flow did first)
+    takes the second core that both the per-sample engine and BLAS use: measured with the
+    `best` preset at every epoch, the overlapped epochs trained at 2.0-2.2 s against 1.4-1.5 s
+    alone, while scoring in turn costs only the evaluation itself (a fraction of a second), and
+    the weights are the same either way.
     """
     logger = run_logger()
     crashed = claim_run_folder(folder.path, flow_run.get_id())
@@ -312,24 +316,8 @@ def _train_and_evaluate(
             "stay unscored (train with fresh=True and this schedule to score them)",
             ", ".join(map(str, lost)),
         )
-    # In epoch order: a record known at once (an unscored epoch) or an evaluation under way.
-    pending: list[EpochRecord | PrefectFuture[EpochRecord]] = []
     records: list[EpochRecord] = []
     previous: list[State[Any]] = []  # the last epoch's state: the next one waits for it
-
-    def collect(block: bool) -> None:
-        while pending:
-            head = pending[0]
-            if isinstance(head, PrefectFuture) and not (block or head.state.is_final()):
-                return
-            pending.pop(0)
-            record = head.result() if isinstance(head, PrefectFuture) else head
-            records.append(record)
-            logger.info(record.line(epochs))
-            update_progress_artifact(progress_id, 100.0 * record.epoch / epochs)
-            for listener in _LISTENERS:
-                listener(record, epochs)
-
     for epoch in range(1, epochs + 1):
         outcome = None
         if epoch > resume:
@@ -345,31 +333,23 @@ def _train_and_evaluate(
             )
             outcome = state.result()  # raises when the epoch failed for good
             previous = [state]
-            training.prune_checkpoints(folder, epoch, keep_checkpoints, epochs, evaluate_every)
-        if not training.is_scheduled(epoch, epochs, evaluate_every) or epoch in lost:
-            pending.append(
-                training.epoch_record(folder, epoch)
-                if outcome is None
-                else EpochRecord.unscored(epoch, outcome.train_seconds)
-            )
-        elif _OVERLAP:
-            pending.append(
-                evaluate_epoch_task.submit(
-                    str(folder.path), epoch, test.parquet, return_state=False, wait_for=previous
-                )
-            )
+        if training.is_scheduled(epoch, epochs, evaluate_every) and epoch not in lost:
+            # in this thread, before the next epoch trains: see the docstring
+            record = evaluate_epoch_task(str(folder.path), epoch, test.parquet, wait_for=previous)
+        elif outcome is None:
+            record = training.epoch_record(folder, epoch)  # trained before: maybe scored then
         else:
-            pending.append(
-                evaluate_epoch_task(str(folder.path), epoch, test.parquet, wait_for=previous)
-            )
-        collect(block=False)
-    collect(block=True)
-    # now every scheduled epoch is scored: its weights may go too
+            record = EpochRecord.unscored(epoch, outcome.train_seconds)
+        if epoch > resume:  # after scoring: a scored epoch's weights may go at once
+            training.prune_checkpoints(folder, epoch, keep_checkpoints, epochs, evaluate_every)
+        records.append(record)
+        logger.info(record.line(epochs))
+        update_progress_artifact(progress_id, 100.0 * epoch / epochs)
+        for listener in _LISTENERS:
+            listener(record, epochs)
+    # a resumed run may have scored old epochs just now: their weights may go too
     training.prune_checkpoints(folder, epochs, keep_checkpoints, epochs, evaluate_every)
     return records
-
-
-_OVERLAP = os.environ.get("MNISTNN_EVAL_OVERLAP", "1") == "1"  # measurement only
 
 
 class _Stopwatch:
