@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks.common import QUICK_ROWS, TEST_CSV, TRAIN_CSV, parser, print_table
@@ -23,9 +24,15 @@ from tests.conftest import write_mnist_csv
 
 
 def run_pipeline(
-    workdir: Path, data_dir: Path, train_csv: Path, test_csv: Path, epochs: int
+    workdir: Path,
+    data_dir: Path,
+    train_csv: Path,
+    test_csv: Path,
+    epochs: int,
+    extra: Sequence[str] = (),
 ) -> tuple[dict, float, float]:
-    """(flow result, wall seconds, peak RSS in MB) of one `mnistnn train` process."""
+    """(flow result, wall seconds, peak RSS in MB) of one `mnistnn train` process; `extra` are
+    more `mnistnn train` flags (`--preset best`, ...)."""
     env = {
         **os.environ,
         "PREFECT_HOME": str(workdir / "prefect-home"),
@@ -44,6 +51,7 @@ def run_pipeline(
         str(test_csv),
         "--epochs",
         str(epochs),
+        *extra,
         "--json",
     ]
     started = time.perf_counter()

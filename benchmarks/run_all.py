@@ -15,6 +15,7 @@ BENCHMARKS = (
     "benchmarks.bench_snapshot",
     "benchmarks.bench_augment",
     "benchmarks.bench_pipeline",
+    "benchmarks.bench_flow_epochs",
     "benchmarks.bench_cli",
     "benchmarks.bench_sweep",
     "benchmarks.bench_scoring",

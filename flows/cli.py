@@ -40,6 +40,7 @@ _FLAGS = {
     "shuffle": "shuffle",
     "augment": "augment",
     "epochs": "epochs",
+    "evaluate_every": "evaluate_every",
 }
 
 
@@ -65,6 +66,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     train.add_argument("--schedule-epochs", type=positive_int, default=None, help="(15)")
     train.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=None)
     train.add_argument("--augment", choices=AUGMENTS, default=None, help="(none)")
+    train.add_argument(
+        "--evaluate-every",
+        type=positive_int,
+        default=None,
+        help="score every N-th epoch and the last (1; preset best: 10)",
+    )
     train.add_argument("--fresh", action="store_true", help="discard this run's checkpoints")
     train.add_argument(
         "--keep-checkpoints",
@@ -255,10 +262,12 @@ def _print_summary(args: argparse.Namespace, result: dict[str, object]) -> int:
     assert isinstance(metrics, list)
     print(f"{'epoch':>5}  {'accuracy':>8}  {'confident':>9}  {'train s':>7}")
     for row in metrics:
-        print(
-            f"{row['epoch']:>5}  {row['accuracy']:>8.4f}  {row['confident']:>9.4f}  "
-            f"{row['train_seconds']:>7.2f}"
+        scores = (
+            f"{'not scored':>19}"
+            if row["accuracy"] is None
+            else f"{row['accuracy']:>8.4f}  {row['confident']:>9.4f}"
         )
+        print(f"{row['epoch']:>5}  {scores}  {row['train_seconds']:>7.2f}")
     snapshot = result.get("snapshot")
     for batch in snapshot.get("batches", []) if isinstance(snapshot, dict) else []:
         print(_batch_line(batch))
@@ -298,7 +307,10 @@ def _progress_bar() -> Iterator[Callable[[EpochRecord, int], None]]:
         if task_id is None:
             progress.start()
             task_id = progress.add_task("train", total=epochs, accuracy="-")
-        progress.update(task_id, advance=1, accuracy=f"{record.accuracy:.4f}")
+        if record.accuracy is None:  # an epoch the schedule skips: the last score stays
+            progress.update(task_id, advance=1)
+        else:
+            progress.update(task_id, advance=1, accuracy=f"{record.accuracy:.4f}")
 
     try:
         yield listener

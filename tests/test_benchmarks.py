@@ -28,6 +28,7 @@ def test_quick_benchmarks_run() -> None:
         "ingest of the train CSV",
         "augment seconds",
         "default pipeline end to end",
+        "best preset, training seconds per epoch",
         "sweep throughput",
         "batch scoring against mnistnn predict",
     ):

@@ -37,9 +37,19 @@ def test_every_preset_setting_is_a_known_setting() -> None:
         (None, {"hidden": 3}, "unknown setting"),
         (None, {"epochs": 0}, "epochs must be >= 1, got 0"),
         (None, {"epochs": 2.5}, "epochs must be an integer"),
+        (None, {"evaluate_every": 0}, "^evaluate_every must be >= 1, got 0$"),
+        ("best", {"evaluate_every": "2"}, "^evaluate_every must be an integer >= 1, got '2'$"),
         ("best", {"learning_rate": -1.0}, "learning_rate must be a finite number > 0"),
     ],
 )
 def test_bad_settings_name_the_setting(name: str | None, overrides: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         resolve(name, overrides)
+
+
+def test_evaluation_schedule_is_a_preset_default_outside_the_configuration() -> None:
+    assert resolve(None, {}).evaluate_every == 1
+    best = resolve("best", {})
+    assert best.evaluate_every == PRESETS["best"]["evaluate_every"] > 1
+    dense = resolve("best", {"evaluate_every": 1})
+    assert dense.evaluate_every == 1 and dense.config == best.config  # not part of the run key

@@ -22,7 +22,7 @@ from mnistnn.model import checkpoint
 from mnistnn.presets import Resolved
 from mnistnn.registry.store import ModelRegistry
 from mnistnn.runs.folders import RunFolder, read_json, run_folder
-from mnistnn.runs.steps import recorded_epochs
+from mnistnn.runs.steps import is_scheduled, recorded_epochs
 
 #: What `reason` says when nothing ran.
 REASON = "finished run, model already registered, same data: nothing to train"
@@ -58,8 +58,9 @@ def existing_result(
     `train_sha256` / `test_sha256` are the data identities the run folder is keyed by (today the
     sha256 of each CSV; a snapshot's hash when the training data becomes one). None when
     `fresh`, when a data file was never ingested (or ingesting it again could be refused under
-    `max_rejected_fraction`), when the run lacks an epoch, its final weights are not valid, its
-    report is missing, or the registry does not hold its weights.
+    `max_rejected_fraction`), when the run lacks an epoch or a score that `resolved`'s evaluation
+    schedule asks for, its final weights are not valid, its report is missing, or the registry
+    does not hold its weights.
     """
     if fresh:
         return None
@@ -79,6 +80,12 @@ def existing_result(
     if not isinstance(metrics, list) or [m.get("epoch") for m in metrics] != list(
         range(1, epochs + 1)
     ):
+        return None
+    if any(
+        m.get("accuracy") is None
+        for m in metrics
+        if is_scheduled(m["epoch"], epochs, resolved.evaluate_every)
+    ):  # a denser schedule than the run was trained with: the flow scores what it can
         return None
     weights_sha = _final_weights_sha(folder, epochs)
     if weights_sha is None:

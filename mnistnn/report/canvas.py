@@ -95,6 +95,16 @@ def series(name: str, values: Sequence[float] | npt.ArrayLike) -> FloatArray:
     return array
 
 
+def scores(name: str, values: Sequence[float | None]) -> FloatArray:
+    """Per-epoch scores with NaN where an epoch was not scored: matplotlib leaves a gap there,
+    so no value is ever drawn that was not measured. At least one score must be present."""
+    array = series(name, [0.0 if value is None else value for value in values])
+    array[[value is None for value in values]] = np.nan
+    if np.isnan(array).all():
+        raise ValueError(f"{name} must have at least one scored epoch")
+    return array
+
+
 def same_length(**series: FloatArray) -> None:
     """Paired series (x and y of one plot) must have one value per epoch each."""
     lengths = {name: len(values) for name, values in series.items()}

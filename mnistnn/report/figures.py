@@ -14,69 +14,114 @@ from mnistnn.report.canvas import (
     CONFIDENT_COLOUR,
     new_figure,
     same_length,
+    scores,
     series,
     to_png,
 )
+from mnistnn.types import FloatArray
 
 
 # -- per-epoch curves ---------------------------------------------------------------------------
+def learning_curve_data(
+    epochs: Sequence[int],
+    accuracy: Sequence[float | None],
+    confident: Sequence[float | None],
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """The (epoch, accuracy, confident) arrays the learning curve draws: NaN (a gap in the line)
+    wherever an epoch was not scored, never a value in between."""
+    x = series("epochs", epochs)
+    acc = scores("accuracy", accuracy)
+    conf = scores("confident", confident)
+    same_length(epochs=x, accuracy=acc, confident=conf)
+    return x, acc, conf
+
+
+def _markers(values: FloatArray) -> tuple[bool, float]:
+    """(draw markers, their size): always with gaps (an isolated score has no line to show it),
+    and for short runs; smaller when there are many points."""
+    shown = int(np.count_nonzero(~np.isnan(values)))
+    gaps = shown < len(values)
+    return (gaps or len(values) <= 30), (6.0 if shown <= 30 else 3.0)
+
+
+def _last_score(values: FloatArray) -> float:
+    """The last scored value (the final epoch is always scored; this guards the legend)."""
+    return float(values[~np.isnan(values)][-1])
+
+
 def learning_curve(
-    epochs: Sequence[int], accuracy: Sequence[float], confident: Sequence[float]
+    epochs: Sequence[int], accuracy: Sequence[float | None], confident: Sequence[float | None]
 ) -> bytes:
     """Test accuracy and the reference's confident score per epoch, y axis in percent.
 
     Both scores are plotted because the reference reports the confident score (output > 0.85
-    at the true label) while argmax accuracy is what the champion comparison uses.
+    at the true label) while argmax accuracy is what the champion comparison uses. An epoch
+    the evaluation schedule skipped (None) is a gap; the title says how many were scored.
     """
-    x = series("epochs", epochs)
-    acc = series("accuracy", accuracy)
-    conf = series("confident", confident)
-    same_length(epochs=x, accuracy=acc, confident=conf)
+    x, acc, conf = learning_curve_data(epochs, accuracy, confident)
     figure = new_figure("learning_curve")
     axes = figure.subplots()
     # the final values go in the legend: labels at the curves' ends collide when they are close
-    marker = "o" if len(x) <= 30 else None
+    marked, size = _markers(acc)
     axes.plot(
         x,
         acc,
         "-",
-        marker=marker,
+        marker="o" if marked else None,
+        markersize=size,
         color=ACCURACY_COLOUR,
-        label=f"accuracy (largest output is right): {acc[-1]:.2%}",
+        label=f"accuracy (largest output is right): {_last_score(acc):.2%}",
     )
     axes.plot(
         x,
         conf,
         "--",
-        marker="s" if marker else None,
+        marker="s" if marked else None,
+        markersize=size,
         color=CONFIDENT_COLOUR,
-        label=f"confident score (output > 0.85): {conf[-1]:.2%}",
+        label=f"confident score (output > 0.85): {_last_score(conf):.2%}",
     )
+    scored = int(np.count_nonzero(~np.isnan(acc)))
+    title = "Test scores per epoch"
+    if scored < len(acc):
+        title += f" ({scored} of {len(acc)} epochs scored)"
     axes.margins(x=0.05, y=0.12)
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
-    axes.set(xlabel="epoch", ylabel="test set score", title="Test scores per epoch")
+    axes.set(xlabel="epoch", ylabel="test set score", title=title)
     axes.grid(alpha=0.3)
     axes.legend(loc="lower right")
     return to_png(figure)
 
 
-def time_to_accuracy(seconds: Sequence[float], accuracy: Sequence[float]) -> bytes:
+def time_to_accuracy_data(
+    seconds: Sequence[float], accuracy: Sequence[float | None]
+) -> tuple[FloatArray, FloatArray]:
+    """(cumulative training seconds after each epoch, accuracy with NaN where not scored).
+
+    Every epoch's training time counts, scored or not: the x axis is the time it really took.
+    """
+    durations = series("seconds", seconds)
+    acc = scores("accuracy", accuracy)
+    same_length(seconds=durations, accuracy=acc)
+    if np.any(durations < 0):
+        raise ValueError("seconds must be per-epoch durations >= 0")
+    return np.cumsum(durations), acc
+
+
+def time_to_accuracy(seconds: Sequence[float], accuracy: Sequence[float | None]) -> bytes:
     """Accuracy against cumulative training time; `seconds` are per-epoch training durations.
 
     Durations (as recorded per epoch) are summed here, so the x axis shows what a reader wants
     to know: how long training took to reach each accuracy. Points are labelled with their epoch.
     """
-    durations = series("seconds", seconds)
-    acc = series("accuracy", accuracy)
-    same_length(seconds=durations, accuracy=acc)
-    if np.any(durations < 0):
-        raise ValueError("seconds must be per-epoch durations >= 0")
-    elapsed = np.cumsum(durations)
+    elapsed, acc = time_to_accuracy_data(seconds, accuracy)
     figure = new_figure("time_to_accuracy")
     axes = figure.subplots()
-    axes.plot(elapsed, acc, "o-", color=ACCURACY_COLOUR)
-    labelled = range(len(acc)) if len(acc) <= 15 else [len(acc) - 1]
+    _, size = _markers(acc)
+    axes.plot(elapsed, acc, "o-", markersize=size, color=ACCURACY_COLOUR)
+    scored = [index for index in range(len(acc)) if not np.isnan(acc[index])]
+    labelled = scored if len(scored) <= 15 else scored[-1:]
     for index in labelled:
         axes.annotate(
             f"epoch {index + 1}",

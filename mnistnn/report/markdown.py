@@ -152,8 +152,9 @@ def epoch_table_rows(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per-epoch rows in `EPOCH_COLUMNS` order, sorted by epoch, with the running mean accuracy.
 
     The running mean is the reference program's "total accuracy" (the mean over the epochs so
-    far); it is computed from unrounded accuracies, then every number is rounded for display:
-    scores 4 decimals, MSE 6, seconds 3.
+    far; with an evaluation schedule, over the scored epochs so far); it is computed from
+    unrounded accuracies, then every number is rounded for display: scores 4 decimals, MSE 6,
+    seconds 3. An epoch that was not scored keeps None in every score column.
     """
     rows: list[dict[str, Any]] = []
     accuracies: list[float] = []
@@ -161,24 +162,35 @@ def epoch_table_rows(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
         missing = [key for key in _HISTORY_KEYS if key not in record]
         if missing:
             raise ValueError(f"epoch record is missing {', '.join(missing)}: {record!r}")
-        accuracies.append(float(record["accuracy"]))
+        scored = record["accuracy"] is not None
+        if scored:
+            accuracies.append(float(record["accuracy"]))
         values = (
             int(record["epoch"]),
-            round(accuracies[-1], 4),
-            round(float(record["confident"]), 4),
-            round(math.fsum(accuracies) / len(accuracies), 4),
-            round(float(record["mse"]), 6),
+            _rounded(record["accuracy"], 4),
+            _rounded(record["confident"], 4),
+            round(math.fsum(accuracies) / len(accuracies), 4) if scored else None,
+            _rounded(record["mse"], 6),
             round(float(record["train_seconds"]), 3),
-            round(float(record["eval_seconds"]), 3),
+            _rounded(record["eval_seconds"], 3),
         )
         rows.append(dict(zip(EPOCH_COLUMNS, values, strict=True)))
     return rows
 
 
+def _rounded(value: float | None, digits: int) -> float | None:
+    """`value` rounded for display; None (not scored) stays None."""
+    return None if value is None else round(float(value), digits)
+
+
 def _epoch_table(rows: list[dict[str, Any]]) -> str:
-    """Markdown form of `epoch_table_rows`, fixed decimals so the columns line up."""
+    """Markdown form of `epoch_table_rows`, fixed decimals so the columns line up; an epoch that
+    was not scored shows `not scored` in its score columns."""
     cells = (
-        [fmt.format(row[column]) for fmt, column in zip(_EPOCH_FORMATS, EPOCH_COLUMNS, strict=True)]
+        [
+            "not scored" if row[column] is None else fmt.format(row[column])
+            for fmt, column in zip(_EPOCH_FORMATS, EPOCH_COLUMNS, strict=True)
+        ]
         for row in rows
     )
     return _table(_EPOCH_HEADERS, cells, [True] * len(EPOCH_COLUMNS))
@@ -237,15 +249,28 @@ def _headline(rows: list[dict[str, Any]], comparison: str | None) -> str:
     if rows:
         final = rows[-1]
         epochs = len(rows)
+        scored = sum(row["accuracy"] is not None for row in rows)
         scores = (
             f"**Test accuracy {_percent(final['accuracy'])}** · "
             f"confident score {_percent(final['confident'])} (output > 0.85 at the true label) · "
             f"{epochs} epoch{'s' if epochs != 1 else ''}"
+            + (f", {scored} of them scored on the test set" if scored < epochs else "")
         )
     else:
         scores = "**No epochs were recorded.**"
     against = comparison if comparison is not None else "first model, no champion to compare with"
     return f"{scores}\n\n**Against the champion:** {against}"
+
+
+def _results_caption(rows: list[dict[str, Any]]) -> str:
+    """What the per-epoch table shows, and which epochs it leaves unscored (if any)."""
+    caption = "Scores on the test set; running mean accuracy is the reference's “total accuracy”."
+    if all(row["accuracy"] is not None for row in rows):
+        return caption
+    return (
+        f"{caption[:-1]} (over the scored epochs). Epochs marked *not scored* were trained but "
+        "not evaluated (the run's `evaluate_every` schedule); no value is shown for them."
+    )
 
 
 def markdown_report(
@@ -284,7 +309,7 @@ def markdown_report(
         _lineage_table(lineage),
         *new_data,
         "## Per-epoch results",
-        "Scores on the test set; running mean accuracy is the reference's “total accuracy”.",
+        _results_caption(rows),
         _epoch_table(rows),
         "## Per-class precision and recall",
         _class_table(precision, recall),

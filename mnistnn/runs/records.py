@@ -11,29 +11,45 @@ from mnistnn.data.ingest import IngestSummary
 
 @dataclass(frozen=True)
 class EpochRecord:
-    """One scored epoch: what the log line, the progress bar, metrics.json and `--json` show."""
+    """One trained epoch: what the log line, the progress bar, metrics.json and `--json` show.
+
+    An epoch the evaluation schedule skipped (`evaluate_every`) has its training time and None
+    for every score: the report shows a gap there, never an interpolated value.
+    """
 
     epoch: int
-    accuracy: float
-    confident: float
-    mse: float
+    accuracy: float | None
+    confident: float | None
+    mse: float | None
     train_seconds: float
-    eval_seconds: float
+    eval_seconds: float | None
 
     @classmethod
     def from_eval(cls, record: dict[str, Any]) -> EpochRecord:
         """The summary fields of a stored evaluation (which also holds the confusion matrix)."""
         return cls(**{field.name: record[field.name] for field in dataclasses.fields(cls)})
 
+    @classmethod
+    def unscored(cls, epoch: int, train_seconds: float) -> EpochRecord:
+        """An epoch that was trained but not scored on the test set."""
+        return cls(epoch, None, None, None, train_seconds, None)
+
+    @property
+    def scored(self) -> bool:
+        return self.accuracy is not None
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def line(self, epochs: int) -> str:
-        """`epoch 3/15  accuracy 0.9640  confident 0.8556  train 0.55 s`."""
-        return (
-            f"epoch {self.epoch}/{epochs}  accuracy {self.accuracy:.4f}  "
-            f"confident {self.confident:.4f}  train {self.train_seconds:.2f} s"
+        """`epoch 3/15  accuracy 0.9640  confident 0.8556  train 0.55 s` (`not scored` instead
+        of the scores for an epoch the schedule skipped)."""
+        scores = (
+            f"accuracy {self.accuracy:.4f}  confident {self.confident:.4f}"
+            if self.accuracy is not None and self.confident is not None
+            else "not scored"
         )
+        return f"epoch {self.epoch}/{epochs}  {scores}  train {self.train_seconds:.2f} s"
 
 
 #: The score fields an earlier epoch's checkpoint carries forward (no timings).

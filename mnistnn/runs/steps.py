@@ -226,31 +226,66 @@ def evaluate_epoch(
     return result
 
 
-def prune_checkpoints(folder: RunFolder, newest: int, keep: int) -> list[Location]:
-    """Delete the weights of evaluated epochs older than the newest `keep` (0 keeps all).
+def is_scheduled(epoch: int, epochs: int, evaluate_every: int) -> bool:
+    """Whether a run of `epochs` scores `epoch` on the test set: every `evaluate_every`-th
+    epoch, and always the last (the model that is registered and reported)."""
+    return epoch == epochs or epoch % evaluate_every == 0
 
-    The JSON metadata and the scores stay, so the run's history is complete; resuming needs only
-    the newest valid checkpoint, and the final weights are copied to `weights.npz` at the end.
+
+def unscorable(folder: RunFolder, trained: int, epochs: int, evaluate_every: int) -> list[int]:
+    """Scheduled epochs up to `trained` that have no score and whose weights are gone (pruned
+    under an earlier, sparser schedule): nothing can score them now short of training again."""
+    return [
+        epoch
+        for epoch in range(1, min(trained, epochs) + 1)
+        if is_scheduled(epoch, epochs, evaluate_every)
+        and not locations.exists(folder.eval_path(epoch))
+        and not locations.exists(checkpoint.checkpoint_paths(folder.checkpoints, epoch)[0])
+    ]
+
+
+def prune_checkpoints(
+    folder: RunFolder, newest: int, keep: int, epochs: int | None = None, evaluate_every: int = 1
+) -> list[Location]:
+    """Delete the weights of epochs older than the newest `keep` (0 keeps all) that are scored,
+    or that the schedule of a run of `epochs` never scores (`evaluate_every`).
+
+    A scheduled epoch keeps its weights until it is scored (evaluation lags training). The JSON
+    metadata and the scores stay, so the run's history is complete; resuming needs only the
+    newest valid checkpoint, and the final weights are copied to `weights.npz` at the end.
     """
     if check_keep(keep) == 0:
         return []
     removed = []
     for epoch in range(1, newest - keep + 1):
         weights, _ = checkpoint.checkpoint_paths(folder.checkpoints, epoch)
-        if locations.exists(weights) and locations.exists(folder.eval_path(epoch)):
+        if not locations.exists(weights):
+            continue
+        skipped = epochs is not None and not is_scheduled(epoch, epochs, evaluate_every)
+        if skipped or locations.exists(folder.eval_path(epoch)):
             locations.delete(weights)
             removed.append(weights)
     return removed
 
 
+def epoch_record(folder: RunFolder, epoch: int) -> EpochRecord:
+    """Epoch `epoch`'s scores when it was scored, else its training time with no scores."""
+    record = read_json(folder.eval_path(epoch))
+    if record is not None:
+        return EpochRecord.from_eval(record)
+    _, meta_path = checkpoint.checkpoint_paths(folder.checkpoints, epoch)
+    return EpochRecord.unscored(epoch, float(checkpoint.read_metadata(meta_path)["train_seconds"]))
+
+
 def finish_run(folder: RunFolder, epochs: int) -> list[EpochRecord]:
-    """Write `metrics.json` and the final `weights.npz`; return the per-epoch records."""
-    metrics = []
-    for epoch in range(1, epochs + 1):
-        record = read_json(folder.eval_path(epoch))
-        if record is None:
-            raise CheckpointError(f"{folder.eval_path(epoch)}: evaluation of epoch {epoch} missing")
-        metrics.append(EpochRecord.from_eval(record))
+    """Write `metrics.json` and the final `weights.npz`; return one record per epoch.
+
+    Epochs the evaluation schedule skipped are recorded with their training time and null
+    scores; the final epoch must be scored.
+    """
+    metrics = [epoch_record(folder, epoch) for epoch in range(1, epochs + 1)]
+    if not metrics[-1].scored:
+        raise CheckpointError(f"{folder.eval_path(epochs)}: evaluation of epoch {epochs} missing")
     locations.write_json(
         folder.metrics_json, {"epochs": epochs, "metrics": [m.to_dict() for m in metrics]}
     )

@@ -17,7 +17,6 @@ from typing import Any
 
 from mnistnn.config import NetworkConfig
 from mnistnn.core import locations
-from mnistnn.core.locations import Location
 from mnistnn.errors import ConfigError
 from mnistnn.runs import steps as training
 from mnistnn.runs.folders import open_run, run_folder, run_lock

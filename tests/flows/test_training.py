@@ -131,6 +131,7 @@ def test_corrupted_checkpoint_is_redone(small_csvs, tmp_path: Path) -> None:
         ({"min_delta": -0.1}, "min_delta must be a finite number >= 0, got -0.1"),
         ({"keep_checkpoints": -1}, "keep_checkpoints must be >= 0"),
         ({"preset": "best", "epochs": 0}, "epochs must be >= 1, got 0"),
+        ({"evaluate_every": 0}, "^evaluate_every must be >= 1, got 0$"),
     ],
 )
 def test_bad_parameters_fail_before_any_work(
@@ -222,6 +223,31 @@ def test_keep_checkpoints_prunes_old_weights_but_not_history(small_csvs, tmp_pat
     again = run_flow(small_csvs, tmp_path, epochs=4, keep_checkpoints=1)
     assert again["trained_epochs"] == []
     assert again["metrics"] == result["metrics"]
+
+
+def test_a_schedule_leaves_gaps_and_a_denser_one_scores_what_it_can(
+    small_csvs, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    sparse = run_flow(
+        small_csvs, tmp_path, epochs=4, evaluate_every=4, keep_checkpoints=2, publish_report=True
+    )
+    run_dir = Path(sparse["run_dir"])
+    assert [row["accuracy"] is None for row in sparse["metrics"]] == [True, True, True, False]
+    assert all(row["train_seconds"] > 0 for row in sparse["metrics"])
+    assert sorted(path.name for path in (run_dir / "evals").glob("*.json")) == ["epoch-0004.json"]
+    # epochs 1-2 are outside the keep window and never scored: pruned; epoch 3 is kept
+    assert sorted(path.name for path in (run_dir / "checkpoints").glob("*.npz")) == [
+        "epoch-0003.npz",
+        "epoch-0004.npz",
+    ]
+    assert "| 1 | not scored |" in (run_dir / "report.md").read_text()
+    # the schedule is not part of the run key: a denser one reuses the run and trains nothing
+    dense = run_flow(small_csvs, tmp_path, epochs=4, evaluate_every=1, keep_checkpoints=2)
+    assert dense["run_dir"] == sparse["run_dir"] and dense["trained_epochs"] == []
+    assert [row["accuracy"] is None for row in dense["metrics"]] == [True, True, False, False]
+    assert dense["metrics"][3] == sparse["metrics"][3]
+    assert weights_sha(dense["run_dir"]) == weights_sha(sparse["run_dir"])
+    assert "epoch(s) 1, 2: never scored and their weights were pruned" in caplog.text
 
 
 def test_explicit_parameters_win_over_the_preset(small_csvs, tmp_path: Path) -> None:

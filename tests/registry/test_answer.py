@@ -19,7 +19,9 @@ from mnistnn.runs.folders import open_run, run_folder
 HIDDEN = 12
 
 
-def finish(small_csvs: tuple[Path, Path], root: Path, epochs: int = 2) -> dict[str, Any]:
+def finish(
+    small_csvs: tuple[Path, Path], root: Path, epochs: int = 2, every: int = 1
+) -> dict[str, Any]:
     """Train, score, finish and register a run with the library's steps (what the flow does)."""
     paths = DataPaths(root)
     train = ingest_csv(small_csvs[0], paths.processed)
@@ -33,7 +35,8 @@ def finish(small_csvs: tuple[Path, Path], root: Path, epochs: int = 2) -> dict[s
     )
     for epoch in range(1, epochs + 1):
         steps.train_epoch(folder, epoch, resolved.config, train.parquet)
-        steps.evaluate_epoch(folder, epoch, test.parquet)
+        if steps.is_scheduled(epoch, epochs, every):
+            steps.evaluate_epoch(folder, epoch, test.parquet)
     steps.finish_run(folder, epochs)
     folder.report.write_text("# report\n", encoding="utf-8")
     lineage = {"train": {"sha256": train.sha256}, "test": {"sha256": test.sha256}}
@@ -46,8 +49,8 @@ def finish(small_csvs: tuple[Path, Path], root: Path, epochs: int = 2) -> dict[s
     }
 
 
-def ask(run: dict[str, Any], epochs: int = 2, **options: Any):  # type: ignore[no-untyped-def]
-    resolved = resolve(None, {"hidden_nodes": HIDDEN, "epochs": epochs})
+def ask(run: dict[str, Any], epochs: int = 2, every: int = 1, **options: Any):  # type: ignore[no-untyped-def]
+    resolved = resolve(None, {"hidden_nodes": HIDDEN, "epochs": epochs, "evaluate_every": every})
     train = options.pop("train", run["train"])
     return existing_result(run["paths"], resolved, train, run["test"], **options)
 
@@ -108,3 +111,13 @@ def test_fewer_epochs_answer_from_the_shorter_run_only_when_it_exists(
     run = finish(small_csvs, tmp_path)
     run["register"]()
     assert ask(run, epochs=1) is None  # no upto-0001 folder yet: the flow makes it
+
+
+def test_answer_needs_every_scheduled_score(small_csvs, tmp_path: Path) -> None:
+    run = finish(small_csvs, tmp_path, epochs=3, every=2)
+    run["register"]()
+    answer = ask(run, epochs=3, every=2)
+    assert answer is not None
+    assert [row["accuracy"] is None for row in answer.result["metrics"]] == [True, False, False]
+    assert ask(run, epochs=3, every=3) is not None  # a sparser schedule: all it needs is there
+    assert ask(run, epochs=3, every=1) is None  # epoch 1 was never scored: the flow decides

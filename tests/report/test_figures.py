@@ -48,3 +48,22 @@ def test_confusion_heatmap_all_zero_and_bad_shape() -> None:
     check_png(figures.confusion_heatmap(np.zeros((10, 10), dtype=np.int64)), (640, 560))
     with pytest.raises(ValueError, match="square"):
         figures.confusion_heatmap(np.zeros((10, 9)))
+
+
+def test_unscored_epochs_are_gaps_in_the_curves_never_values() -> None:
+    epochs = [1, 2, 3, 4, 5]
+    accuracy = [None, 0.95, None, 0.97, 0.975]
+    confident = [None, 0.85, None, 0.88, 0.89]
+    x, acc, conf = figures.learning_curve_data(epochs, accuracy, confident)
+    assert x.tolist() == epochs
+    assert np.isnan(acc).tolist() == [True, False, True, False, False]
+    assert np.isnan(conf).tolist() == [True, False, True, False, False]
+    assert acc[~np.isnan(acc)].tolist() == [0.95, 0.97, 0.975]
+    check_png(figures.learning_curve(epochs, accuracy, confident), (800, 450))
+    # every epoch's training time counts towards the x axis, scored or not
+    elapsed, scores = figures.time_to_accuracy_data([1.0, 2.0, 1.0, 2.0, 1.0], accuracy)
+    assert elapsed.tolist() == [1.0, 3.0, 4.0, 6.0, 7.0]
+    assert np.isnan(scores).tolist() == [True, False, True, False, False]
+    check_png(figures.time_to_accuracy([1.0] * 5, accuracy), (800, 450))
+    with pytest.raises(ValueError, match="at least one scored epoch"):
+        figures.learning_curve([1, 2], [None, None], [None, None])

@@ -187,3 +187,23 @@ def test_figure_filenames() -> None:
 def test_escape_cell() -> None:
     assert report.escape_cell("a|b\nc") == "a\\|b c"
     assert report.escape_cell("x\\|y") == "x\\\\\\|y"
+
+
+def test_unscored_epochs_show_as_gaps_in_the_table_and_report() -> None:
+    history = [
+        {"epoch": 1, "accuracy": None, "confident": None, "mse": None,
+         "train_seconds": 1.5, "eval_seconds": None},
+        {"epoch": 2, "accuracy": 0.96, "confident": 0.86, "mse": 0.01,
+         "train_seconds": 1.4, "eval_seconds": 0.2},
+        {"epoch": 3, "accuracy": 0.98, "confident": 0.9, "mse": 0.008,
+         "train_seconds": 1.4, "eval_seconds": 0.2},
+    ]  # fmt: skip
+    rows = report.epoch_table_rows(history)
+    assert [row["accuracy"] for row in rows] == [None, 0.96, 0.98]
+    assert [row["running_mean_accuracy"] for row in rows] == [None, 0.96, 0.97]
+    assert rows[0]["train_seconds"] == 1.5 and rows[0]["eval_seconds"] is None
+    markdown = build(history=history)
+    table = table_after(markdown, "## Per-epoch results")
+    assert table[0] == ["1", *["not scored"] * 4, "1.500", "not scored"]
+    assert "3 epochs, 2 of them scored on the test set" in markdown
+    assert "Test accuracy 98.00%" in markdown

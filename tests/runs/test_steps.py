@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -161,3 +162,47 @@ def test_checkpoints_carry_the_scores_known_so_far(run) -> None:
     assert [m["epoch"] for m in carried(4)] == [1, 2]
     _, record = load_checkpoint(checkpoint_paths(folder.checkpoints, 4)[1])
     assert [h["epoch"] for h in record["history"]] == [1, 2, 3, 4]
+
+
+def test_schedule_scores_every_kth_epoch_and_always_the_last() -> None:
+    assert [e for e in range(1, 6) if training.is_scheduled(e, 5, 2)] == [2, 4, 5]
+    assert [e for e in range(1, 6) if training.is_scheduled(e, 5, 1)] == [1, 2, 3, 4, 5]
+    assert [e for e in range(1, 4) if training.is_scheduled(e, 3, 10)] == [3]
+
+
+def test_gaps_are_recorded_pruned_and_resume_stays_exact(run) -> None:
+    folder, train_parquet, test_parquet = run
+    for epoch in (1, 2, 3):
+        training.train_epoch(folder, epoch, CONFIG, train_parquet)
+    training.evaluate_epoch(folder, 2, test_parquet)
+    # epoch 1 is never scored under the schedule: its weights go; epoch 2 is scored
+    removed = training.prune_checkpoints(folder, 3, 1, epochs=5, evaluate_every=2)
+    assert [path.name for path in removed] == ["epoch-0001.npz", "epoch-0002.npz"]
+    assert training.resume_point(folder) == 3
+    for epoch in (4, 5):
+        training.train_epoch(folder, epoch, CONFIG, train_parquet)
+    # epoch 4 is scheduled and not scored yet: it keeps its weights until it is
+    assert training.prune_checkpoints(folder, 5, 1, epochs=5, evaluate_every=2) == [
+        checkpoint_paths(folder.checkpoints, 3)[0]
+    ]
+    training.evaluate_epoch(folder, 4, test_parquet)
+    with pytest.raises(CheckpointError, match="evaluation of epoch 5 missing"):
+        training.finish_run(folder, 5)
+    training.evaluate_epoch(folder, 5, test_parquet)
+    metrics = training.finish_run(folder, 5)
+    assert [m.epoch for m in metrics] == [1, 2, 3, 4, 5]
+    assert [m.scored for m in metrics] == [False, True, False, True, True]
+    assert metrics[0].accuracy is None and metrics[0].train_seconds > 0
+    assert metrics[0].line(5).startswith("epoch 1/5  not scored  train ")
+    stored = json.loads(folder.metrics_json.read_text())["metrics"]
+    assert [row["accuracy"] is None for row in stored] == [True, False, True, False, False]
+    # a denser schedule later: epochs 1 and 3 lost their weights, so nothing can score them
+    assert training.unscorable(folder, 5, 5, 1) == [1, 3]
+    assert training.unscorable(folder, 5, 5, 2) == []
+    pixels, labels = training.load_arrays(train_parquet)
+    direct = NeuralNetwork(CONFIG)
+    for _ in range(5):
+        direct.train_epoch(pixels, labels)
+    np.testing.assert_array_equal(
+        load_weights(folder.weights).w_input_hidden, direct.w_input_hidden
+    )
