@@ -104,3 +104,27 @@ def prefect_harness() -> object:
     # generous: on a loaded 2-core machine the server has taken over 60 s to answer
     with prefect_test_harness(server_startup_timeout=180):
         yield
+
+
+#: Files that take minutes each, longest first (quick benchmarks, then the end-to-end tests).
+#: `make test` runs two xdist workers that take whole files in collection order, so these go
+#: first: started last, one of them would run alone at the end while the other worker sits idle.
+LONG_FILES = (
+    "tests/test_benchmarks.py",
+    "tests/e2e/test_s3_workers.py",
+    "tests/e2e/test_retrain_loop.py",
+    "tests/e2e/test_sweep_dask.py",
+    "tests/e2e/",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Long files first, in LONG_FILES order (stable: otherwise as collected)."""
+    root = Path(config.rootpath)
+
+    def rank(item: pytest.Item) -> int:
+        relative = item.path.relative_to(root).as_posix()
+        starts = (i for i, prefix in enumerate(LONG_FILES) if relative.startswith(prefix))
+        return next(starts, len(LONG_FILES))
+
+    items.sort(key=rank)
