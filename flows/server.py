@@ -77,7 +77,7 @@ def prefect_api(startup_timeout: float = 120.0) -> Iterator[Api]:
         return
     process, api_url = _start(startup_timeout)
     try:
-        with _sigterm_interrupts(), temporary_settings(updates={PREFECT_API_URL: api_url}):
+        with temporary_settings(updates={PREFECT_API_URL: api_url}), _sigterm_interrupts():
             yield Api(api_url, _ui_of(api_url), started=True, pid=process.pid)
     finally:
         _drain_prefect_workers()
@@ -180,9 +180,21 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 @contextlib.contextmanager
 def _sigterm_interrupts() -> Iterator[None]:
     """SIGTERM raises KeyboardInterrupt in the main thread: the flow run is marked Crashed and
-    the `finally` blocks (our server's stop) run, as with Ctrl-C."""
+    the `finally` blocks (our server's stop) run, as with Ctrl-C.
+
+    Prefect marks the run Crashed itself, except when the interrupt lands while a task run is
+    being created: its crash handler then fails with "Task run is not set", which hides the
+    interrupt and ends the flow run Failed. So the run the signal interrupted is looked up here
+    and, if it ended Failed, set to Crashed, which is what happened to it.
+    """
+    from prefect.context import FlowRunContext
+
+    interrupted: list[str] = []
 
     def interrupt(signum: int, frame: FrameType | None) -> Any:
+        context = FlowRunContext.get()
+        if context is not None and context.flow_run is not None:
+            interrupted.append(str(context.flow_run.id))
         raise KeyboardInterrupt(f"signal {signum}")
 
     try:
@@ -192,8 +204,14 @@ def _sigterm_interrupts() -> Iterator[None]:
         return
     try:
         yield
+    except Exception as exc:
+        if interrupted:  # the error only hides the interrupt: report it as one (exit 130)
+            raise KeyboardInterrupt("signal 15") from exc
+        raise
     finally:
         signal.signal(signal.SIGTERM, previous)
+        for flow_run_id in interrupted:
+            _mark_crashed(flow_run_id, "interrupted by SIGTERM", replace_failed=True)
 
 
 RUN_ID_FILE = "flow_run.json"
@@ -218,7 +236,14 @@ def claim_run_folder(folder: str | os.PathLike[str], flow_run_id: object) -> str
     return marked
 
 
-def _mark_crashed(flow_run_id: str) -> str | None:
+def _mark_crashed(
+    flow_run_id: str,
+    message: str = "its process died (e.g. kill -9); resumed by a later run",
+    *,
+    replace_failed: bool = False,
+) -> str | None:
+    """Set the run Crashed unless it already ended (or, with `replace_failed`, ended other than
+    Failed); the id when it was set, else None."""
     from uuid import UUID
 
     from prefect.client.orchestration import get_client
@@ -227,13 +252,11 @@ def _mark_crashed(flow_run_id: str) -> str | None:
     try:
         with get_client(sync_client=True) as client:
             run = client.read_flow_run(UUID(flow_run_id))
-            if run.state is None or run.state.is_final():
+            if run.state is None or (
+                run.state.is_final() and not (replace_failed and run.state.is_failed())
+            ):
                 return None
-            client.set_flow_run_state(
-                run.id,
-                Crashed(message="its process died (e.g. kill -9); resumed by a later run"),
-                force=True,
-            )
+            client.set_flow_run_state(run.id, Crashed(message=message), force=True)
     except Exception:  # another server's run, or the API refused: nothing to correct here
         return None
     return flow_run_id
