@@ -66,17 +66,8 @@ def s3_module_env(seaweed: SeaweedServer) -> Iterator[SeaweedServer]:
 
 def new_bucket(server: SeaweedServer) -> str:
     """Create a uniquely named bucket on `server` and return its name."""
-    import boto3
-
     name = f"t-{uuid.uuid4().hex[:16]}"
-    client = boto3.session.Session().client(
-        "s3",
-        endpoint_url=server.endpoint,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-        region_name=REGION,
-    )
-    client.create_bucket(Bucket=name)
+    server.client().create_bucket(Bucket=name)
     return name
 
 

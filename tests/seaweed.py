@@ -16,6 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ACCESS_KEY = "test"
 SECRET_KEY = "test"
@@ -149,19 +150,24 @@ class SeaweedServer:
             for leftover in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
                 leftover.unlink(missing_ok=True)
 
-    def _wait_ready(self, timeout: float) -> None:
+    def client(self, config: Any = None) -> Any:
+        """A boto3 S3 client of this server with its one identity (botocore `config` optional)."""
         import boto3
-        import botocore.config
 
-        client = boto3.session.Session().client(
+        return boto3.session.Session().client(
             "s3",
             endpoint_url=self.endpoint,
             aws_access_key_id=ACCESS_KEY,
             aws_secret_access_key=SECRET_KEY,
             region_name=REGION,
-            config=botocore.config.Config(
-                retries={"max_attempts": 1}, connect_timeout=1, read_timeout=5
-            ),
+            config=config,
+        )
+
+    def _wait_ready(self, timeout: float) -> None:
+        import botocore.config
+
+        client = self.client(
+            botocore.config.Config(retries={"max_attempts": 1}, connect_timeout=1, read_timeout=5)
         )
         deadline = time.monotonic() + timeout
         while True:
