@@ -16,11 +16,12 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from flows import cli_inbox, cli_scoring
+from flows.parameters import check_inputs, check_parameters
 from mnistnn.cli import labels, library
 from mnistnn.cli.app import EXIT_OK, build_parser, positive_int, run
 from mnistnn.config import AUGMENTS, DTYPES, INITS, OUTPUTS, SCHEDULES, DataPaths
 from mnistnn.errors import MnistnnError
-from mnistnn.presets import PRESETS
+from mnistnn.presets import PRESETS, Resolved
 from mnistnn.registry.answer import Answer
 from mnistnn.runs.records import EpochRecord
 
@@ -80,20 +81,11 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="keep the weights of the newest N epochs, 0 = all (metadata is always kept)",
     )
     train.add_argument("--min-delta", type=float, default=0.0, help="promotion margin (>= 0)")
-    train.add_argument("--max-rejected-fraction", type=float, default=0.0)
-    train.add_argument(
-        "--incoming",
-        default=None,
-        metavar="DIR",
-        help="the labelled inbox of new batches (default: <data-dir>/incoming)",
-    )
+    cli_inbox.add_inbox_options(train)
     train.add_argument(
         "--warm-start",
         action="store_true",
         help="fine-tune the champion's weights instead of training from scratch",
-    )
-    train.add_argument(
-        "--drift-threshold", type=float, default=0.05, help="accuracy drop that flags a batch"
     )
     train.add_argument(
         "--recent-fraction", type=float, default=0.1, help="share of each batch held out (0.1)"
@@ -102,12 +94,6 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--promote-on-recent",
         action="store_true",
         help="compare with the champion on the recent test data instead of the test set",
-    )
-    train.add_argument(
-        "--settle-seconds",
-        type=float,
-        default=5.0,
-        help="inbox files modified more recently wait for the next run (5)",
     )
     train.add_argument("--json", action="store_true", help="print one JSON object")
     train.set_defaults(handler=cmd_train)
@@ -169,7 +155,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     train_csv = args.train_csv or str(paths.train_csv)
     test_csv = args.test_csv or str(paths.test_csv)
     overrides = {name: getattr(args, flag) for flag, name in _FLAGS.items()}
-    answer = _existing_result(args, paths, train_csv, test_csv, overrides)
+    resolved = _preflight(args, train_csv, test_csv, overrides)
+    answer = _existing_result(args, paths, resolved, train_csv, test_csv)
     if answer is not None:
         print(answer.line, file=sys.stderr)
         return _print_summary(args, answer.result)
@@ -206,29 +193,37 @@ def cmd_train(args: argparse.Namespace) -> int:
     return _print_summary(args, result)
 
 
+def _preflight(
+    args: argparse.Namespace, train_csv: str, test_csv: str, overrides: dict[str, object]
+) -> Resolved:
+    """Every parameter and both inputs checked before a server starts (the flow checks them
+    again for deployment runs, with the same functions): one line and exit 1 on the first."""
+    from mnistnn.presets import resolve
+
+    resolved = resolve(args.preset, overrides)
+    check_parameters(
+        args.max_rejected_fraction,
+        args.min_delta,
+        args.keep_checkpoints,
+        drift_threshold=args.drift_threshold,
+        recent_fraction=args.recent_fraction,
+        settle_seconds=args.settle_seconds,
+    )
+    check_inputs(train_csv, test_csv)
+    return resolved
+
+
 def _existing_result(
-    args: argparse.Namespace,
-    paths: DataPaths,
-    train_csv: str,
-    test_csv: str,
-    overrides: dict[str, object],
+    args: argparse.Namespace, paths: DataPaths, resolved: Resolved, train_csv: str, test_csv: str
 ) -> Answer | None:
     """The finished run's summary when nothing would be trained or registered (no Prefect)."""
     if args.fresh or getattr(args, "warm_start", None):
         return None
     if _has_entries(args.incoming or paths.incoming):  # the flow decides what is new there
         return None
-    from mnistnn.data.ingest import check_fraction
-    from mnistnn.presets import resolve
     from mnistnn.registry.answer import data_identity, existing_result
-    from mnistnn.registry.promotion import check_min_delta
-    from mnistnn.runs.steps import check_keep
 
-    try:  # invalid values go through the flow, which reports them as it always has
-        resolved = resolve(args.preset, overrides)
-        check_fraction(args.max_rejected_fraction)
-        check_min_delta(args.min_delta)
-        check_keep(args.keep_checkpoints)
+    try:  # an input that vanished since the pre-flight is the flow's to report
         train_sha, test_sha = data_identity(train_csv), data_identity(test_csv)
     except (MnistnnError, OSError):
         return None

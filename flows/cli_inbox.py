@@ -29,12 +29,40 @@ def positive_float(text: str) -> float:
     return value
 
 
+def add_inbox_options(parser: argparse.ArgumentParser) -> None:
+    """The labelled inbox's options, shared by `train` and `watch` (one meaning, one default)."""
+    parser.add_argument(
+        "--incoming",
+        default=None,
+        metavar="DIR",
+        help="the labelled inbox of new batches (default: <data-dir>/incoming)",
+    )
+    parser.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=5.0,
+        help="local inbox files modified more recently wait for the next pass (5)",
+    )
+    parser.add_argument(
+        "--drift-threshold",
+        type=float,
+        default=0.05,
+        help="accuracy drop that flags a batch (0.05)",
+    )
+    parser.add_argument(
+        "--max-rejected-fraction",
+        type=float,
+        default=0.0,
+        help="share of an input file's rows that may be rejected (0)",
+    )
+
+
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """watch and simulate-batches."""
     watch = commands.add_parser(
         "watch", help="ingest new batches of the labelled inbox and emit their Prefect events"
     )
-    watch.add_argument("--incoming", default=None, help="the inbox (default: DATA_DIR/incoming)")
+    add_inbox_options(watch)
     watch.add_argument("--once", action="store_true", help="one pass, then exit")
     watch.add_argument(
         "--interval", type=positive_float, default=30.0, help="seconds between passes (30)"
@@ -42,14 +70,6 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     watch.add_argument(
         "--train-csv", default=None, help="base training CSV for the drift check (bundled)"
     )
-    watch.add_argument(
-        "--settle-seconds",
-        type=float,
-        default=5.0,
-        help="skip files modified more recently than this (still being written) (5)",
-    )
-    watch.add_argument("--drift-threshold", type=float, default=0.05, help="(0.05)")
-    watch.add_argument("--max-rejected-fraction", type=float, default=0.0)
     watch.add_argument("--json", action="store_true", help="one JSON object per pass")
     watch.set_defaults(handler=cmd_watch)
 

@@ -15,14 +15,9 @@ from prefect.client.schemas.objects import State, TaskRun
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 
-from mnistnn.data.inbox import check_settle_seconds
-from mnistnn.data.ingest import IngestSummary, check_fraction
+from mnistnn.data.ingest import IngestSummary
 from mnistnn.data.remote import ingest_location as ingest_csv
-from mnistnn.data.snapshot import check_recent_fraction
 from mnistnn.errors import MnistnnError, StorageUnavailable
-from mnistnn.registry.promotion import check_min_delta
-from mnistnn.runs.drift import check_threshold
-from mnistnn.runs.steps import check_keep
 
 #: Bounded exponential back-off: 1 + 2 + 4 + 8 + 16 = 31 s of waiting on average, each delay
 #: jittered (at most +20%, so at most 37 s) so that the tasks of several workers do not knock on a
@@ -91,22 +86,4 @@ def ingest_task(
     return summary
 
 
-def check_parameters(
-    max_rejected_fraction: float,
-    min_delta: float,
-    keep_checkpoints: int,
-    *,
-    drift_threshold: float = 0.05,
-    recent_fraction: float = 0.1,
-    settle_seconds: float = 5.0,
-) -> None:
-    """Validate the run parameters before any work starts, with the library's own checks."""
-    check_fraction(max_rejected_fraction)
-    check_min_delta(min_delta)
-    check_keep(keep_checkpoints)
-    check_threshold(drift_threshold)
-    check_recent_fraction(recent_fraction)
-    check_settle_seconds(settle_seconds)
-
-
-__all__ = ["RETRYABLE", "check_parameters", "ingest_task", "is_transient", "run_logger"]
+__all__ = ["RETRYABLE", "ingest_task", "is_transient", "run_logger"]

@@ -24,8 +24,9 @@ from prefect.artifacts import (
 from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 
+from flows.parameters import check_parameters
 from flows.server import claim_run_folder
-from flows.tasks import check_parameters, ingest_task, run_logger
+from flows.tasks import ingest_task, run_logger
 from flows.training_tasks import (
     evaluate_epoch_task,
     finish_run_task,

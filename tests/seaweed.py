@@ -89,6 +89,7 @@ class SeaweedServer:
         config.write_text(json.dumps({"identities": [identity]}))
         args = [
             weed_binary(),
+            "-logtostderr",  # its log goes to weed.log below, not to glog files in /tmp
             "mini",
             f"-dir={self.dir / 'data'}",
             "-ip=127.0.0.1",

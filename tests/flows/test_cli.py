@@ -40,6 +40,41 @@ def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "must be >= 1, got 0" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--train-csv", "{tmp}/missing.csv"], "missing.csv: no such file"),
+        (["--lr", "-1"], "learning_rate"),
+        (["--max-rejected-fraction", "2"], "max_rejected_fraction"),
+        (["--drift-threshold", "-0.5"], "drift_threshold"),
+        (["--recent-fraction", "1.5"], "recent_fraction"),
+        (["--keep-checkpoints", "-1"], "keep_checkpoints"),
+    ],
+)
+def test_train_checks_parameters_and_inputs_before_a_server_starts(
+    flags: list[str],
+    named: str,
+    small_csvs,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import flows.server
+
+    def no_server() -> None:
+        raise AssertionError("a bad parameter must fail before the Prefect API is needed")
+
+    monkeypatch.setattr(flows.server, "prefect_api", no_server)
+    csvs = ["--train-csv", str(small_csvs[0]), "--test-csv", str(small_csvs[1])]
+    given = [flag.format(tmp=tmp_path) for flag in flags]
+    assert main(["--data-dir", str(tmp_path), "train", *csvs, *given]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("mnistnn: error: ")
+    assert named in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
+
+
 def test_ingest_prints_summary_and_errors_are_one_line(
     small_csvs, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
