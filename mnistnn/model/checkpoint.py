@@ -32,7 +32,7 @@ from mnistnn.model.network import NeuralNetwork
 
 log = logging.getLogger(__name__)
 
-_EPOCH_FILE = re.compile(r"^epoch-(\d{4,})\.json$")
+_EPOCH_FILE = re.compile(r"^epoch-(\d{4,})(\.json|\.npz)$")
 
 
 def weights_bytes(network: NeuralNetwork) -> bytes:
@@ -197,10 +197,11 @@ def is_valid(meta_path: str | os.PathLike[str]) -> bool:
     return True
 
 
-def recorded(directory: str | os.PathLike[str]) -> list[int]:
-    """The epochs with a metadata file in `directory` (valid or not), in no particular order."""
+def recorded(directory: str | os.PathLike[str], suffix: str = ".json") -> list[int]:
+    """The epochs with an `epoch-NNNN<suffix>` file in `directory` (valid or not; `.json`: the
+    metadata, `.npz`: the weights), in no particular order, from one listing."""
     matches = (_EPOCH_FILE.match(name) for name in locations.names_in(directory))
-    return [int(match.group(1)) for match in matches if match]
+    return [int(match[1]) for match in matches if match and match[2] == suffix]
 
 
 def latest_valid(directory: str | os.PathLike[str]) -> tuple[int, Location] | None:

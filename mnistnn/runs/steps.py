@@ -186,15 +186,21 @@ def _evaluations_so_far(
     folder: RunFolder, epoch: int, known: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """Scores of the epochs before `epoch`: those the previous checkpoint already carried, plus
-    any scored since (evaluation lags training), so each eval file is read about once."""
+    any scored since, so each eval file is read about once. One listing of `evals/` finds them:
+    a sparse schedule leaves most epochs without one, and on S3 each miss would be a request."""
     found = {record["epoch"]: record for record in known}
-    for earlier in range(1, epoch):
-        if earlier in found:
+    for earlier in sorted(scored_epochs(folder)):
+        if earlier >= epoch or earlier in found:
             continue
         record = read_json(folder.eval_path(earlier))
         if record is not None:
             found[earlier] = {key: record[key] for key in SCORE_FIELDS}
     return [found[key] for key in sorted(found)]
+
+
+def scored_epochs(folder: RunFolder) -> set[int]:
+    """The epochs with an eval file (named as checkpoints are), from one listing of `evals/`."""
+    return set(checkpoint.recorded(folder.evals))
 
 
 def evaluate_epoch(
@@ -235,12 +241,11 @@ def is_scheduled(epoch: int, epochs: int, evaluate_every: int) -> bool:
 def unscorable(folder: RunFolder, trained: int, epochs: int, evaluate_every: int) -> list[int]:
     """Scheduled epochs up to `trained` that have no score and whose weights are gone (pruned
     under an earlier, sparser schedule): nothing can score them now short of training again."""
+    kept = scored_epochs(folder) | set(checkpoint.recorded(folder.checkpoints, ".npz"))
     return [
         epoch
         for epoch in range(1, min(trained, epochs) + 1)
-        if is_scheduled(epoch, epochs, evaluate_every)
-        and not locations.exists(folder.eval_path(epoch))
-        and not locations.exists(checkpoint.checkpoint_paths(folder.checkpoints, epoch)[0])
+        if is_scheduled(epoch, epochs, evaluate_every) and epoch not in kept
     ]
 
 
@@ -256,13 +261,13 @@ def prune_checkpoints(
     """
     if check_keep(keep) == 0:
         return []
+    with_weights = checkpoint.recorded(folder.checkpoints, ".npz")
+    scored = scored_epochs(folder)
     removed = []
-    for epoch in range(1, newest - keep + 1):
-        weights, _ = checkpoint.checkpoint_paths(folder.checkpoints, epoch)
-        if not locations.exists(weights):
-            continue
+    for epoch in sorted(e for e in with_weights if e <= newest - keep):
         skipped = epochs is not None and not is_scheduled(epoch, epochs, evaluate_every)
-        if skipped or locations.exists(folder.eval_path(epoch)):
+        if skipped or epoch in scored:
+            weights, _ = checkpoint.checkpoint_paths(folder.checkpoints, epoch)
             locations.delete(weights)
             removed.append(weights)
     return removed

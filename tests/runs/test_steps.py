@@ -206,3 +206,36 @@ def test_gaps_are_recorded_pruned_and_resume_stays_exact(run) -> None:
     np.testing.assert_array_equal(
         load_weights(folder.weights).w_input_hidden, direct.w_input_hidden
     )
+
+
+def test_an_epoch_asks_the_store_about_evals_once_not_once_per_earlier_epoch(
+    run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sparse schedule leaves most epochs without an eval file; on S3 each look-up of a missing
+    one is a request, so the n-th epoch must not look up all n - 1 (one listing finds them)."""
+    from mnistnn.core.storage_local import LocalStore
+
+    folder, train_parquet, test_parquet = run
+    for epoch in range(1, 9):
+        training.train_epoch(folder, epoch, CONFIG, train_parquet)
+        if epoch % 4 == 0:
+            training.evaluate_epoch(folder, epoch, test_parquet)
+    asked: list[str] = []
+    for method in ("exists", "read_bytes", "list"):
+        original = getattr(LocalStore, method)
+
+        def counted(self, key: str = "", _original=original, _method=method):
+            asked.append(f"{_method} {self.root.name}/{key}")
+            return _original(self, key)
+
+        monkeypatch.setattr(LocalStore, method, counted)
+    training.train_epoch(folder, 9, CONFIG, train_parquet)
+    training.prune_checkpoints(folder, 9, 2, epochs=12, evaluate_every=4)
+    about_evals = [request for request in asked if " evals/" in request]
+    # a listing of evals/ in train_epoch and in prune; epoch 8's scores are read once (the
+    # checkpoint of epoch 8 was written before epoch 8 was scored, so it does not carry them)
+    assert len(about_evals) <= 3, about_evals
+    _, record = load_checkpoint(checkpoint_paths(folder.checkpoints, 9)[1])
+    assert [m["epoch"] for m in record["metrics"]] == [4, 8]
+    kept = sorted(p.name for p in folder.checkpoints.iterdir() if p.suffix == ".npz")
+    assert kept == ["epoch-0008.npz", "epoch-0009.npz"]
