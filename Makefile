@@ -6,8 +6,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Two pytest workers, each taking whole test files (module fixtures and the e2e servers stay
 # with their tests): most of the suite waits on servers and subprocesses, so two workers on two
-# cores finish well before one. `make test PYTEST_ARGS=` runs it in one process.
-PYTEST_ARGS ?= -n 2 --dist loadfile
+# cores finish well before one. Files are handed out in collection order, which puts the files
+# that take minutes first (tests/conftest.py); xdist's default order, most tests first, left
+# them to run alone at the end. `make test PYTEST_ARGS=` runs it in one process.
+PYTEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_UI_ENABLED ?= true
 

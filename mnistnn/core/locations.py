@@ -22,11 +22,13 @@ from typing import IO, Any
 
 from mnistnn.core.files import atomic_write, sha256_file
 from mnistnn.core.storage import Store, open_store
+from mnistnn.errors import NotFound
 
 #: A local path or a URL (`s3://bucket/prefix/key`).
 Location = Path | str
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 _STORES: dict[tuple[str, ...], Store] = {}
 _STORES_LOCK = threading.Lock()
 _MAX_STORES = 64
@@ -174,8 +176,31 @@ def list_folder(folder: str | os.PathLike[str]) -> list[str]:
 
 
 def sha256_of(location: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a local file (streamed) or of an object's bytes."""
+    """Hex sha256 of a local file (streamed) or of an object's bytes.
+
+    An object's is remembered on this machine under its URL and ETag (`cache_dir()/sha256/`),
+    so asking again about an unchanged object (a rescan of an S3 inbox, the no-server answer's
+    data identity) costs a HEAD, not a download. Every write of a key gives it a new ETag, and
+    the ETag remembered is the one the download itself returned, so a memo is never stale.
+    """
     base = as_location(location)
     if isinstance(base, Path):
         return sha256_file(base)
-    return hashlib.sha256(read_bytes(base)).hexdigest()
+    store, key = split(base)
+    memo = _sha256_memo(base, store.version(key))
+    with contextlib.suppress(OSError):
+        remembered = memo.read_text("ascii")
+        if _HEX64.fullmatch(remembered):
+            return remembered
+    found = store.read_versioned(key)
+    if found is None:
+        raise NotFound(f"{base}: no such object")
+    data, tag = found
+    digest = hashlib.sha256(data).hexdigest()
+    with contextlib.suppress(OSError):  # only a memo: a full cache disk costs a download later
+        write_bytes(_sha256_memo(base, tag), digest.encode("ascii"))
+    return digest
+
+
+def _sha256_memo(url: str, tag: str) -> Path:
+    return cache_dir() / "sha256" / hashlib.sha256(f"{url}\n{tag}".encode()).hexdigest()

@@ -18,7 +18,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mnistnn.errors import StorageError
+from mnistnn.errors import NotFound, StorageError
 
 if TYPE_CHECKING:
     from mnistnn.core.lease import Lease
@@ -92,6 +92,14 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def read_versioned(self, key: str) -> tuple[bytes, str] | None:
         """The bytes and a version token for `replace`; None when the key does not exist."""
+
+    def version(self, key: str) -> str:
+        """The token `read_versioned` would return, without the bytes where the backend allows
+        (S3: the ETag from a HEAD); NotFound when the key does not exist."""
+        found = self.read_versioned(key)
+        if found is None:
+            raise NotFound(f"{self.join(key)}: no such object")
+        return found[1]
 
     @abc.abstractmethod
     def lease(

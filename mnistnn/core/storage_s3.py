@@ -116,6 +116,9 @@ class S3Store(Store):
     def size(self, key: str) -> int:
         return int(self._head(key)["ContentLength"])
 
+    def version(self, key: str) -> str:
+        return str(self._head(key)["ETag"])  # the token `_get` returns, so they compare
+
     def write_bytes(self, key: str, data: bytes) -> None:
         self._call(self.join(key), "put_object", Key=self._object(key), Body=data)
 

@@ -145,3 +145,38 @@ def test_server_crash_is_transient_and_restart_keeps_objects(
     s3_store.write_bytes("after", b"new")
     assert s3_store.read_bytes("before") == b"kept"
     assert s3_store.list() == ["after", "before"]
+
+
+def test_an_objects_sha256_is_downloaded_once_per_version(
+    s3_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rescan of an unchanged S3 inbox asks with a HEAD; a rewrite of the key is seen."""
+    import hashlib
+
+    from mnistnn.core import locations
+    from mnistnn.core.storage_s3 import S3Store
+
+    url = locations.join(s3_url, "inbox/batch.csv")
+    locations.write_bytes(url, b"first bytes")
+    downloads: list[str] = []
+    original = S3Store._get
+
+    def counted(self: S3Store, key: str) -> tuple[bytes, str]:
+        downloads.append(key)
+        return original(self, key)
+
+    monkeypatch.setattr(S3Store, "_get", counted)
+    first = hashlib.sha256(b"first bytes").hexdigest()
+    assert locations.sha256_of(url) == first
+    assert locations.sha256_of(url) == first
+    assert downloads == ["batch.csv"]
+    locations.write_bytes(url, b"other bytes")  # same key, new ETag
+    assert locations.sha256_of(url) == hashlib.sha256(b"other bytes").hexdigest()
+    assert len(downloads) == 2
+    # a memo that is not a sha256 (a torn write, an edit) is not believed
+    tag = open_store(s3_url).version("inbox/batch.csv")
+    locations._sha256_memo(str(url), tag).write_text("garbage")
+    assert locations.sha256_of(url) == hashlib.sha256(b"other bytes").hexdigest()
+    assert len(downloads) == 3
+    with pytest.raises(NotFound):
+        locations.sha256_of(locations.join(s3_url, "inbox/missing.csv"))
