@@ -101,7 +101,10 @@ def main() -> None:
                 workdir / "train.csv.gz", pixels[:QUICK_ROWS], labels[:QUICK_ROWS]
             )
         # The first run with a new Prefect home also creates its database: reported apart.
-        _, first_wall, _ = run_pipeline(workdir, workdir / "first", train_csv, test_csv, epochs)
+        # --quick only checks that the benchmark runs, so its one run pays for the database.
+        first_wall = None
+        if not args.quick:
+            _, first_wall, _ = run_pipeline(workdir, workdir / "first", train_csv, test_csv, epochs)
         result, wall, peak_mb = run_pipeline(workdir, workdir / "data", train_csv, test_csv, epochs)
     rows_used = QUICK_ROWS if args.quick else 60_000
     per_epoch = reference_seconds(TRAIN_CSV, 500 if args.quick else 5000)
@@ -129,7 +132,11 @@ def main() -> None:
         ),
         ("  finish + register", f"{timings['register']:.1f} s", ""),
         ("  publish (figures, report, artifacts)", f"{timings.get('publish', 0.0):.1f} s", ""),
-        ("first run with a new Prefect home (wall)", f"{first_wall:.1f} s", "creates its database"),
+        (
+            "first run with a new Prefect home (wall)",
+            "not run" if first_wall is None else f"{first_wall:.1f} s",
+            "--quick: the run above created the database" if first_wall is None else "creates it",
+        ),
         ("peak RSS of the pipeline process", f"{peak_mb:.0f} MB", "target <= 1024 MB"),
         ("final accuracy / confident", f"{result['accuracy']:.4f}", f"{result['confident']:.4f}"),
     ]

@@ -106,14 +106,22 @@ def prefect_harness() -> object:
         yield
 
 
-#: Files that take minutes each, longest first (quick benchmarks, then the end-to-end tests).
-#: `make test` runs two xdist workers that take whole files in collection order, so these go
-#: first: started last, one of them would run alone at the end while the other worker sits idle.
+#: The files that take longest, longest first (serial seconds in a fresh-clone `make test`,
+#: 2026-12-02: 399, 150, 133, 110, 105, 99, 84, 74, 63, 59), then the other e2e files.
+#: `make test` runs two xdist workers that take whole files in collection order
+#: (`--no-loadscope-reorder`), so longest first keeps both busy to the end; started last,
+#: one of these would run alone while the other worker sits idle.
 LONG_FILES = (
     "tests/test_benchmarks.py",
     "tests/e2e/test_s3_workers.py",
     "tests/e2e/test_retrain_loop.py",
+    "tests/e2e/test_cli_signals.py",
+    "tests/flows/test_training.py",
+    "tests/e2e/test_deployment.py",
     "tests/e2e/test_sweep_dask.py",
+    "tests/e2e/test_scoring_deployment.py",
+    "tests/e2e/test_kill_resume.py",
+    "tests/flows/test_cli.py",
     "tests/e2e/",
 )
 
