@@ -6,13 +6,12 @@ the repeats and the spread (slowest / best) is printed. The two-thread loop wait
 at every sample: when another process takes one of the two cores it is slower than one thread,
 which `auto` (the default) detects. `python -m benchmarks.bench_threads [--quick]`.
 
-Measured on the 2-vCPU KVM box (AMD EPYC, 512 KB L2 per core), while it was quiet (load < 0.5):
-the rendezvous costs ~1 us a sample (hidden=2: 3.2 us vs 2.1 us on one thread), a pause-spin
-~50 ns; the fused W_ih kernel alone is ~2.6x faster at 44 float64 columns than at 88 (L2), but a
-whole 2-thread epoch is only 1.24-1.57x (float64) and 0.9-1.44x (float32) the one-thread one: per
-sample, both threads still pay the 784-pixel lookup and loop overhead (~2 us), and two
-concurrent single-thread kernels slow each other 1.2-1.5x on this VM. With other processes on
-the box (load 2-5), each wait can last a scheduler slice and two threads run 0.2-1.0x one thread.
+Measured on the 2-vCPU KVM box (AMD EPYC, 512 KB L2 per core), quiet (load < 0.5), with the
+explicit-vector sweeps of `engine_simd` (2026-12-02): float32 two threads 21-22x the reference in
+two runs (the previous engine, whose LLVM-vectorised rows paid an aliasing check and a scalar
+tail at every row: 10.6x in the same session); float64 two threads 1.41x and 2.33x one thread.
+With other processes on the box (load 2-5), each wait can last a scheduler slice and two threads
+run 0.2-1.0x one thread, which `auto` detects.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """Compiled training loops: the reference per-sample SGD without Python overhead per sample.
 
 The reference loop spends most of its time in numpy call overhead (a dozen small array ops per
-sample). Here one numba function runs a whole epoch. To keep the hot loops vectorisable without
-reordering any floating-point sum, the input->hidden weights are held transposed, (784, hidden):
-the forward pass accumulates `hidden += x[k] * w_t[k, :]` over k in order, and the update
-`w_t[k, :] += lr * (delta_hidden * x[k])` keeps the reference's operation order exactly
-(`engine_fused`).
+sample). Here one numba function runs a whole epoch (`engine_threads`). To keep the hot loops
+in SIMD vectors without reordering any floating-point sum, the weights are held transposed,
+W_ih^T (784, hidden) and W_ho^T (hidden, 10): the forward pass accumulates
+`hidden += x[k] * w_t[k, :]` over k in order, and the update `w_t[k, :] += lr * (delta * x[k])`
+keeps the reference's operation order exactly (`engine_simd`).
 
 On two cores or more, `sgd_epoch` can split the hidden units between two threads
 (`engine_threads`): each owns half the columns of W_ih^T, so its half of the weights stays in its
@@ -20,16 +20,9 @@ import os
 import time
 
 import numpy as np
-from numba import njit
 
 from mnistnn.errors import ConfigError
-from mnistnn.model.engine_fused import (
-    forward_input,
-    load_input,
-    output_deltas,
-    step_input_layer,
-)
-from mnistnn.model.engine_threads import two_thread_epoch
+from mnistnn.model.engine_threads import thread_epoch
 from mnistnn.model.maths import sigmoid
 from mnistnn.types import FloatArray, LabelArray, PixelArray
 
@@ -50,70 +43,6 @@ PROBE_EVERY = 4
 
 last_auto_rows = {1: 0, 2: 0}
 """Rows the latest `auto` epoch ran on one and on two threads (for the benchmark)."""
-
-
-@njit(cache=True, nogil=True)
-def _sgd_epoch(
-    pixels: PixelArray,
-    labels: LabelArray,
-    scale: FloatArray,
-    w_input_hidden_t: FloatArray,
-    w_hidden_output: FloatArray,
-    learning_rate: FloatArray,
-) -> None:  # pragma: no cover - compiled
-    """One epoch of per-sample SGD, updating both weight arrays in place.
-
-    pixels (n, 784) uint8; labels (n,) uint8; scale (256,) the input value of each pixel level;
-    w_input_hidden_t (784, hidden); w_hidden_output (10, hidden); learning_rate (1,) of the dtype.
-
-    The W_ih update of sample s and the forward pass of sample s+1 share one sweep over W_ih
-    (each row is updated, then used): the same operations in the same order as two sweeps,
-    with half the memory traffic.
-    """
-    n_samples, n_inputs = pixels.shape
-    n_hidden = w_input_hidden_t.shape[1]
-    n_outputs = w_hidden_output.shape[0]
-    lr = learning_rate[0]
-    one = scale.dtype.type(1.0)
-    x = np.empty(n_inputs, dtype=scale.dtype)
-    x_next = np.empty(n_inputs, dtype=scale.dtype)
-    hidden = np.zeros(n_hidden, dtype=scale.dtype)  # pre-activation, then activation
-    hidden_next = np.zeros(n_hidden, dtype=scale.dtype)
-    output = np.empty(n_outputs, dtype=scale.dtype)
-    output_error = np.empty(n_outputs, dtype=scale.dtype)
-    delta_output = np.empty(n_outputs, dtype=scale.dtype)
-    delta_hidden = np.empty(n_hidden, dtype=scale.dtype)
-    if n_samples == 0:
-        return
-    load_input(pixels, 0, scale, x)
-    forward_input(w_input_hidden_t, x, hidden)  # the first sample's: hidden = W_ih @ x
-    for sample in range(n_samples):
-        # forward: hidden = sigmoid(W_ih @ x), output = sigmoid(W_ho @ hidden)
-        for j in range(n_hidden):
-            hidden[j] = one / (one + np.exp(-hidden[j]))
-        for i in range(n_outputs):
-            total = w_hidden_output[i, 0] * hidden[0]
-            for j in range(1, n_hidden):
-                total += w_hidden_output[i, j] * hidden[j]
-            output[i] = one / (one + np.exp(-total))
-        # backward: errors from the layer outputs; the hidden error uses the pre-update W_ho
-        # and, as in the reference, no sigmoid derivative
-        output_deltas(output, labels, sample, output_error, delta_output)
-        for j in range(n_hidden):
-            error_hidden = w_hidden_output[0, j] * output_error[0]
-            for i in range(1, n_outputs):
-                error_hidden += w_hidden_output[i, j] * output_error[i]
-            delta_hidden[j] = error_hidden * hidden[j] * (one - hidden[j])
-        # updates, in the reference's order: W += lr * (delta outer activation)
-        for i in range(n_outputs):
-            di = delta_output[i]
-            for j in range(n_hidden):
-                w_hidden_output[i, j] += lr * (di * hidden[j])
-        step_input_layer(
-            pixels, sample, scale, w_input_hidden_t, delta_hidden, lr, x, x_next, hidden_next
-        )
-        x, x_next = x_next, x  # the next sample's input and pre-activation (unused after the last)
-        hidden, hidden_next = hidden_next, hidden
 
 
 def available_cpus() -> int:
@@ -168,24 +97,10 @@ def sgd_epoch(
     lr = np.array([learning_rate], dtype=scale.dtype)
     mode = thread_mode(threads)
     if mode == 1 or w_input_hidden.shape[0] < 2 or len(pixels) < MIN_ROWS_FOR_THREADS:
-        return _one_thread_epoch(pixels, labels, scale, w_input_hidden, w_hidden_output, lr)
+        return thread_epoch(pixels, labels, scale, w_input_hidden, w_hidden_output, lr, 1)
     if mode == 2:
-        return two_thread_epoch(pixels, labels, scale, w_input_hidden, w_hidden_output, lr)
+        return thread_epoch(pixels, labels, scale, w_input_hidden, w_hidden_output, lr, 2)
     return _auto_epoch(pixels, labels, scale, w_input_hidden, w_hidden_output, lr)
-
-
-def _one_thread_epoch(
-    pixels: PixelArray,
-    labels: LabelArray,
-    scale: FloatArray,
-    w_input_hidden: FloatArray,
-    w_hidden_output: FloatArray,
-    lr: FloatArray,
-) -> tuple[FloatArray, FloatArray]:
-    w_input_hidden_t = np.ascontiguousarray(w_input_hidden.T, dtype=scale.dtype)
-    w_hidden_output = np.array(w_hidden_output, dtype=scale.dtype, order="C")
-    _sgd_epoch(pixels, labels, scale, w_input_hidden_t, w_hidden_output, lr)
-    return np.ascontiguousarray(w_input_hidden_t.T), w_hidden_output
 
 
 class _AutoState:
@@ -240,7 +155,6 @@ def _auto_epoch(
     the next epoch. When another process takes a core, the two threads wait for each other at
     every sample and one thread wins; when it leaves, two threads win again.
     """
-    loops = {1: _one_thread_epoch, 2: two_thread_epoch}
     state = _auto_states.setdefault((scale.dtype.str, w_input_hidden.shape[0]), _AutoState())
     weights = (w_input_hidden, w_hidden_output)
     last_auto_rows.update({1: 0, 2: 0})
@@ -251,7 +165,7 @@ def _auto_epoch(
         if stop - start < MIN_ROWS_FOR_THREADS:
             mode = 1
         started = time.perf_counter()
-        weights = loops[mode](pixels[start:stop], labels[start:stop], scale, *weights, lr)
+        weights = thread_epoch(pixels[start:stop], labels[start:stop], scale, *weights, lr, mode)
         state.timed(mode, stop - start, time.perf_counter() - started)
         last_auto_rows[mode] += stop - start
         start = stop

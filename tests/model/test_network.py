@@ -244,6 +244,55 @@ def test_two_threads_and_auto_are_bit_identical_to_one(
     assert np.abs(one[0] - initial_weights(NetworkConfig(hidden_nodes=hidden))[0]).max() > 1e-3
 
 
+def _scalar_order_epoch(pixels, labels, w_ih, w_ho, lr: float = 0.05):
+    """The reference epoch with every sum written out in the engine's order (k, then j, then i),
+    one numpy lane per unit: an oracle for the engine's bits that shares none of its code."""
+    w_t, w_ho_t = w_ih.T.copy(), w_ho.T.copy()  # (784, hidden), (hidden, 10)
+    scale = input_scale("float64")
+    for row, label in zip(pixels, labels, strict=True):
+        x = scale[row]
+        hidden = np.zeros(w_t.shape[1])
+        for k in range(w_t.shape[0]):
+            hidden = hidden + w_t[k] * x[k]
+        active = np.array([1.0 / (1.0 + math.exp(-value)) for value in hidden])
+        total = np.zeros(w_ho_t.shape[1])
+        for j in range(w_ho_t.shape[0]):
+            total = total + w_ho_t[j] * active[j]
+        output = np.array([1.0 / (1.0 + math.exp(-value)) for value in total])
+        target = np.full(output.shape, 0.01)
+        target[label] = 1.0
+        error = target - output
+        delta_output = error * output * (1.0 - output)
+        error_hidden = np.array([_ordered_dot(w_ho_t[j], error) for j in range(len(active))])
+        delta_hidden = error_hidden * active * (1.0 - active)
+        for j in range(w_ho_t.shape[0]):
+            w_ho_t[j] = w_ho_t[j] + lr * (delta_output * active[j])
+        for k in range(w_t.shape[0]):
+            w_t[k] = w_t[k] + lr * (delta_hidden * x[k])
+    return w_t.T, w_ho_t.T
+
+
+def _ordered_dot(a: np.ndarray, b: np.ndarray) -> float:
+    total = float(a[0] * b[0])
+    for i in range(1, len(a)):
+        total += float(a[i] * b[i])
+    return total
+
+
+@pytest.mark.parametrize("hidden", [88, 7])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_engine_bits_are_the_scalar_order_loop(mnist_train, hidden: int, threads: int) -> None:
+    """The vectorised engine (padded strips, two threads) does each unit's arithmetic exactly
+    as the plain per-sample loop: no fused multiply-add, no reordered sum."""
+    from mnistnn.model import engine
+
+    pixels, labels = mnist_train[0][:150], mnist_train[1][:150]
+    start = initial_weights(NetworkConfig(hidden_nodes=hidden))
+    expected = _scalar_order_epoch(pixels, labels, *start)
+    got = engine.sgd_epoch(pixels, labels, input_scale("float64"), *start, 0.05, threads=threads)
+    assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_two_threads_bit_identical_after_a_full_epoch(mnist_train, dtype: str) -> None:
@@ -293,7 +342,7 @@ def test_thread_switch(monkeypatch: pytest.MonkeyPatch, mnist_train) -> None:
 def test_two_threads_never_wait_forever(monkeypatch: pytest.MonkeyPatch, mnist_train) -> None:
     import threading
 
-    from mnistnn.model import engine_threads
+    from mnistnn.model import engine_sync, engine_threads
 
     pixels, labels = mnist_train[0][:200], mnist_train[1][:200]
 
@@ -308,12 +357,13 @@ def test_two_threads_never_wait_forever(monkeypatch: pytest.MonkeyPatch, mnist_t
     # a thread whose partner aborted stops waiting at the next rendezvous
     scale = input_scale("float64")
     w_ih, w_ho = initial_weights(NetworkConfig())
-    slab = np.zeros((784, 48))
+    slab = np.zeros((784, 44))
     slab[:, :44] = w_ih[:44].T
-    w_ho_t = np.stack([w_ho.T, w_ho.T])
+    w_ho_t = np.zeros((88, 12))
+    w_ho_t[:, :10] = w_ho.T
     activations = np.zeros((2, 88))
-    flags = np.zeros(3 * engine_threads._LINE, dtype=np.int64)
-    flags[engine_threads._ABORT] = 1
+    flags = np.zeros(engine_sync.FLAG_SLOTS, dtype=np.int64)
+    flags[engine_sync.ABORT] = 1
     lr = np.array([0.05])
-    args = (pixels, labels, scale, slab, w_ho_t, activations, lr, flags)
-    assert engine_threads._sgd_epoch_half(0, 0, 44, *args) == 1
+    args = (pixels, labels, scale, slab, w_ho_t, 10, activations, lr, flags)
+    assert engine_threads._sgd_units(0, 2, 0, 44, *args) == 1
