@@ -22,13 +22,17 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# One pip run each: `make run` installs the package, `make test` the package with its dev extras
+# (which is also the package's install, so it marks both; a base install first, then the
+# extras, cost a fresh clone a second pip resolve of everything). pyproject.toml newer than a
+# mark reinstalls.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $@
+	touch $(VENV)/.installed $@
 
 run: $(VENV)/.installed  ## train the default configuration through the Prefect flow
 	$(BIN)/mnistnn train

@@ -1,10 +1,11 @@
 """`mnistnn train` as a user runs it: a 1-epoch run, then the same command again (nothing to train).
 
 Each run is a fresh process with its own data folder and Prefect home (created by a first,
-untimed run), so the wall time includes Python and Prefect start-up. Reported: the re-run's wall
-time as a share of the 1-epoch run's (target < 15%: it answers from disk without a server), and
-the start-up share of the 1-epoch run (wall minus the flow body's stages). `--before PATH` runs
-the same with another checkout on PYTHONPATH (e.g. main) in the same benchmark, interleaved.
+untimed run; --quick copies a migrated database into it instead), so the wall time includes
+Python and Prefect start-up. Reported: the re-run's wall time as a share of the 1-epoch run's
+(target < 15%: it answers from disk without a server), and the start-up share of the 1-epoch
+run (wall minus the flow body's stages). `--before PATH` runs the same with another checkout
+on PYTHONPATH (e.g. main) in the same benchmark, interleaved.
 `python -m benchmarks.bench_cli [--quick] [--repeats N] [--before PATH]`
 """
 
@@ -21,13 +22,19 @@ from pathlib import Path
 
 from benchmarks.common import QUICK_ROWS, ROOT, TEST_CSV, TRAIN_CSV, parser, print_table
 from tests.conftest import write_mnist_csv
+from tests.prefect_home import new_prefect_home
+
+
+def home_of(tree: Path, workdir: Path) -> Path:
+    """The Prefect home of every run of `tree`'s CLI."""
+    return workdir / f"home-{tree.name}"
 
 
 def train(tree: Path, workdir: Path, data: Path, csvs: tuple[Path, Path]) -> tuple[dict, float]:
     env = {
         **os.environ,
         "PYTHONPATH": str(tree),
-        "PREFECT_HOME": str(workdir / f"home-{tree.name}"),
+        "PREFECT_HOME": str(home_of(tree, workdir)),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "MNISTNN_PREFECT_AUTODETECT": "0",
     }
@@ -68,7 +75,9 @@ def main() -> None:
             )
         figures: dict[str, dict[str, list[float]]] = {}
         for name, tree in trees.items():  # the Prefect home's database, untimed
-            if not args.quick:  # --quick only checks that it runs: its run creates it
+            if args.quick:  # --quick only checks that it runs: a migrated copy will do
+                new_prefect_home(home_of(tree, workdir))
+            else:
                 train(tree, workdir, workdir / f"warm-{name}", csvs)
         for repeat in range(args.repeats):
             for name, tree in trees.items():

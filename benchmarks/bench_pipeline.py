@@ -21,6 +21,13 @@ from pathlib import Path
 
 from benchmarks.common import QUICK_ROWS, TEST_CSV, TRAIN_CSV, parser, print_table
 from tests.conftest import write_mnist_csv
+from tests.prefect_home import new_prefect_home
+
+
+def home_of(workdir: Path) -> Path:
+    """The Prefect home of every `run_pipeline` in `workdir` (its first run migrates the
+    database, unless `new_prefect_home` made it a migrated copy)."""
+    return workdir / "prefect-home"
 
 
 def run_pipeline(
@@ -35,7 +42,7 @@ def run_pipeline(
     more `mnistnn train` flags (`--preset best`, ...)."""
     env = {
         **os.environ,
-        "PREFECT_HOME": str(workdir / "prefect-home"),
+        "PREFECT_HOME": str(home_of(workdir)),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "MNISTNN_PREFECT_AUTODETECT": "0",
     }
@@ -101,9 +108,11 @@ def main() -> None:
                 workdir / "train.csv.gz", pixels[:QUICK_ROWS], labels[:QUICK_ROWS]
             )
         # The first run with a new Prefect home also creates its database: reported apart.
-        # --quick only checks that the benchmark runs, so its one run pays for the database.
+        # --quick only checks that the benchmark runs: a copy of a migrated database instead.
         first_wall = None
-        if not args.quick:
+        if args.quick:
+            new_prefect_home(home_of(workdir))
+        else:
             _, first_wall, _ = run_pipeline(workdir, workdir / "first", train_csv, test_csv, epochs)
         result, wall, peak_mb = run_pipeline(workdir, workdir / "data", train_csv, test_csv, epochs)
     rows_used = QUICK_ROWS if args.quick else 60_000
@@ -135,7 +144,7 @@ def main() -> None:
         (
             "first run with a new Prefect home (wall)",
             "not run" if first_wall is None else f"{first_wall:.1f} s",
-            "--quick: the run above created the database" if first_wall is None else "creates it",
+            "--quick: its home had a migrated copy" if first_wall is None else "creates it",
         ),
         ("peak RSS of the pipeline process", f"{peak_mb:.0f} MB", "target <= 1024 MB"),
         ("final accuracy / confident", f"{result['accuracy']:.4f}", f"{result['confident']:.4f}"),

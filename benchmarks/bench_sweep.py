@@ -37,11 +37,11 @@ def main() -> None:
     args = parser(__doc__ or "").parse_args()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.pop("PREFECT_API_URL", None)
-    from prefect.testing.utilities import prefect_test_harness
+    from tests.prefect_home import seeded_test_harness
 
     hidden = [20, 40] if args.quick else [50, 100, 150, 200]
     configs = len(hidden) * 2
-    with tempfile.TemporaryDirectory() as folder, prefect_test_harness(server_startup_timeout=60):
+    with tempfile.TemporaryDirectory() as folder, seeded_test_harness(server_startup_timeout=60):
         train_csv, test_csv = TRAIN_CSV, TEST_CSV
         if args.quick:
             from mnistnn.data.fast_csv import read_csv

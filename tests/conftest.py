@@ -99,10 +99,10 @@ def csv_writer(tmp_path: Path) -> Callable[[str, np.ndarray, np.ndarray], Path]:
 @pytest.fixture(scope="session")
 def prefect_harness() -> object:
     """One temporary Prefect API for the whole session (starting one takes seconds)."""
-    from prefect.testing.utilities import prefect_test_harness
+    from tests.prefect_home import seeded_test_harness
 
     # generous: on a loaded 2-core machine the server has taken over 60 s to answer
-    with prefect_test_harness(server_startup_timeout=180):
+    with seeded_test_harness(server_startup_timeout=180):
         yield
 
 

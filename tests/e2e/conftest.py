@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.processes import BIN, REPO, free_port, spawn, stop
+from tests.prefect_home import new_prefect_home
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,9 @@ def _wait_healthy(api_url: str, process: subprocess.Popen[bytes], timeout: float
 
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
-    """`prefect server start` on a free loopback port with a temporary PREFECT_HOME."""
-    home = tmp_path_factory.mktemp("prefect-home")
+    """`prefect server start` on a free loopback port with a temporary PREFECT_HOME (its
+    database already migrated: tests/prefect_home.py)."""
+    home = new_prefect_home(tmp_path_factory.mktemp("prefect-home"))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.processes import BIN, REPO, spawn, stop, train_command
+from tests.prefect_home import new_prefect_home
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -54,7 +55,7 @@ def test_signal_leaves_no_server_and_the_run_crashed(
     pid_file = tmp_path / "server.pid"
     env = {
         **os.environ,
-        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "PREFECT_HOME": str(new_prefect_home(tmp_path / "prefect-home")),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "MNISTNN_PREFECT_AUTODETECT": "0",
         "MNISTNN_SERVER_PID_FILE": str(pid_file),
