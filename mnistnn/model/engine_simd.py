@@ -28,15 +28,14 @@ import numpy as np
 from llvmlite import ir  # type: ignore[import-untyped]
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic as numba_intrinsic
+
+from mnistnn.model.engine_sync import intrinsic
 
 VECTOR_BYTES = 32  # one AVX2 register; LLVM splits it on narrower machines (same results)
 _STRIP = 6  # vectors per strip: 6 accumulators + 6 deltas + 3 broadcasts fit 16 registers
 
 _REST_SIZES = [1 << i for i in reversed(range(_STRIP.bit_length())) if 1 << i < _STRIP]
 """The strips after the full ones, each used once or not at all: any rest below _STRIP vectors."""
-
-intrinsic: Callable[[Callable[..., Any]], Any] = numba_intrinsic
 
 
 def lanes(dtype: np.dtype[Any] | type) -> int:

@@ -21,7 +21,7 @@ from mnistnn.model.engine_fused import load_input, output_deltas, step_input_lay
 from mnistnn.model.engine_sync import ABORT, FLAG_SLOTS, rendezvous
 from mnistnn.types import FloatArray, LabelArray, PixelArray
 
-KERNEL_SOURCES = "d7bd93ee8d60db67"
+KERNEL_SOURCES = "e61131482fbd4de5"
 """sha256 (first 16 hex digits) of engine_fused.py, engine_simd.py and engine_sync.py, in that
 order. numba's on-disk cache of `_sgd_units` is keyed on this file's text alone, yet the loop
 is compiled with those files' kernels inlined: a change there must change this file, or a
