@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from flows import cli_inbox, cli_scoring
+from flows import cli_automations, cli_inbox, cli_scoring
 from flows.parameters import check_inputs, check_parameters
 from mnistnn.cli import labels, library
 from mnistnn.cli.app import EXIT_OK, build_parser, positive_int, run
@@ -368,6 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             labels.add_commands,
             cli_scoring.add_commands,
             cli_inbox.add_commands,
+            cli_automations.add_commands,
         ),
         argv,
     )

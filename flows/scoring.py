@@ -28,7 +28,7 @@ from flows.scoring_tasks import (
     resolve_models_task,
     score_task,
 )
-from flows.tasks import run_logger
+from flows.tasks import log_attempt, run_logger
 from mnistnn.config import DataPaths
 from mnistnn.core import locations
 from mnistnn.core.locations import Location
@@ -122,6 +122,7 @@ def batch_predict(
     """
     inbox_dir = check_parameters(data_dir, unlabelled, threshold, challenger, chunk_rows)
     logger = run_logger()
+    log_attempt()
     paths = DataPaths.at(data_dir)
     models = resolve_models_task(str(paths.models), challenger)
     logger.info(

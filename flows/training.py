@@ -26,7 +26,7 @@ from prefect.runtime import flow_run
 
 from flows.parameters import check_parameters
 from flows.server import claim_run_folder
-from flows.tasks import ingest_task, run_logger
+from flows.tasks import ingest_task, log_attempt, run_logger
 from flows.training_tasks import (
     evaluate_epoch_task,
     finish_run_task,
@@ -112,6 +112,7 @@ def train_pipeline(
     `promote_on_recent` lets the recent test data, not the fixed test set, decide promotion.
     """
     logger = run_logger()
+    log_attempt()
     resolved = presets.resolve(
         preset,
         {

@@ -14,6 +14,7 @@ from prefect.artifacts import (
 )
 from prefect.runtime import flow_run
 
+from flows import events
 from flows.tasks import RETRYABLE, run_logger
 from mnistnn.config import DataPaths, NetworkConfig
 from mnistnn.data.inbox import accepted, scan_inbox
@@ -203,6 +204,7 @@ def register_task(
     else:
         decision = _register_on_recent(run_dir, models_dir, lineage, min_delta, recent)
     run_logger().info("model registry: %s", decision["reason"])
+    events.announce(events.decision_events(decision))
     return decision
 
 
