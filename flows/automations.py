@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import urllib.parse
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,9 +92,12 @@ def notify_kind(url: str) -> str:
         if not parsed.hostname:
             raise MnistnnError(f"--notify {shown(url)}: an http(s) URL needs a host")
         return "webhook"
-    from apprise import Apprise
+    with warnings.catch_warnings():  # apprise's plugins import the deprecated imghdr
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from apprise import Apprise
 
-    if parsed.scheme and Apprise().add(url):
+        known = bool(parsed.scheme) and Apprise().add(url)
+    if known:
         return "apprise"
     raise MnistnnError(
         f"--notify {shown(url)}: neither an http(s) webhook nor a URL apprise knows "
