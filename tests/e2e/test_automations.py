@@ -185,7 +185,7 @@ def test_apply_is_idempotent_and_staleness_alerts_once(
     first = receiver.wait_for(
         lambda m: m.at >= start and "no nightly-retrain" in m.text, "staleness message", 90
     )
-    time.sleep(25)  # more than two windows: still one message for this stale spell
+    time.sleep(15)  # more than a window: still one message for this stale spell
     assert len(receiver.matching("no nightly-retrain", since=start)) == 1
     assert "/deployments/deployment/" in first.body["body"]  # the UI link
     back = mnistnn(prefect_server, "automations", "apply", *options).stdout

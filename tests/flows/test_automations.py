@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -211,3 +212,13 @@ def test_decision_events() -> None:
     kept = events.decision_events(_decision(promoted=False))
     assert [name for name, _, _ in kept] == [events.MODEL_REGISTERED]
     assert events.decision_events(_decision(reason="already registered as v0002 (then: x)")) == []
+
+
+def test_readme_command_parses_and_needs_a_server(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    [line] = [ln for ln in readme.splitlines() if ln.startswith(".venv/bin/mnistnn automations")]
+    args = shlex.split(line)[1:]
+    assert args[:3] == ["automations", "apply", "--notify"]
+    done = offline(tmp_path, *args)  # the URL is accepted; then there is no server
+    assert done.returncode == 1
+    assert "no Prefect server at PREFECT_API_URL" in done.stderr
