@@ -187,7 +187,7 @@ def test_apply_is_idempotent_and_staleness_alerts_once(
     )
     time.sleep(15)  # more than a window: still one message for this stale spell
     assert len(receiver.matching("no nightly-retrain", since=start)) == 1
-    assert "/deployments/deployment/" in first.body["body"]  # the UI link
+    assert "/events?resource=prefect.deployment." in first.body["body"]  # a UI link
     back = mnistnn(prefect_server, "automations", "apply", *options).stdout
     assert "updated   automation mnistnn-notify-stale" in back
     twice = mnistnn(prefect_server, "automations", "apply", *options).stdout
