@@ -1,0 +1,36 @@
+"""`mnistnn`, the console script: the library's commands plus those that run a flow.
+
+train, sweep, serve, score, watch, simulate-batches and automations live in this package because
+they use Prefect; ingest, models, evaluate, predict and label come from `mnistnn.cli`, which never
+imports Prefect (`automations` wraps `models promote`/`rollback` to send events). Only this
+module imports the others (no cycle).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from flows.cli import automations, inbox, scoring, sweep, train
+from mnistnn.cli import labels, library
+from mnistnn.cli.app import build_parser, run
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `mnistnn` console script."""
+    return run(
+        build_parser(
+            library.add_commands,
+            labels.add_commands,
+            train.add_commands,
+            sweep.add_commands,
+            scoring.add_commands,
+            inbox.add_commands,
+            automations.add_commands,  # last: it wraps the library's `models`
+        ),
+        argv,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
