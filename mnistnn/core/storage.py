@@ -1,9 +1,10 @@
 """One storage interface, `Store`, over a local folder or an S3 prefix; `open_store` picks one.
 
 Keys are '/'-separated strings relative to the store's root ("runs/ab12/run.json"). Every write
-is whole or absent. `create`/`replace` are the two conditional writes that compare-and-swap
-(`update`) and leases are built on; their version token names the *content* (an S3 ETag, a local
-sha256), so a token can only go stale by the bytes changing.
+is whole or absent. The conditional writes `create`/`replace` (and `create_versioned`,
+`replace_versioned`, `delete_if`, which hand back or take the version token) are what
+compare-and-swap (`update`) and leases are built on; a version token names the *content* (an S3
+ETag, a local sha256), so it can only go stale by the bytes changing.
 """
 
 from __future__ import annotations
@@ -109,11 +110,24 @@ class Store(abc.ABC):
 
     def create(self, key: str, data: bytes) -> bool:
         """Write `data` only if `key` does not exist; False (and nothing written) if it does."""
-        return self._create(key, data) is not None
+        return self.create_versioned(key, data) is not None
 
     def replace(self, key: str, data: bytes, token: str) -> bool:
         """Write `data` only if `key` still holds the version `token`; False otherwise."""
-        return self._replace(key, data, token) is not None
+        return self.replace_versioned(key, data, token) is not None
+
+    @abc.abstractmethod
+    def create_versioned(self, key: str, data: bytes) -> str | None:
+        """`create` returning the new version token (for a later `replace`/`delete_if`), or
+        None if the key exists."""
+
+    @abc.abstractmethod
+    def replace_versioned(self, key: str, data: bytes, token: str) -> str | None:
+        """`replace` returning the new version token, or None on a stale token or missing key."""
+
+    @abc.abstractmethod
+    def delete_if(self, key: str, token: str) -> bool:
+        """Delete `key` only if it still holds version `token`; False (nothing deleted) if not."""
 
     def update(self, key: str, fn: Callable[[bytes | None], bytes], *, retries: int = 32) -> bytes:
         """Compare-and-swap `key` to `fn(current bytes or None)`; return what was written.
@@ -136,20 +150,6 @@ class Store(abc.ABC):
             f"{self.join(key)}: gave up after {retries + 1} conflicting updates "
             "(too many concurrent writers of this key)"
         )
-
-    # -- backend hooks for create/replace and for leases (which need the new version token) -----
-
-    @abc.abstractmethod
-    def _create(self, key: str, data: bytes) -> str | None:
-        """`create` returning the new version token, or None if the key exists."""
-
-    @abc.abstractmethod
-    def _replace(self, key: str, data: bytes, token: str) -> str | None:
-        """`replace` returning the new version token, or None on a stale token or missing key."""
-
-    @abc.abstractmethod
-    def _delete_if(self, key: str, token: str) -> bool:
-        """Delete `key` only if it still holds version `token`."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"

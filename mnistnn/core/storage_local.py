@@ -1,6 +1,6 @@
 """The local-folder Store: whole writes by temp file + rename, conditional ones under flock.
 
-Conditional writes (`replace`, `_delete_if`) and every rename onto an existing key take an
+Conditional writes (`replace`, `delete_if`) and every rename onto an existing key take an
 exclusive flock on the key's *current* file and re-check that the path still names that inode
 after the lock is granted; a writer that renamed a new file into place meanwhile has changed it,
 so the waiter retries on the new one. That makes check-then-rename atomic without lock files.
@@ -109,7 +109,7 @@ class LocalStore(Store):
         """An flock on the key's file: one machine, so it dies with its process and needs no ttl."""
         return flock_lease(self._path(key), owner, timeout)
 
-    def _create(self, key: str, data: bytes) -> str | None:
+    def create_versioned(self, key: str, data: bytes) -> str | None:
         path = self._path(key)
         tmp = _write_temp(path, data)
         try:
@@ -121,7 +121,7 @@ class LocalStore(Store):
         fsync_dir(path.parent)
         return _token(data)
 
-    def _replace(self, key: str, data: bytes, token: str) -> str | None:
+    def replace_versioned(self, key: str, data: bytes, token: str) -> str | None:
         path = self._path(key)
         tmp = _write_temp(path, data)  # the slow part, outside the lock
         try:
@@ -134,7 +134,7 @@ class LocalStore(Store):
         fsync_dir(path.parent)
         return _token(data)
 
-    def _delete_if(self, key: str, token: str) -> bool:
+    def delete_if(self, key: str, token: str) -> bool:
         path = self._path(key)
         with _locked_current(path) as fd:
             if fd is None or _token(_read_fd(fd)) != token:

@@ -149,16 +149,16 @@ class S3Store(Store):
     ) -> AbstractContextManager[Lease]:
         return object_lease(self, key, owner, ttl, timeout)
 
-    def _create(self, key: str, data: bytes) -> str | None:
+    def create_versioned(self, key: str, data: bytes) -> str | None:
         return self._put_if(key, data, IfNoneMatch="*")
 
-    def _replace(self, key: str, data: bytes, token: str) -> str | None:
+    def replace_versioned(self, key: str, data: bytes, token: str) -> str | None:
         try:
             return self._put_if(key, data, IfMatch=token)
         except NotFound:  # AWS answers 404 to If-Match on a missing key
             return None
 
-    def _delete_if(self, key: str, token: str) -> bool:
+    def delete_if(self, key: str, token: str) -> bool:
         try:
             self._call(self.join(key), "delete_object", Key=self._object(key), IfMatch=token)
         except (_Conflict, NotFound):

@@ -101,6 +101,22 @@ def test_replace_needs_the_current_token(store: Store) -> None:
     assert not store.exists("missing")
 
 
+def test_versioned_writes_hand_back_the_token_a_read_gives(store: Store) -> None:
+    """The public calls a lease is built on: create, replace and delete by version token."""
+    first = store.create_versioned("lease", b"one")
+    assert first is not None and first == store.version("lease")
+    assert store.create_versioned("lease", b"again") is None
+    second = store.replace_versioned("lease", b"two", first)
+    assert second is not None and second != first
+    assert store.read_versioned("lease") == (b"two", second)
+    assert store.replace_versioned("lease", b"three", first) is None  # stale token
+    assert not store.delete_if("lease", first)  # stale: nothing deleted
+    assert store.read_bytes("lease") == b"two"
+    assert store.delete_if("lease", second)
+    assert not store.exists("lease")
+    assert not store.delete_if("lease", second)  # already gone
+
+
 def test_update_counts_exactly_under_contention(store_url: str) -> None:
     """8 threads x 10 increments, each thread with its own store (client): exactly 80."""
     stores = [open_store(store_url) for _ in range(8)]
