@@ -28,6 +28,19 @@ if TYPE_CHECKING:
 TEMP_PREFIX = ".tmp-"
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
+#: `Store.update`: conflicts tolerated before giving up, and its back-off (seconds).
+UPDATE_RETRIES = 32
+BACKOFF_BASE = 0.005
+BACKOFF_CAP = 0.25
+
+
+def backoff_delay(attempt: int, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP) -> float:
+    """Full-jitter exponential back-off: uniform in [0, min(cap, base * 2**attempt)].
+
+    Random, so writers that collided once do not collide again in lock step.
+    """
+    return random.uniform(0.0, min(cap, base * 2 ** min(attempt, 30)))
+
 
 def check_key(key: str, *, prefix: bool = False) -> str:
     """Return `key` if it is a clean relative key; ValueError naming it otherwise.
@@ -129,12 +142,18 @@ class Store(abc.ABC):
     def delete_if(self, key: str, token: str) -> bool:
         """Delete `key` only if it still holds version `token`; False (nothing deleted) if not."""
 
-    def update(self, key: str, fn: Callable[[bytes | None], bytes], *, retries: int = 32) -> bytes:
+    def update(
+        self, key: str, fn: Callable[[bytes | None], bytes], *, retries: int = UPDATE_RETRIES
+    ) -> bytes:
         """Compare-and-swap `key` to `fn(current bytes or None)`; return what was written.
 
-        `fn` may run several times (once per conflict), so it must be pure. Conflicts back off
-        with full jitter; StorageError naming the key after `retries` lost races.
+        The one read-modify-write loop of the code base. `fn` may run several times (once per
+        conflict), so it must be pure; an exception from it ends the update with nothing
+        written. Conflicts back off with full jitter (`backoff_delay`); after `retries` lost
+        races, a StorageError naming the key and the number of attempts.
         """
+        if retries < 0:
+            raise ValueError(f"retries must be 0 or more, not {retries!r}")
         for attempt in range(retries + 1):
             current = self.read_versioned(key)
             new = fn(None if current is None else current[0])
@@ -145,7 +164,8 @@ class Store(abc.ABC):
             )
             if written:
                 return new
-            time.sleep(random.uniform(0, min(0.25, 0.005 * 2**attempt)))
+            if attempt < retries:
+                time.sleep(backoff_delay(attempt))
         raise StorageError(
             f"{self.join(key)}: gave up after {retries + 1} conflicting updates "
             "(too many concurrent writers of this key)"

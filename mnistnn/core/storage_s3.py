@@ -21,7 +21,7 @@ import botocore.loaders
 import botocore.session
 
 from mnistnn.core.lease import Lease, object_lease
-from mnistnn.core.storage import Store, check_key
+from mnistnn.core.storage import Store, backoff_delay, check_key
 from mnistnn.errors import NotFound, StorageError, StorageUnavailable
 
 # Bounded, so a dead endpoint fails in seconds; the pipeline's own task retries take over.
@@ -180,7 +180,7 @@ class S3Store(Store):
                 # flight; its outcome is unknown, so ask again rather than answer False
                 if "ConditionalRequestConflict" not in str(exc) or attempt == 3:
                     raise
-                time.sleep(0.05 * 2**attempt)
+                time.sleep(backoff_delay(attempt, base=0.05))
         raise AssertionError("unreachable")
 
     def _get(self, key: str) -> tuple[bytes, str]:

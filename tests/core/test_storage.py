@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from mnistnn.core import storage
 from mnistnn.core.storage import Store, open_store
 from mnistnn.errors import NotFound, StorageError
 
@@ -147,6 +148,40 @@ def test_update_gives_up_naming_the_key(store: Store) -> None:
         store.update("hot", meddle, retries=2)
     assert store.join("hot") in str(info.value)
     assert calls == 3
+
+
+def test_update_backs_off_with_bounded_jitter(
+    local_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every lost race sleeps a random time under a growing, capped bound; none after the last."""
+    slept: list[float] = []
+    monkeypatch.setattr(storage.time, "sleep", slept.append)
+    local_store.write_bytes("hot", b"0")
+
+    def meddle(old: bytes | None) -> bytes:
+        local_store.write_bytes("hot", str(len(slept)).encode() + b"x")
+        return b"mine"
+
+    with pytest.raises(StorageError, match="gave up after 13 conflicting updates"):
+        local_store.update("hot", meddle, retries=12)
+    assert len(slept) == 12
+    bounds = [min(storage.BACKOFF_CAP, storage.BACKOFF_BASE * 2**i) for i in range(12)]
+    assert all(0.0 <= delay <= bound for delay, bound in zip(slept, bounds, strict=True))
+    assert len(set(slept)) == 12  # jittered: no two writers wait in lock step
+    assert bounds[-1] == storage.BACKOFF_CAP  # the wait stops growing
+
+
+def test_update_writes_nothing_when_fn_raises(store: Store) -> None:
+    store.write_bytes("k", b"kept")
+
+    def refuse(old: bytes | None) -> bytes:
+        raise ValueError("no such version")
+
+    with pytest.raises(ValueError, match="no such version"):
+        store.update("k", refuse)
+    assert store.read_bytes("k") == b"kept"
+    with pytest.raises(ValueError, match="retries must be 0 or more"):
+        store.update("k", lambda old: b"x", retries=-1)
 
 
 @pytest.mark.parametrize("key", ["", "/abs", "a//b", "a/../b", "./a", "a\\b", "x/.tmp-y"])
