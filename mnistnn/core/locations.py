@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from mnistnn.core.files import atomic_write, sha256_file
+from mnistnn.core.files import atomic_write, sha256_file, temp_beside, unlink_quietly
 from mnistnn.core.storage import Store, open_store
 from mnistnn.errors import NotFound
 
@@ -158,16 +158,13 @@ def atomic_output(location: str | os.PathLike[str], mode: str = "wb") -> Iterato
         with atomic_write(base, mode) as handle:
             yield handle
         return
-    staging = cache_dir() / "staging"
-    staging.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + name(base), dir=staging)
+    # staged under a name of its own: two uploads of one name never share a temp file
+    with temp_beside(cache_dir() / "staging" / name(base), mode) as (handle, tmp):
+        yield handle
     try:
-        with os.fdopen(fd, mode) as handle:
-            yield handle
         write_bytes(base, Path(tmp).read_bytes())
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        unlink_quietly(tmp)
 
 
 def list_folder(folder: str | os.PathLike[str]) -> list[str]:

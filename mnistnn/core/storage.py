@@ -19,13 +19,12 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mnistnn.core.files import TEMP_PREFIX
 from mnistnn.errors import NotFound, StorageError
 
 if TYPE_CHECKING:
     from mnistnn.core.lease import Lease
 
-#: Prefix of in-flight temp files (the same as mnistnn.fileio's): never a key, never listed.
-TEMP_PREFIX = ".tmp-"
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 #: `Store.update`: conflicts tolerated before giving up, and its back-off (seconds).
