@@ -1,4 +1,4 @@
-"""The one atomic write: a temp file beside the target, renamed (or uploaded) whole or not at all."""
+"""The one atomic write: a temp file beside the target, renamed or uploaded whole, or nothing."""
 
 from __future__ import annotations
 
