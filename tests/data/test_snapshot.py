@@ -16,10 +16,9 @@ from mnistnn.data.snapshot import (
     load_recent,
     load_snapshot,
     read_manifest,
-    recent_mask,
-    row_buckets,
     write_recent_parquet,
 )
+from mnistnn.data.split import recent_mask, row_buckets
 from mnistnn.errors import ConfigError, DataError
 from tests.conftest import write_mnist_csv
 
