@@ -5,6 +5,16 @@ is whole or absent. The conditional writes `create`/`replace` (and `create_versi
 `replace_versioned`, `delete_if`, which hand back or take the version token) are what
 compare-and-swap (`update`) and leases are built on; a version token names the *content* (an S3
 ETag, a local sha256), so it can only go stale by the bytes changing.
+
+Why hand-written rather than a library (measured 2026-12, loopback SeaweedFS, 2 busy cores,
+median of 200): obstore 0.12.1 does conditional PUTs on S3 2-3x faster than boto3 here (create
+3.2 vs 7.1 ms, get + If-Match update 4.6 vs 11.6 ms) and a 20-way create race there has one
+winner, but its LocalStore raises NotImplementedError for an update on an ETag (no local CAS)
+and creates by link without fsync (strace), so the local backend, the lease and the error
+mapping would stay ours and boto3 would stay for the rest: two S3 clients for ~100 lines saved.
+fsspec 2026.9.0's `pipe_file(mode="create")` checks then writes: 20 threads racing for one
+name had up to 4 winners in 20 trials. pyarrow.fs has no conditional write. Revisit obstore
+when its LocalStore supports PutMode::Update.
 """
 
 from __future__ import annotations
