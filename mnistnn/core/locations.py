@@ -21,13 +21,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from mnistnn.core.files import atomic_write, sha256_file, temp_beside, unlink_quietly
-from mnistnn.core.storage import Store, open_store
+from mnistnn.core.storage import URL_SCHEME, Store, open_store
 from mnistnn.errors import NotFound
 
 #: A local path or a URL (`s3://bucket/prefix/key`).
 Location = Path | str
 
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _STORES: dict[tuple[str, ...], Store] = {}
 _STORES_LOCK = threading.Lock()
@@ -36,7 +35,7 @@ _MAX_STORES = 64
 
 def is_url(location: str | os.PathLike[str]) -> bool:
     """Whether `location` is a URL (object storage) rather than a local path."""
-    return isinstance(location, str) and _URL.match(location) is not None
+    return isinstance(location, str) and URL_SCHEME.match(location) is not None
 
 
 def as_location(location: str | os.PathLike[str]) -> Location:

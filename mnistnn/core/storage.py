@@ -35,7 +35,8 @@ from mnistnn.errors import NotFound, StorageError
 if TYPE_CHECKING:
     from mnistnn.core.lease import Lease
 
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+#: A URL's scheme ("s3://..."); anything else is a local path. The one place that decides.
+URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 #: `Store.update`: conflicts tolerated before giving up, and its back-off (seconds).
 UPDATE_RETRIES = 32
@@ -191,7 +192,7 @@ def open_store(location: str | os.PathLike[str], *, endpoint_url: str | None = N
     AWS_ACCESS_KEY_ID, ...) unless `endpoint_url` is given. No request is made here.
     """
     text = os.fspath(location)
-    match = _SCHEME.match(text)
+    match = URL_SCHEME.match(text)
     if match is None:
         if endpoint_url is not None:
             raise StorageError(f"{text}: endpoint_url is only for s3:// locations")

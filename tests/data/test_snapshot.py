@@ -52,7 +52,7 @@ def test_no_batches_is_the_base_file(setup) -> None:  # type: ignore[no-untyped-
     snapshot = snap(setup, [])
     assert snapshot.sha256 == base.sha256 and snapshot.manifest is None
     assert snapshot.train_data == base.parquet
-    assert not paths.snapshots.exists()
+    assert not Path(paths.snapshots).exists()
 
 
 def test_identity_is_content_and_order(setup) -> None:  # type: ignore[no-untyped-def]
