@@ -121,8 +121,7 @@ def batch_predict(
     newest version that lost its promotion; `chunk_rows` rows per Parquet row group.
     """
     inbox_dir = check_parameters(data_dir, unlabelled, threshold, challenger, chunk_rows)
-    logger = run_logger()
-    log_attempt()
+    logger = log_attempt(run_logger())
     paths = DataPaths.at(data_dir)
     models = resolve_models_task(str(paths.models), challenger)
     logger.info(

@@ -111,8 +111,7 @@ def train_pipeline(
     `warm_start` fine-tunes the champion's weights instead of training from scratch;
     `promote_on_recent` lets the recent test data, not the fixed test set, decide promotion.
     """
-    logger = run_logger()
-    log_attempt()
+    logger = log_attempt(run_logger())
     resolved = presets.resolve(
         preset,
         {
