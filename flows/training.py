@@ -10,10 +10,11 @@ scored epoch's evaluation hanging off it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, Literal
+from typing import Any
 from uuid import UUID
 
 from prefect import flow
@@ -24,7 +25,7 @@ from prefect.artifacts import (
 from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 
-from flows.parameters import check_parameters
+from flows.parameters import declared
 from flows.server import claim_run_folder
 from flows.tasks import ingest_task, run_logger
 from flows.training_tasks import (
@@ -38,10 +39,11 @@ from flows.training_tasks import (
     train_epoch_task,
     warm_start_task,
 )
-from mnistnn import presets
-from mnistnn.config import DataPaths, NetworkConfig
+from mnistnn.config import DataPaths
 from mnistnn.data.ingest import IngestSummary
 from mnistnn.model.checkpoint import load_weights
+from mnistnn.parameters import PromotionParams, TrainingParameters, flat, parse
+from mnistnn.presets import Resolved
 from mnistnn.runs import steps as training
 from mnistnn.runs.drift import NewData
 from mnistnn.runs.folders import (
@@ -58,195 +60,180 @@ PROGRESS_KEY = "mnist-training-progress"
 EpochListener = Callable[[EpochRecord, int], None]
 
 
-@flow(name="mnist-training", log_prints=False)
-def train_pipeline(
-    train_csv: str = "data/raw/mnist_train.csv.gz",
-    test_csv: str = "data/raw/mnist_test.csv.gz",
-    hidden_nodes: int | None = None,
-    learning_rate: float | None = None,
-    epochs: int | None = None,
-    seed: int | None = None,
-    init: Literal["legacy", "default"] | None = None,
-    dtype: Literal["float64", "float32"] | None = None,
-    batch_size: int | None = None,
-    output: Literal["sigmoid", "softmax"] | None = None,
-    biases: bool | None = None,
-    momentum: float | None = None,
-    schedule: Literal["constant", "step", "cosine"] | None = None,
-    schedule_epochs: int | None = None,
-    shuffle: bool | None = None,
-    augment: Literal["none", "affine", "elastic"] | None = None,
-    preset: Literal["reference", "best"] | None = None,
-    evaluate_every: int | None = None,
-    data_dir: str = "data",
-    fresh: bool = False,
-    max_rejected_fraction: float = 0.0,
-    min_delta: float = 0.0,
-    keep_checkpoints: int = 5,
-    register_model: bool = True,
-    publish_report: bool = True,
-    incoming_dir: str | None = None,
-    drift_threshold: float = 0.05,
-    recent_fraction: float = 0.1,
-    promote_on_recent: bool = False,
-    warm_start: bool = False,
-    settle_seconds: float = 5.0,
-) -> dict[str, Any]:
+@flow(name="mnist-training", log_prints=False, validate_parameters=False)
+@declared(TrainingParameters)
+def train_pipeline(**values: Any) -> dict[str, Any]:
     """Train the MNIST network, checkpointing every epoch, and publish the results.
 
-    Every network parameter left empty takes the preset's value (`preset` "reference" or
-    "best"), or the book's reference value without a preset (88 hidden nodes, lr 0.05, 15
-    epochs, ...); a value given explicitly always wins over the preset. `keep_checkpoints` keeps
-    the weights of the newest N epochs, and of scheduled epochs until they are scored (0: all);
-    every epoch's metadata and scores are kept. `evaluate_every` scores every N-th epoch and
-    always the last (the preset's value, else 1); it is not part of the run's key, since the
-    weights do not depend on it, and a later run with a denser schedule scores the epochs it
-    lacks from the kept checkpoints. Asking for fewer epochs than the run has trained answers
-    from its checkpoints, or recomputes them in a sub-folder, never touching the longer run.
-
-    The training data is a snapshot: `train_csv` plus every accepted batch of the inbox
-    (`incoming_dir`, default `<data_dir>/incoming`), of which a `recent_fraction` slice of each
-    batch is held out as recent test data. The champion is scored on each batch first, and a
-    batch where it falls more than `drift_threshold` below its test accuracy is flagged as drift.
-    `warm_start` fine-tunes the champion's weights instead of training from scratch;
-    `promote_on_recent` lets the recent test data, not the fixed test set, decide promotion.
+    The parameters are declared once, with their descriptions, in `mnistnn.parameters`
+    (`TrainingParameters`). Every network parameter left empty takes the preset's value, or the
+    book's reference value without a preset; a value given explicitly always wins. The training
+    data is a snapshot: `train_csv` plus every accepted batch of the inbox.
     """
-    logger = run_logger()
-    resolved = presets.resolve(
-        preset,
-        {
-            "hidden_nodes": hidden_nodes,
-            "learning_rate": learning_rate,
-            "epochs": epochs,
-            "seed": seed,
-            "init": init,
-            "dtype": dtype,
-            "batch_size": batch_size,
-            "output": output,
-            "biases": biases,
-            "momentum": momentum,
-            "schedule": schedule,
-            "schedule_epochs": schedule_epochs,
-            "shuffle": shuffle,
-            "augment": augment,
-            "evaluate_every": evaluate_every,
-        },
-    )
-    config, n_epochs, every = resolved.config, resolved.epochs, resolved.evaluate_every
-    check_parameters(
-        max_rejected_fraction,
-        min_delta,
-        keep_checkpoints,
-        drift_threshold=drift_threshold,
-        recent_fraction=recent_fraction,
-        settle_seconds=settle_seconds,
-    )
-    logger.info("settings: %s", resolved.describe())
-    paths = DataPaths.at(data_dir)
+    params = parse(TrainingParameters, values)
+    resolved = params.network.resolve()
+    run_logger().info("settings: %s", resolved.describe())
+    paths = DataPaths.at(params.data.data_dir)
     clock = _Stopwatch()
-
-    train_future = ingest_task.submit(
-        "train", train_csv, str(paths.processed), max_rejected_fraction
-    )
-    test_future = ingest_task.submit("test", test_csv, str(paths.processed), max_rejected_fraction)
-    train, test = train_future.result(), test_future.result()
+    train, test = _ingest(params, paths)
     clock.lap("ingest")
-    new = new_data_task(
-        incoming_dir or str(paths.incoming),
-        data_dir,
-        train,
-        test.sha256,
-        max_rejected_fraction,
-        settle_seconds,
-        recent_fraction,
-        drift_threshold,
-    )
-    snapshot = new.snapshot
-    warm = warm_start_task(str(paths.models), config) if warm_start else None
-    warm_key = None if warm is None else {k: warm[k] for k in ("version", "weights_sha256")}
-    lineage = RunLineage(
-        _train_lineage(train, new),
-        DataLineage.of(test, "test"),
-        resolved.describe(),
-        snapshot=new.to_dict() if new.batches else None,
-        warm_start=None if warm_key is None else {**warm_key, "mode": "warm_start"},
-    )
+    new = _new_data(params, paths, train, test)
+    warm = warm_start_task(str(paths.models), resolved.config) if params.run.warm_start else None
+    lineage = _lineage(train, test, new, resolved, warm, params)
     clock.lap("inbox")
-
-    folder = run_folder(paths.runs, config, snapshot.sha256, test.sha256, warm_key)
+    folder = run_folder(
+        paths.runs, resolved.config, new.snapshot.sha256, test.sha256, _warm_key(warm)
+    )
     with run_lock(folder):
-        extra: dict[str, Any] = {}
-        if new.batches:
-            extra["snapshot"] = {"sha256": snapshot.sha256, "manifest": snapshot.manifest}
-        if warm_key is not None:
-            extra["warm_start"] = warm_key
-        open_run(folder, config, snapshot.sha256, test.sha256, fresh=fresh, extra=extra)
-        initial = None
-        if warm is not None:
-            start = training.warm_network(load_weights(warm["weights"]), config, warm["version"])
-            training.write_initial(folder, start)
-            initial = str(folder.initial)
-        if training.recorded_epochs(folder) > n_epochs:
-            folder = shorter_run(folder, n_epochs)
-            logger.info("the run has more than %d epochs: answering from %s", n_epochs, folder.path)
-        resume = training.resume_point(folder)
-        if resume:
-            logger.info("resuming %s after epoch %d", folder.path, min(resume, n_epochs))
+        folder, resume, initial = _open(folder, resolved, new, test, warm, params.run.fresh)
         _train_and_evaluate(
-            folder,
-            config,
-            n_epochs,
-            every,
-            resume,
-            snapshot.train_data,
-            test,
-            lineage,
-            keep_checkpoints,
-            initial,
+            folder, resolved, resume, new.snapshot.train_data, test, lineage, params, initial
         )
         clock.lap("train_and_evaluate")
-        records = finish_run_task(str(folder.path), n_epochs)
-        recent = None
-        if new.recent_parquet is not None:
-            recent = {
-                **recent_scores_task(str(folder.path), str(paths.models), new.recent_parquet),
-                "sha256": new.recent_sha256,
-                "parquet": new.recent_parquet,
-            }
-            lineage = _with_recent(lineage, recent, promote_on_recent)
-        decision = (
-            register_task(
-                str(folder.path),
-                str(paths.models),
-                test.parquet,
-                lineage,
-                min_delta,
-                recent if promote_on_recent else None,
-            )
-            if register_model
-            else None
-        )
+        records = finish_run_task(str(folder.path), resolved.epochs)
+        recent, lineage = _recent(folder, paths, new, lineage, params.promotion.promote_on_recent)
+        decision = _register(folder, paths, test, lineage, params.promotion, recent)
         clock.lap("register")
-        if publish_report:
+        if params.run.publish_report:
             publish_task(str(folder.path), test.parquet, lineage, decision)
             if new.batches:
-                publish_new_data_task(new.batch_rows(), snapshot.sha256)
+                publish_new_data_task(new.batch_rows(), new.snapshot.sha256)
         clock.lap("publish")
     final = records[-1]
     return {
         "run_dir": str(folder.path),
-        "epochs": n_epochs,
+        "epochs": resolved.epochs,
         "accuracy": final.accuracy,
         "confident": final.confident,
         "flow_run_id": flow_run.get_id(),
-        "settings": {"preset": preset, "explicit": list(resolved.overrides), **config.to_dict()},
-        "trained_epochs": [epoch for epoch in range(1, n_epochs + 1) if epoch > resume],
+        "settings": resolved.settings(),
+        "parameters": flat(params),
+        "trained_epochs": [epoch for epoch in range(1, resolved.epochs + 1) if epoch > resume],
         "metrics": [record.to_dict() for record in records],
         "decision": decision,
         "timings": clock.laps,
         "snapshot": _snapshot_summary(new, recent),
         "warm_start": lineage.warm_start,
     }
+
+
+def _ingest(params: TrainingParameters, paths: DataPaths) -> tuple[IngestSummary, IngestSummary]:
+    """Both data files, validated into Parquet at once (two tasks side by side)."""
+    processed, limit = str(paths.processed), params.inbox.max_rejected_fraction
+    train_csv = params.data.train_csv or str(paths.train_csv)
+    test_csv = params.data.test_csv or str(paths.test_csv)
+    train_future = ingest_task.submit("train", train_csv, processed, limit)
+    test_future = ingest_task.submit("test", test_csv, processed, limit)
+    return train_future.result(), test_future.result()
+
+
+def _new_data(
+    params: TrainingParameters, paths: DataPaths, train: IngestSummary, test: IngestSummary
+) -> NewData:
+    """The inbox's accepted batches, the snapshot they make with the base file, drift checks."""
+    inbox = params.inbox
+    return new_data_task(
+        params.data.incoming_dir or str(paths.incoming),
+        params.data.data_dir,
+        train,
+        test.sha256,
+        inbox.max_rejected_fraction,
+        inbox.settle_seconds,
+        inbox.recent_fraction,
+        inbox.drift_threshold,
+    )
+
+
+def _warm_key(warm: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The part of a warm start that keys the run: the champion's version and weights."""
+    return None if warm is None else {k: warm[k] for k in ("version", "weights_sha256")}
+
+
+def _lineage(
+    train: IngestSummary,
+    test: IngestSummary,
+    new: NewData,
+    resolved: Resolved,
+    warm: dict[str, Any] | None,
+    params: TrainingParameters,
+) -> RunLineage:
+    """The run's data, its resolved settings and every declared parameter (for the report)."""
+    warm_key = _warm_key(warm)
+    return RunLineage(
+        _train_lineage(train, new),
+        DataLineage.of(test, "test"),
+        resolved.describe(),
+        snapshot=new.to_dict() if new.batches else None,
+        warm_start=None if warm_key is None else {**warm_key, "mode": "warm_start"},
+        parameters=flat(params),
+    )
+
+
+def _open(
+    folder: RunFolder,
+    resolved: Resolved,
+    new: NewData,
+    test: IngestSummary,
+    warm: dict[str, Any] | None,
+    fresh: bool,
+) -> tuple[RunFolder, int, str | None]:
+    """Open (or resume) the run folder: (folder, last trained epoch, warm-start weights)."""
+    logger = run_logger()
+    snapshot, config, epochs = new.snapshot, resolved.config, resolved.epochs
+    extra: dict[str, Any] = {}
+    if new.batches:
+        extra["snapshot"] = {"sha256": snapshot.sha256, "manifest": snapshot.manifest}
+    warm_key = _warm_key(warm)
+    if warm_key is not None:
+        extra["warm_start"] = warm_key
+    open_run(folder, config, snapshot.sha256, test.sha256, fresh=fresh, extra=extra)
+    initial = None
+    if warm is not None:
+        start = training.warm_network(load_weights(warm["weights"]), config, warm["version"])
+        training.write_initial(folder, start)
+        initial = str(folder.initial)
+    if training.recorded_epochs(folder) > epochs:
+        folder = shorter_run(folder, epochs)
+        logger.info("the run has more than %d epochs: answering from %s", epochs, folder.path)
+    resume = training.resume_point(folder)
+    if resume:
+        logger.info("resuming %s after epoch %d", folder.path, min(resume, epochs))
+    return folder, resume, initial
+
+
+def _recent(
+    folder: RunFolder, paths: DataPaths, new: NewData, lineage: RunLineage, decides: bool
+) -> tuple[dict[str, Any] | None, RunLineage]:
+    """Both models on the recent test data (when the inbox gave some), kept in the lineage."""
+    if new.recent_parquet is None:
+        return None, lineage
+    recent = {
+        **recent_scores_task(str(folder.path), str(paths.models), new.recent_parquet),
+        "sha256": new.recent_sha256,
+        "parquet": new.recent_parquet,
+    }
+    return recent, _with_recent(lineage, recent, decides)
+
+
+def _register(
+    folder: RunFolder,
+    paths: DataPaths,
+    test: IngestSummary,
+    lineage: RunLineage,
+    promotion: PromotionParams,
+    recent: dict[str, Any] | None,
+) -> dict[str, Any] | None:
+    """Hand the final model to the registry (None when `register_model` is off)."""
+    if not promotion.register_model:
+        return None
+    return register_task(
+        str(folder.path),
+        str(paths.models),
+        test.parquet,
+        lineage,
+        promotion.min_delta,
+        recent if promotion.promote_on_recent else None,
+    )
 
 
 def _train_lineage(train: IngestSummary, new: NewData) -> DataLineage:
@@ -270,7 +257,7 @@ def _with_recent(lineage: RunLineage, recent: dict[str, Any], decides: bool) -> 
     """Record both models' accuracy on the recent test data in the lineage (and the report)."""
     snapshot = dict(lineage.snapshot or {})
     snapshot["recent"] = {**snapshot.get("recent", {}), **recent, "decides_promotion": decides}
-    return RunLineage(lineage.train, lineage.test, lineage.settings, snapshot, lineage.warm_start)
+    return dataclasses.replace(lineage, snapshot=snapshot)
 
 
 def _snapshot_summary(new: NewData, recent: dict[str, Any] | None) -> dict[str, Any]:
@@ -283,14 +270,12 @@ def _snapshot_summary(new: NewData, recent: dict[str, Any] | None) -> dict[str, 
 
 def _train_and_evaluate(
     folder: RunFolder,
-    config: NetworkConfig,
-    epochs: int,
-    evaluate_every: int,
+    resolved: Resolved,
     resume: int,
     train_data: str,
     test: IngestSummary,
     lineage: RunLineage,
-    keep_checkpoints: int,
+    params: TrainingParameters,
     initial: str | None = None,
 ) -> list[EpochRecord]:
     """Train the missing epochs in order; score every `evaluate_every`-th epoch and the last.
@@ -302,6 +287,8 @@ def _train_and_evaluate(
     alone, while scoring in turn costs only the evaluation itself (a fraction of a second), and
     the weights are the same either way.
     """
+    config, epochs, evaluate_every = resolved.config, resolved.epochs, resolved.evaluate_every
+    keep_checkpoints = params.run.keep_checkpoints
     logger = run_logger()
     crashed = claim_run_folder(folder.path, flow_run.get_id())
     if crashed:

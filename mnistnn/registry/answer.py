@@ -52,6 +52,7 @@ def existing_result(
     *,
     fresh: bool = False,
     max_rejected_fraction: float = 0.0,
+    parameters: dict[str, Any] | None = None,
 ) -> Answer | None:
     """The finished run of these settings and data, when nothing would be trained or registered.
 
@@ -109,11 +110,8 @@ def existing_result(
             "accuracy": final["accuracy"],
             "confident": final["confident"],
             "flow_run_id": None,
-            "settings": {
-                "preset": resolved.preset,
-                "explicit": list(resolved.overrides),
-                **resolved.config.to_dict(),
-            },
+            "settings": resolved.settings(),
+            "parameters": parameters,
             "trained_epochs": [],
             "metrics": metrics,
             "decision": decision,

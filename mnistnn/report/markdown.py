@@ -273,6 +273,12 @@ def _results_caption(rows: list[dict[str, Any]]) -> str:
     )
 
 
+_PARAMETERS_CAPTION = (
+    "Every parameter of the run as it was given; an empty network value took the preset's "
+    "(or the reference's) value shown above."
+)
+
+
 def markdown_report(
     *,
     title: str,
@@ -285,13 +291,15 @@ def markdown_report(
     comparison: str | None,
     run_dir: str,
     settings: str | None = None,
+    parameters: Mapping[str, Any] | None = None,
     new_data_headline: str | None = None,
     new_data: Sequence[str] = (),
 ) -> str:
     """The whole run report: headline, configuration, data lineage, tables, figures, footer.
 
     `comparison` is a ready sentence comparing with the champion model, None for a first model.
-    `settings` says how the configuration was resolved (preset, explicit values).
+    `settings` says how the configuration was resolved (preset, explicit values);
+    `parameters` are the run's declared parameters as given (None: the preset's or default).
     The final scores are those of the last epoch in `history`. `new_data_headline` and the
     `new_data` section (markdown parts) describe what the inbox added, when it added anything.
     """
@@ -305,6 +313,11 @@ def markdown_report(
         "## Configuration",
         *([f"Resolved from {settings}."] if settings else []),
         _config_table(config),
+        *(
+            ["## Run parameters", _PARAMETERS_CAPTION, _config_table(parameters)]
+            if parameters
+            else []
+        ),
         "## Data lineage",
         _lineage_table(lineage),
         *new_data,

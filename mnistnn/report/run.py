@@ -96,6 +96,7 @@ def render_run_report(
         comparison=comparison_line(decision),
         run_dir=str(folder.path.resolve() if isinstance(folder.path, Path) else folder.path),
         settings=str(lineage["settings"]) if "settings" in lineage else None,
+        parameters=lineage.get("parameters"),
         new_data_headline=new_data.headline(snapshot),
         new_data=new_data.section(snapshot, new_figures),
     )

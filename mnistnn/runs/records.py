@@ -88,8 +88,9 @@ class RunLineage:
 
     With batches from the inbox, `train` is the snapshot (its sha256 is the run key's) and
     `snapshot` lists its members by file name and sha256; `warm_start` names the model that
-    epoch 1 started from. Both are left out of `to_dict` when absent, so a run without them
-    records exactly what it always did.
+    epoch 1 started from; `parameters` holds every declared parameter of the run as given (the
+    report's "Run parameters"). Each is left out of `to_dict` when absent, so a run without
+    them records exactly what it always did.
     """
 
     train: DataLineage
@@ -97,6 +98,7 @@ class RunLineage:
     settings: str = "the reference defaults; explicitly set: nothing"
     snapshot: dict[str, Any] | None = None
     warm_start: dict[str, Any] | None = None
+    parameters: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -108,4 +110,6 @@ class RunLineage:
             data["snapshot"] = self.snapshot
         if self.warm_start is not None:
             data["warm_start"] = self.warm_start
+        if self.parameters is not None:
+            data["parameters"] = self.parameters
         return data
