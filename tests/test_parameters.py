@@ -115,7 +115,7 @@ def test_every_parameter_is_recorded_in_the_settings_and_the_report() -> None:
         title="t",
         config={},
         history=[],
-        lineage=[lineage.to_dict()],
+        lineage=[lineage],
         precision=[],
         recall=[],
         figures={},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -19,7 +20,7 @@ from mnistnn.config import DataPaths
 from mnistnn.errors import MnistnnError
 from mnistnn.parameters import TrainingParameters, flat, parse
 from mnistnn.registry.answer import Answer
-from mnistnn.runs.records import EpochRecord
+from mnistnn.runs.records import EpochRecord, RunResult
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -50,10 +51,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         if show_progress:
             scope.enter_context(flow_module.epoch_listener(scope.enter_context(_progress_bar())))
         result = flow_module.train_pipeline(**given)
-    result = {"ran": True, **result}
-    if not api.started:
-        result["ui_link"] = api.run_link(result["flow_run_id"])
-        print(f"flow run: {result['ui_link']}", file=sys.stderr)
+    if not api.started and result.flow_run_id is not None:
+        result = dataclasses.replace(result, ui_link=api.run_link(result.flow_run_id))
+        print(f"flow run: {result.ui_link}", file=sys.stderr)
     return _print_summary(args, result)
 
 
@@ -110,27 +110,23 @@ def _has_entries(folder: str | os.PathLike[str]) -> bool:
     return bool(locations.list_folder(where))
 
 
-def _print_summary(args: argparse.Namespace, result: dict[str, object]) -> int:
+def _print_summary(args: argparse.Namespace, result: RunResult) -> int:
     if args.json:
-        print(json.dumps(result, default=str))
+        print(json.dumps(result.to_dict(), default=str))
         return EXIT_OK
-    metrics = result["metrics"]
-    assert isinstance(metrics, list)
     print(f"{'epoch':>5}  {'accuracy':>8}  {'confident':>9}  {'train s':>7}")
-    for row in metrics:
+    for row in result.metrics:
         scores = (
             f"{'not scored':>19}"
-            if row["accuracy"] is None
-            else f"{row['accuracy']:>8.4f}  {row['confident']:>9.4f}"
+            if row.accuracy is None or row.confident is None
+            else f"{row.accuracy:>8.4f}  {row.confident:>9.4f}"
         )
-        print(f"{row['epoch']:>5}  {scores}  {row['train_seconds']:>7.2f}")
-    snapshot = result.get("snapshot")
-    for batch in snapshot.get("batches", []) if isinstance(snapshot, dict) else []:
+        print(f"{row.epoch:>5}  {scores}  {row.train_seconds:>7.2f}")
+    for batch in (result.snapshot or {}).get("batches", []):
         print(_batch_line(batch))
-    print(f"run folder: {result['run_dir']}")
-    decision = result.get("decision")
-    if isinstance(decision, dict):
-        print(f"registry: {decision['reason']}")
+    print(f"run folder: {result.run_dir}")
+    if result.decision is not None:
+        print(f"registry: {result.decision['reason']}")
     return EXIT_OK
 
 

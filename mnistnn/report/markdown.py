@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from mnistnn.runs.records import DataLineage, EpochRecord
 from mnistnn.types import FloatArray
 
 #: Report order of the known figures; any other figure key follows, in the order given.
@@ -283,8 +284,8 @@ def markdown_report(
     *,
     title: str,
     config: dict[str, Any],
-    history: list[dict[str, Any]],
-    lineage: list[dict[str, Any]],
+    history: Sequence[EpochRecord],
+    lineage: Sequence[DataLineage],
     precision: Sequence[float] | FloatArray,
     recall: Sequence[float] | FloatArray,
     figures: dict[str, bytes],
@@ -303,7 +304,7 @@ def markdown_report(
     The final scores are those of the last epoch in `history`. `new_data_headline` and the
     `new_data` section (markdown parts) describe what the inbox added, when it added anything.
     """
-    rows = epoch_table_rows(history)
+    rows = epoch_table_rows([record.to_dict() for record in history])
     head = _headline(rows, comparison)
     if new_data_headline:
         head += f"\n\n{new_data_headline}"
@@ -319,7 +320,7 @@ def markdown_report(
             else []
         ),
         "## Data lineage",
-        _lineage_table(lineage),
+        _lineage_table([entry.to_dict() for entry in lineage]),
         *new_data,
         "## Per-epoch results",
         _results_caption(rows),

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from flows import training as flow_module
-from flows import training_tasks
+from flows import training_steps, training_tasks
 from flows.tasks import ingest_task
 from mnistnn import NetworkConfig, NeuralNetwork
 from mnistnn.data.fast_csv import read_csv
@@ -34,7 +34,7 @@ def run_flow(small_csvs: tuple[Path, Path], data_dir: Path, **overrides: Any) ->
         "publish_report": False,
     }
     params.update(overrides)
-    return flow_module.train_pipeline(**params)
+    return flow_module.train_pipeline(**params).to_dict()
 
 
 def direct_weights(small_csvs: tuple[Path, Path], epochs: int) -> NeuralNetwork:
@@ -298,7 +298,7 @@ def test_epoch_listener_is_scoped_to_its_block(small_csvs, tmp_path: Path) -> No
     assert seen == [(1, 2), (2, 2)]
     run_flow(small_csvs, tmp_path, epochs=2, register_model=False)  # outside: not called
     assert seen == [(1, 2), (2, 2)]
-    assert flow_module._LISTENERS == []
+    assert training_steps._LISTENERS == []
 
 
 # -- the inbox: snapshots, drift, warm start ----------------------------------------------------
