@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shlex
 import signal
 import subprocess
 import time
@@ -38,7 +39,7 @@ from mnistnn.model.checkpoint import weights_bytes
 from mnistnn.registry.store import ModelRegistry
 from tests.conftest import Arrays, write_mnist_csv
 from tests.e2e.conftest import BIN, REPO, PrefectServer
-from tests.e2e.processes import spawn, stop
+from tests.e2e.processes import readme_command, spawn, stop
 from tests.e2e.receiver import Receiver, webhook_receiver
 from tests.e2e.test_deployment import (  # noqa: F401 (`deployed` is a fixture used here)
     POOL,
@@ -55,6 +56,7 @@ pytestmark = pytest.mark.e2e
 ZOMBIE_AFTER = 60  # two heartbeat intervals of 30 s
 TRAIN_ROWS, TEST_ROWS, EPOCHS = 10_000, 500, 4
 TIMEOUT = 300.0
+README_SECTION = "Unattended: liveness, recovery and alerts"
 
 #: Reads and changes through the Prefect client; prints one JSON line (as test_deployment's).
 SCRIPT = """
@@ -105,13 +107,12 @@ def applied(
     request: pytest.FixtureRequest, prefect_server: PrefectServer, receiver: Receiver
 ) -> list[str]:
     """The automations applied once (the first test applies them again); their names."""
-    request.getfixturevalue("deployed")
-    for name in ("mnist-batch-predict/score-incoming",):
-        client_call(prefect_server, "pause_schedules", name)
-    # a batch must not start a full-size nightly-retrain on the workers
-    call(prefect_server, "pause_automation", "retrain-on-new-batches")
-    options = ("--notify", receiver.url, "--zombie-after", str(ZOMBIE_AFTER))
-    first = mnistnn(prefect_server, "automations", "apply", *options).stdout
+    request.getfixturevalue("deployed")  # the pool and deployments, schedules paused
+    call(prefect_server, "pause_automation", "retrain-on-new-batches")  # no full-size runs
+    # the README's command, as written, with the receiver as the destination
+    command = shlex.split(readme_command(README_SECTION, "automations apply"))
+    command[command.index("--notify") + 1] = receiver.url
+    first = prefect_server.run(*command, "--zombie-after", str(ZOMBIE_AFTER)).stdout
     assert first.count("created") == 10, first  # the block and nine automations
     return [line.split()[-1] for line in first.splitlines() if "automation" in line]
 
