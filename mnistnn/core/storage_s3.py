@@ -123,16 +123,24 @@ class S3Store(Store):
         self._call(self.join(key), "put_object", Key=self._object(key), Body=data)
 
     def list(self, prefix: str = "") -> list[str]:
+        return sorted(self._listing(prefix))
+
+    def list_tags(self, prefix: str = "") -> dict[str, str]:
+        return dict(sorted(self._listing(prefix).items()))
+
+    def _listing(self, prefix: str) -> dict[str, str]:
+        """key -> ETag of every object under `prefix`, from the listing alone."""
         check_key(prefix, prefix=True)
         root = self.prefix + "/" if self.prefix else ""
         url = f"{self.url}/{prefix}"
-        keys: list[str] = []
+        items: dict[str, str] = {}
         token: dict[str, str] = {}
         while True:  # paginated by hand, so every page goes through the error mapping
             page = self._call(url, "list_objects_v2", Prefix=root + prefix, **token)
-            keys += [item["Key"][len(root) :] for item in page.get("Contents", [])]
+            for item in page.get("Contents", []):
+                items[item["Key"][len(root) :]] = str(item["ETag"])
             if not page.get("IsTruncated"):
-                return sorted(keys)
+                return items
             token = {"ContinuationToken": page["NextContinuationToken"]}
 
     def delete(self, key: str) -> None:
