@@ -17,7 +17,7 @@ from pathlib import Path
 
 from flows import cli_inbox, cli_scoring
 from flows.parameters import check_inputs, check_parameters
-from mnistnn.cli import labels, library
+from mnistnn.cli import gc, labels, library
 from mnistnn.cli.app import EXIT_OK, build_parser, positive_int, run
 from mnistnn.config import AUGMENTS, DTYPES, INITS, OUTPUTS, SCHEDULES, DataPaths
 from mnistnn.errors import MnistnnError
@@ -368,6 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             labels.add_commands,
             cli_scoring.add_commands,
             cli_inbox.add_commands,
+            gc.add_commands,
         ),
         argv,
     )

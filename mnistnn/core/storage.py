@@ -91,6 +91,11 @@ class Store(abc.ABC):
         return {key: self.version(key) for key in self.list(prefix)}
 
     @abc.abstractmethod
+    def list_info(self, prefix: str = "") -> dict[str, tuple[int, float]]:
+        """Each key starting with `prefix` and its (size in bytes, last modified, seconds since
+        the epoch), from one listing (retention sizes and ages with no request per object)."""
+
+    @abc.abstractmethod
     def delete(self, key: str) -> None:
         """Delete `key`; a missing key is fine."""
 

@@ -126,19 +126,25 @@ class S3Store(Store):
         return sorted(self._listing(prefix))
 
     def list_tags(self, prefix: str = "") -> dict[str, str]:
-        return dict(sorted(self._listing(prefix).items()))
+        return {key: item["ETag"] for key, item in sorted(self._listing(prefix).items())}
 
-    def _listing(self, prefix: str) -> dict[str, str]:
-        """key -> ETag of every object under `prefix`, from the listing alone."""
+    def list_info(self, prefix: str = "") -> dict[str, tuple[int, float]]:
+        return {
+            key: (int(item["Size"]), item["LastModified"].timestamp())
+            for key, item in sorted(self._listing(prefix).items())
+        }
+
+    def _listing(self, prefix: str) -> dict[str, dict[str, Any]]:
+        """key -> listing entry (ETag, Size, LastModified) of every object under `prefix`."""
         check_key(prefix, prefix=True)
         root = self.prefix + "/" if self.prefix else ""
         url = f"{self.url}/{prefix}"
-        items: dict[str, str] = {}
+        items: dict[str, dict[str, Any]] = {}
         token: dict[str, str] = {}
         while True:  # paginated by hand, so every page goes through the error mapping
             page = self._call(url, "list_objects_v2", Prefix=root + prefix, **token)
             for item in page.get("Contents", []):
-                items[item["Key"][len(root) :]] = str(item["ETag"])
+                items[item["Key"][len(root) :]] = {**item, "ETag": str(item["ETag"])}
             if not page.get("IsTruncated"):
                 return items
             token = {"ContinuationToken": page["NextContinuationToken"]}
