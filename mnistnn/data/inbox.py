@@ -40,6 +40,7 @@ import dataclasses
 import json
 import logging
 import os
+import stat
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,9 +50,9 @@ from typing import Any
 from mnistnn.config import DataPaths
 from mnistnn.core import locations
 from mnistnn.core.locations import Location
-from mnistnn.data.ingest import check_fraction
 from mnistnn.data.inbox_ledger import merger, parse_ledger, recorded
 from mnistnn.data.inbox_memo import ScanMemo, ledger_token, local_identity
+from mnistnn.data.ingest import check_fraction
 from mnistnn.data.remote import ingest_location
 from mnistnn.errors import ConfigError, DataError
 
@@ -130,15 +131,16 @@ def scan_inbox(
     limit = check_fraction(max_rejected_fraction)
     settle = check_settle_seconds(settle_seconds)
     clock = time.time() if now is None else float(now)
-    ready, identities = ready_entries(incoming, settle, clock)
+    identities = ready_identities(incoming, settle, clock)
     store, key = locations.split(ledger_path(paths))
     token = ledger_token(store, key)
-    if not ready and token is None:
+    if not identities and token is None:
         return []  # an empty inbox writes nothing: a fresh clone stays as it was
     memo = ScanMemo.load(locations.as_location(incoming))
     if only_new and memo.is_clean(identities, token):
-        memo.save(set(ready))
+        memo.save(set(identities))
         return []
+    ready = {name: locations.join(incoming, name) for name in identities}
     known = parse_ledger(store.join(key), store.read_versioned(key))
     contents = memo.contents(ready, identities)
     found = _ingest_new(ready, contents, known, paths, limit, _iso(clock))
@@ -172,54 +174,58 @@ def accepted(batches: list[Batch]) -> list[Batch]:
 def ready_entries(
     incoming: str | os.PathLike[str], settle_seconds: float, now: float
 ) -> tuple[dict[str, Location], dict[str, str]]:
-    """The entries ready to read by name (a local folder's `stable_files`; an `s3://` inbox's
-    top-level objects, whole once written) and each one's identity for the scan memo."""
+    """The entries ready to read by name, and each one's identity (`ready_identities`)."""
+    identities = ready_identities(incoming, settle_seconds, now)
+    return {name: locations.join(incoming, name) for name in identities}, identities
+
+
+def ready_identities(
+    incoming: str | os.PathLike[str], settle_seconds: float, now: float
+) -> dict[str, str]:
+    """The names ready to read (a local folder's stable files; an `s3://` inbox's top-level
+    objects, whole once written) and each one's identity for the scan memo."""
     folder = locations.as_location(incoming)
-    identities: dict[str, str] = {}
     if isinstance(folder, Path):
         if folder.exists() and not folder.is_dir():
             raise DataError(f"{folder}: the inbox is not a folder")
-        return dict(stable_files(folder, settle_seconds, now, identities)), identities
+        return _stable_identities(folder, settle_seconds, now)
     tags = locations.store_at(folder).list_tags("")
-    for name, tag in tags.items():
-        if "/" not in name and _is_batch_name(name):
-            identities[name] = tag
-    return {name: locations.join(folder, name) for name in identities}, identities
+    return {name: tag for name, tag in tags.items() if "/" not in name and _is_batch_name(name)}
 
 
-def stable_files(
-    folder: Path, settle_seconds: float, now: float, identities: dict[str, str] | None = None
-) -> dict[str, Path]:
-    """The local inbox files that are ready to read, by name (the stability rule); their
-    identities for the scan memo go into `identities` when given."""
+def stable_files(folder: Path, settle_seconds: float, now: float) -> dict[str, Path]:
+    """The local inbox files that are ready to read, by name (the stability rule)."""
+    return {name: folder / name for name in _stable_identities(folder, settle_seconds, now)}
+
+
+def _stable_identities(folder: Path, settle_seconds: float, now: float) -> dict[str, str]:
+    """name -> identity of each stable file: one `stat` per entry and no Path objects, since
+    this is the whole cost of a rescan with nothing new."""
     if not folder.is_dir():
         return {}
-    ready = {}
-    for path in sorted(folder.iterdir()):
-        name = path.name
-        if not _is_batch_name(name):
-            continue
+    identities = {}
+    with os.scandir(folder) as entries:
+        found = sorted((entry.name, entry) for entry in entries if _is_batch_name(entry.name))
+    for name, entry in found:
         try:
-            stat = path.stat()
+            info = entry.stat()  # follows a symlink, as Path.stat does
         except FileNotFoundError:  # removed meanwhile
             continue
-        if not path.is_file() or stat.st_size == 0:
+        if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
             continue
-        if now - stat.st_mtime < settle_seconds:
-            log.info("%s: modified %.1f s ago, waits for the next scan", path, now - stat.st_mtime)
+        if now - info.st_mtime < settle_seconds:
+            log.info(
+                "%s: modified %.1f s ago, waits for the next scan", entry.path, now - info.st_mtime
+            )
             continue
-        ready[name] = path
-        if identities is not None:
-            identities[name] = local_identity(stat)
-    return ready
+        identities[name] = local_identity(info)
+    return identities
 
 
 # -- internals ---------------------------------------------------------------------------------
 def _is_batch_name(name: str) -> bool:
     return (
-        not name.startswith(".")
-        and not name.endswith(IGNORED_SUFFIXES)
-        and name.endswith(SUFFIXES)
+        not name.startswith(".") and not name.endswith(IGNORED_SUFFIXES) and name.endswith(SUFFIXES)
     )
 
 
@@ -311,4 +317,12 @@ def _one_line(text: str) -> str:
     return "; ".join(lines[:3]) if lines else "refused"
 
 
-__all__ = ["Batch", "accepted", "ledger_path", "ready_entries", "scan_inbox", "stable_files"]
+__all__ = [
+    "Batch",
+    "accepted",
+    "ledger_path",
+    "ready_entries",
+    "ready_identities",
+    "scan_inbox",
+    "stable_files",
+]

@@ -177,3 +177,17 @@ def test_gc_on_s3(s3_url: str, tmp_path: Path, mnist_train) -> None:
     again = retrain(tmp_path / "again", run, champion.config)
     assert hashlib.sha256(again).hexdigest() == champion.weights_sha256
     assert EPOCHS == 2
+
+
+def test_the_readme_gc_commands_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The commands of the README's Retention section, as written, on an empty data folder."""
+    from tests.conftest import ROOT
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = text.split("## Retention", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    commands = [line.split("#")[0].split() for line in block.strip().splitlines()]
+    assert [command[1:] for command in commands] == [["gc"], ["gc", "--apply"]]
+    for command in commands:
+        assert command[0] == ".venv/bin/mnistnn"
+        assert main(["--data-dir", str(tmp_path / "data"), *command[1:]]) == 0
+    assert "kept versions: none" in capsys.readouterr().out
