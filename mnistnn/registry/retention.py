@@ -41,6 +41,8 @@ from mnistnn.core import locations
 from mnistnn.core.storage import Store
 from mnistnn.errors import ConfigError, MnistnnError, StorageUnavailable
 from mnistnn.registry.records import ModelVersion
+from mnistnn.registry.retention_files import old_cache, old_predictions, unreferenced_parquet
+from mnistnn.registry.retention_item import Item
 from mnistnn.registry.store import ModelRegistry
 from mnistnn.runs.folders import RunFolder, run_lock
 
@@ -73,18 +75,6 @@ class Policy:
             if not ok or not math.isfinite(value) or value < 0:
                 raise ConfigError(f"{name} must be a finite number of days >= 0, got {value!r}")
         return self
-
-
-@dataclass(frozen=True)
-class Item:
-    """One thing to free: a key (or a folder prefix ending '/') of the data directory, or a
-    cache path; its size, object count and why it may go."""
-
-    key: str
-    size: int
-    objects: int
-    reason: str
-    run: str | None = None  # the run key whose lock guards it
 
 
 @dataclass
@@ -174,9 +164,9 @@ def plan(paths: DataPaths, policy: Policy, *, now: float | None = None) -> Plan:
         size = sum(size for size, _ in objects.values())
         result.items.append(Item(f"runs/{key}/", size, len(objects), reason, run=key))
     references |= _snapshot_members(store, references) | _inbox_batches(paths)
-    result.items += _unreferenced_parquet(inventory, references)
-    result.items += _old_predictions(inventory, clock - policy.prediction_days * DAY)
-    result.items += _old_cache(clock - policy.cache_days * DAY)
+    result.items += unreferenced_parquet(inventory, references)
+    result.items += old_predictions(inventory, clock - policy.prediction_days * DAY)
+    result.items += old_cache(clock - policy.cache_days * DAY)
     return result
 
 
@@ -279,50 +269,6 @@ def _inbox_batches(paths: DataPaths) -> set[str]:
             digests |= set(ledger["batches"])
         return {digest[:16] for digest in digests}
     return set()
-
-
-def _unreferenced_parquet(inventory: dict[str, Any], references: set[str]) -> list[Item]:
-    """Parquet (with its summary and rejects) of `processed/` that nothing kept references."""
-    groups: dict[str, list[str]] = {}
-    for name in inventory:
-        if name.startswith("processed/") and name.count("/") == 1:
-            groups.setdefault(name[len("processed/") :][:16], []).append(name)
-    items = []
-    for sha16, names in sorted(groups.items()):
-        if sha16 not in references and any(n.endswith(".parquet") for n in names):
-            for name in sorted(names):
-                items.append(Item(name, inventory[name][0], 1, "Parquet no kept model needs"))
-    return items
-
-
-def _old_predictions(inventory: dict[str, Any], before: float) -> list[Item]:
-    """Predictions written before `before`, except the newest of each input."""
-    inputs: dict[str, dict[str, list[str]]] = {}
-    for name in inventory:
-        if name.startswith("predictions/") and name.count("/") == 1:
-            stem = name[len("predictions/") :].partition(".")[0]
-            inputs.setdefault(stem[:16], {}).setdefault(stem, []).append(name)
-    items = []
-    for outputs in inputs.values():
-        newest = max(outputs, key=lambda s: max(inventory[n][1] for n in outputs[s]))
-        for stem, names in sorted(outputs.items()):
-            if stem != newest and max(inventory[n][1] for n in names) < before:
-                items += [Item(n, inventory[n][0], 1, "old predictions") for n in sorted(names)]
-    return items
-
-
-def _old_cache(before: float) -> list[Item]:
-    """Download-cache entries of this machine last used before `before` (safe to delete)."""
-    root = locations.cache_dir()
-    items = []
-    for entry in sorted(root.glob("src-*")) + sorted(root.glob("sha256/*")):
-        with contextlib.suppress(FileNotFoundError):
-            files = [entry] if entry.is_file() else [p for p in entry.rglob("*") if p.is_file()]
-            stats = [os.stat(p) for p in files]
-            if stats and max(s.st_mtime for s in stats) < before:
-                size = sum(s.st_size for s in stats)
-                items.append(Item(str(entry), size, len(files), "download cache"))
-    return items
 
 
 def _delete_run_item(paths: DataPaths, store: Store, item: Item) -> None:

@@ -44,14 +44,14 @@ def opened() -> Iterator[list[str]]:
 @pytest.fixture
 def paths(tmp_path: Path) -> DataPaths:
     paths = DataPaths(tmp_path / "data")
-    paths.incoming.mkdir(parents=True)
+    Path(paths.incoming).mkdir(parents=True)
     return paths
 
 
 def drop_many(paths: DataPaths, count: int, rows: tuple[np.ndarray, np.ndarray]) -> None:
     for i in range(count):
         path = write_mnist_csv(
-            paths.incoming / f"b{i:03d}.csv", rows[0][i : i + 20], rows[1][i : i + 20]
+            Path(paths.incoming) / f"b{i:03d}.csv", rows[0][i : i + 20], rows[1][i : i + 20]
         )
         os.utime(path, (NOW - 60, NOW - 60))
 
@@ -86,7 +86,7 @@ def test_only_a_changed_file_is_hashed_again(
         return original(path)
 
     monkeypatch.setattr(inbox_memo, "sha256_file", counted)
-    changed = write_mnist_csv(paths.incoming / "b002.csv", mnist_train[0][:30], mnist_train[1][:30])
+    changed = write_mnist_csv(Path(paths.incoming) / "b002.csv", mnist_train[0][:30], mnist_train[1][:30])
     os.utime(changed, (NOW - 30, NOW - 30))
     batches = scan_inbox(paths.incoming, paths, now=NOW + 10)
     assert hashed == ["b002.csv"]
@@ -100,7 +100,7 @@ def test_same_size_and_mtime_rewrite_is_the_documented_blind_spot(
     """Rewritten in place with the same size and mtime_ns (and inode): the memo believes it
     unchanged, as inbox_memo's docstring says; dropping the memo (a cache) finds it."""
     images, labels = mnist_train[0][:20], mnist_train[1][:20]
-    path = write_mnist_csv(paths.incoming / "a.csv", images, labels)
+    path = write_mnist_csv(Path(paths.incoming) / "a.csv", images, labels)
     os.utime(path, ns=(int((NOW - 60) * 1e9), int((NOW - 60) * 1e9)))
     [first] = scan_inbox(paths.incoming, paths, now=NOW)
     data = bytearray(path.read_bytes())
@@ -130,10 +130,10 @@ def test_a_ledger_written_by_another_scanner_is_read_again(paths: DataPaths, mni
     """The memo is clean only at the ledger version it saw: another writer's change is read."""
     drop_many(paths, 2, mnist_train)
     scan_inbox(paths.incoming, paths, now=NOW, only_new=True)
-    other = DataPaths(paths.root.parent / "other")  # the same ledger, another inbox
-    other.incoming.mkdir(parents=True)
-    write_mnist_csv(other.incoming / "x.csv", mnist_train[0][100:120], mnist_train[1][100:120])
-    os.utime(other.incoming / "x.csv", (NOW - 60, NOW - 60))
+    other = DataPaths(Path(paths.root).parent / "other")  # the same ledger, another inbox
+    Path(other.incoming).mkdir(parents=True)
+    write_mnist_csv(Path(other.incoming) / "x.csv", mnist_train[0][100:120], mnist_train[1][100:120])
+    os.utime(Path(other.incoming) / "x.csv", (NOW - 60, NOW - 60))
     shared = DataPaths(paths.root)
     assert len(scan_inbox(other.incoming, shared, now=NOW, only_new=True)) == 1
     token = inbox_memo.ledger_token(*_split(ledger_path(paths)))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from benchmarks.history_sim import EPOCHS, History, retrain
-from flows.cli import main
+from flows.cli.main import main
 from mnistnn.core import locations
 from mnistnn.errors import ConfigError
 from mnistnn.model.metrics import accuracy
@@ -95,10 +95,10 @@ def test_gc_skips_a_run_a_live_flow_holds(tmp_path: Path, mnist_train) -> None:
     from mnistnn.runs import steps
 
     history = _history(tmp_path / "data", tmp_path / "scratch", mnist_train, 2)
-    folder = RunFolder(history.paths.runs / "live-run-0001")  # type: ignore[operator]
+    folder = RunFolder(Path(history.paths.runs) / "live-run-0001")
     started, release = threading.Event(), threading.Event()
     trained: list[int] = []
-    parquet = str(history.paths.processed / "train.parquet")  # type: ignore[operator]
+    parquet = str(Path(history.paths.processed) / "train.parquet")
 
     def live_run() -> None:
         from benchmarks.history_sim import CONFIG
