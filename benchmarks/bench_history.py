@@ -12,7 +12,7 @@ Three measurements in one process (`benchmarks.history_sim` simulates the nights
    ingest + inbox scan + snapshot manifest + drift check of the new batch, registration and
    promotion, `models list`, the report) of one night at 10 batches / 10 versions and at
    1,000 batches / 300 versions (the versions registered directly, the batches ingested by
-   one scan), each the median of 3 nights.
+   one scan), each the median of 3 nights (1 with --quick).
 3. N simulated nights, then `gc --apply` (keep 10): disk before and after, and a check that
    the champion and the challenger serve exactly as before and the champion retrains
    bit-identically from its kept snapshot.
@@ -61,9 +61,9 @@ def scan_times(root: str | Path, scratch: Path, pool, counts: list[int]) -> dict
     return times
 
 
-def overhead(scratch: Path, pool, batches: int, versions: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    """Median seconds of each fixed step of 3 nights after `batches` batches and `versions`
-    versions."""
+def overhead(scratch: Path, pool, batches: int, versions: int, nights: int = 3) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Median seconds of each fixed step of `nights` nights after `batches` batches and
+    `versions` versions."""
     from mnistnn import NeuralNetwork
     from mnistnn.data.inbox import scan_inbox
     from mnistnn.registry.store import ModelRegistry
@@ -88,8 +88,8 @@ def overhead(scratch: Path, pool, batches: int, versions: int) -> dict[str, floa
             test_sha256=version.test_sha256,
             train_sha256=version.train_sha256,
         )
-    nights = [history.night(20_000 + night, score=False) for night in range(3)]
-    return {step: statistics.median(n.get(step, 0.0) for n in nights) for step in FIXED}
+    measured = [history.night(20_000 + night, score=False) for night in range(nights)]
+    return {step: statistics.median(n.get(step, 0.0) for n in measured) for step in FIXED}
 
 
 def year(scratch: Path, pool, nights: int) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
@@ -137,9 +137,10 @@ def main() -> None:
         local = scan_times(scratch / "scan" / "data", scratch / "scan" / "s", pool, counts)
         rows += _scan_rows("local", local)
         rows += _s3_scan_rows(scratch, pool, [10, 100] if args.quick else [10, 100, 1000])
-        small = overhead(scratch / "o10", pool, 10, 10)
+        nights = 1 if args.quick else 3
+        small = overhead(scratch / "o10", pool, 10, 10, nights)
         big_b, big_v = (300, 60) if args.quick else (1000, 300)
-        big = overhead(scratch / "obig", pool, big_b, big_v)
+        big = overhead(scratch / "obig", pool, big_b, big_v, nights)
         for step in FIXED:
             rows.append((f"nightly {step}, 10 / {big_b} batches", *_pair(small[step], big[step])))
         total_small, total_big = sum(small.values()), sum(big.values())
