@@ -99,7 +99,7 @@ class History:
         """The `mnist-training` flow's steps, in its order, timed."""
         import flows.training_tasks as training_tasks
         from flows.tasks import ingest_task
-        from flows.training import _train_lineage
+        from flows.training_steps import _train_lineage
         from flows.training_tasks import new_data_task
         from mnistnn.registry.from_run import register_run
         from mnistnn.registry.store import ModelRegistry
@@ -131,17 +131,17 @@ class History:
             training_tasks.write_recent_parquet = original
         self.timings["inbox"] -= self.timings.get("recent data", 0.0)
         with self.timed("train"):
-            folder = self.train(new.snapshot, test.sha256, test.parquet, lineage.to_dict())
+            folder = self.train(new.snapshot, test.sha256, test.parquet, lineage)
         with self.timed("register"):
-            decision = register_run(folder, paths.models, test.parquet, lineage.to_dict())
+            decision = register_run(folder, paths.models, test.parquet, lineage)
         if report:  # figures: seconds, the same at any history size
             with self.timed("report"):
-                render_run_report(folder, test.parquet, lineage.to_dict(), decision)
+                render_run_report(folder, test.parquet, lineage, decision)
         with self.timed("models list"):
             ModelRegistry(paths.models).versions()
         return decision
 
-    def train(self, snapshot: Any, test_sha256: str, test_parquet: str, lineage: dict) -> Any:  # type: ignore[type-arg]
+    def train(self, snapshot: Any, test_sha256: str, test_parquet: str, lineage: Any) -> Any:
         """The run of this snapshot: trained and scored (as the flow does, under its lock)."""
         from mnistnn.runs import steps
         from mnistnn.runs.folders import open_run, run_folder, run_lock

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from tests.conftest import write_mnist_csv
 def test_a_snapshot_reads_only_the_new_batches(
     tmp_path: Path, mnist_train, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # a cache of its own
+    (tmp_path / "tmp").mkdir()
     paths = DataPaths(tmp_path / "data")
     pixels, labels = mnist_train
     base = ingest_csv(
