@@ -20,6 +20,8 @@ down) nothing is sent and the caller says so: the inbox is still ingested.
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 BATCH_INGESTED = "mnistnn.batch.ingested"
@@ -96,6 +98,13 @@ def decision_events(decision: dict[str, Any]) -> list[tuple[str, dict[str, str],
     return planned
 
 
+def count_names(names: Iterable[str]) -> str:
+    """Each event name once with its count, first seen first: "200 x mnistnn.batch.ingested,
+    3 x mnistnn.data.drift" (a line that does not grow with the number of batches)."""
+    counts = Counter(names)
+    return ", ".join(f"{count} x {name}" for name, count in counts.items())
+
+
 def server_available() -> str | None:
     """The API URL when a Prefect server answers there, else None (so events would be lost)."""
     from prefect.client.orchestration import get_client
@@ -144,6 +153,7 @@ __all__ = [
     "announce",
     "batch_resource",
     "champion_change",
+    "count_names",
     "decision_events",
     "emit",
     "flush",
