@@ -221,7 +221,8 @@ def train_pipeline(
                 test.parquet,
                 lineage,
                 min_delta,
-                recent if promote_on_recent else None,
+                recent,
+                promote_on_recent,
             )
             if register_model
             else None

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mnistnn.cli.app import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL
+from mnistnn.cli.models import add_models
 from mnistnn.config import DataPaths
 from mnistnn.errors import MnistnnError
 
@@ -21,15 +22,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     ingest.add_argument("--max-rejected-fraction", type=float, default=0.0)
     ingest.set_defaults(handler=cmd_ingest)
 
-    models = commands.add_parser("models", help="list, show, promote or roll back models")
-    models_commands = models.add_subparsers(dest="models_command", required=True)
-    models_commands.add_parser("list", help="every registered version")
-    show = models_commands.add_parser("show", help="one version's metadata")
-    show.add_argument("version")
-    promote = models_commands.add_parser("promote", help="make a version the champion")
-    promote.add_argument("version")
-    models_commands.add_parser("rollback", help="return to the previous champion")
-    models.set_defaults(handler=cmd_models)
+    add_models(commands)
 
     evaluate = commands.add_parser("evaluate", help="score a model on a labelled test CSV")
     _model_option(evaluate)
@@ -65,31 +58,6 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     for path in args.paths:
         summary = ingest_csv(path, processed, max_rejected_fraction=args.max_rejected_fraction)
         print(summary.describe())
-    return EXIT_OK
-
-
-def cmd_models(args: argparse.Namespace) -> int:
-    """Registry commands; the champion is marked `*` and named in words."""
-    from mnistnn.registry.store import ModelRegistry
-
-    registry = ModelRegistry(DataPaths.at(args.data_dir).models)
-    if args.models_command == "list":
-        versions = registry.versions()
-        if not versions:
-            print("no models registered yet: run `mnistnn train` first")
-        for version in versions:
-            mark, role = ("*", "champion  ") if version.is_champion else (" ", "challenger")
-            print(
-                f"{mark} {version.version}  {role}  accuracy {version.accuracy:.4f}  "
-                f"{version.created}  hidden {version.config.get('hidden_nodes')}  "
-                f"lr {version.config.get('learning_rate')}"
-            )
-    elif args.models_command == "show":
-        print(json.dumps(registry.get(args.version).to_dict(), indent=2))
-    elif args.models_command == "promote":
-        print(f"champion is now {registry.promote(args.version).version}")
-    else:
-        print(f"champion is now {registry.rollback().version}")
     return EXIT_OK
 
 

@@ -16,13 +16,14 @@ issue's measurement (108..141 discordant digits in all between two seeds, 1.2% o
 over the classes in proportion to their error rate, the harder digits 2, 3, 5, 7, 8, 9 twice the
 easier 0, 1, 4, 6):
 
-    honest reseed (b, c ~ fair split):     refused 0.3% of draws, close call 33%
-    one class 1 point worse (10 digits):    caught  8%
-    one class 2 points worse (20 digits):   caught 62%
-    one class 3 points worse (30 digits):   caught 96%
-    one class 5 points worse (50 digits):   caught 100%
+    honest reseed (b, c a fair split):  refused  0.3% of draws, a close call in 23.0%
+    one class 1 point worse:            caught   8.9%
+    one class 2 points worse:           caught  70.4%
+    one class 3 points worse:           caught  98.3%
+    one class 5 points worse:           caught 100.0%
 
-With ten classes a per-class 0.05 would refuse about one honest reseed in three; 0.001 keeps the
+With ten classes a per-class 0.05 would refuse about one honest reseed in four (the 23%
+close calls above); 0.001 keeps the
 family-wise false refusal near 0.3% while a 3-point loss on one digit (about 30 of its 1,000
 digits) is caught almost always. The minimum drop keeps a huge data set from refusing a
 statistically clear but harmless tenth of a point.
@@ -57,7 +58,11 @@ def binomial_tail(k: int, n: int) -> float:
         return 0.0
     from math import comb
 
-    return float(sum(comb(n, i) for i in range(k, n + 1)) / 2**n)
+    term, total = comb(n, k), 0
+    for i in range(k, n + 1):  # comb(n, i + 1) = comb(n, i) * (n - i) / (i + 1), exactly
+        total += term
+        term = term * (n - i) // (i + 1)
+    return float(total / 2**n)
 
 
 def mcnemar_p(only_champion: int, only_newcomer: int) -> float:

@@ -19,7 +19,7 @@ from mnistnn.errors import CheckpointError
 from mnistnn.model.checkpoint import load_weights
 from mnistnn.model.metrics import confusion_matrix, precision_recall
 from mnistnn.report import markdown as report
-from mnistnn.report import new_data
+from mnistnn.report import new_data, promotion
 from mnistnn.report.digits import backward_query_images, confident_mistakes, hidden_weight_tiles
 from mnistnn.report.figures import confusion_heatmap, learning_curve, time_to_accuracy
 from mnistnn.runs.folders import RunFolder, read_json
@@ -34,6 +34,7 @@ class RunReport:
     figures: dict[str, str]
     accuracy: float
     confident: float
+    promotion: str = ""
 
 
 def comparison_line(decision: dict[str, Any] | None) -> str | None:
@@ -99,6 +100,14 @@ def render_run_report(
         new_data_headline=new_data.headline(snapshot),
         new_data=new_data.section(snapshot, new_figures),
     )
+    evidence = (decision or {}).get("evidence")
+    recall_png = None if not evidence else promotion.recall_figure(evidence)
+    if recall_png is not None:
+        path = locations.join(folder.figures, promotion.FIGURE_FILE)
+        locations.write_bytes(path, recall_png)
+        figure_paths["promotion_recall"] = str(path)
+    promotion_md = promotion.section(decision, recall_png)
+    markdown = markdown.rstrip("\n") + "\n\n" + promotion_md if promotion_md else markdown
     locations.write_bytes(folder.report, markdown.encode("utf-8"))
     return RunReport(
         markdown=markdown,
@@ -106,4 +115,5 @@ def render_run_report(
         figures=figure_paths,
         accuracy=float(history[-1]["accuracy"]),
         confident=float(history[-1]["confident"]),
+        promotion=promotion_md,
     )
