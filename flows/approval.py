@@ -25,8 +25,6 @@ from mnistnn.registry.store import ModelRegistry
 from mnistnn.report.promotion import section
 
 PROMOTION_WAITING = "mnistnn.promotion.waiting"
-DEFAULT_APPROVAL_TIMEOUT = 24 * 3600.0
-Approval = Literal["auto", "ask"]
 
 
 class PromotionAnswer(RunInput):

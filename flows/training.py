@@ -24,6 +24,7 @@ from prefect.artifacts import (
 from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 
+from flows.approval import ask_person, waits_for_person
 from flows.parameters import check_parameters
 from flows.server import claim_run_folder
 from flows.tasks import ingest_task, run_logger
@@ -42,6 +43,13 @@ from mnistnn import presets
 from mnistnn.config import DataPaths, NetworkConfig
 from mnistnn.data.ingest import IngestSummary
 from mnistnn.model.checkpoint import load_weights
+from mnistnn.registry.policy import (
+    DEFAULT_ALPHA,
+    DEFAULT_APPROVAL_TIMEOUT,
+    DEFAULT_POLICY,
+    PromotionPolicy,
+    check_approval,
+)
 from mnistnn.runs import steps as training
 from mnistnn.runs.drift import NewData
 from mnistnn.runs.folders import (
@@ -82,6 +90,11 @@ def train_pipeline(
     fresh: bool = False,
     max_rejected_fraction: float = 0.0,
     min_delta: float = 0.0,
+    policy: Literal["better", "significant"] = DEFAULT_POLICY,
+    alpha: float = DEFAULT_ALPHA,
+    min_accuracy: float = 0.0,
+    approval: Literal["auto", "ask"] = "auto",
+    approval_timeout: float = DEFAULT_APPROVAL_TIMEOUT,
     keep_checkpoints: int = 5,
     register_model: bool = True,
     publish_report: bool = True,
@@ -141,6 +154,8 @@ def train_pipeline(
         recent_fraction=recent_fraction,
         settle_seconds=settle_seconds,
     )
+    rule = PromotionPolicy(policy, alpha, min_delta, min_accuracy)
+    ask = check_approval(approval, approval_timeout)
     logger.info("settings: %s", resolved.describe())
     paths = DataPaths.at(data_dir)
     clock = _Stopwatch()
@@ -223,10 +238,15 @@ def train_pipeline(
                 min_delta,
                 recent,
                 promote_on_recent,
+                rule,
+                ask,
             )
             if register_model
             else None
         )
+        if ask and waits_for_person(decision):
+            assert decision is not None
+            decision = ask_person(str(paths.models), decision, approval_timeout)
         clock.lap("register")
         if publish_report:
             publish_task(str(folder.path), test.parquet, lineage, decision)

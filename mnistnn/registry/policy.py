@@ -25,6 +25,19 @@ DEFAULT_ALPHA = 0.05
 TOLERANCE = 1e-12
 #: An accuracy this close above `min_accuracy` is near the floor (a close call).
 FLOOR_MARGIN = 0.005
+Approval = Literal["auto", "ask"]
+APPROVALS: tuple[Approval, ...] = ("auto", "ask")
+#: How long a close call waits for a person before the newcomer stays a challenger (24 h).
+DEFAULT_APPROVAL_TIMEOUT = 24 * 3600.0
+
+
+def check_approval(approval: object, timeout: object) -> bool:
+    """Whether close calls wait for a person; ConfigError naming the parameter otherwise."""
+    if approval not in APPROVALS:
+        raise ConfigError(f"approval must be one of auto, ask, got {approval!r}")
+    if not is_number(timeout) or float(timeout) < 1:
+        raise ConfigError(f"approval_timeout must be a number of seconds >= 1, got {timeout!r}")
+    return approval == "ask"
 
 
 @dataclass(frozen=True)
