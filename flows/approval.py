@@ -42,6 +42,16 @@ def waits_for_person(decision: dict[str, Any] | None) -> bool:
     return bool(decision) and str(decision.get("reason", "")).endswith(WAITS)  # type: ignore[union-attr]
 
 
+def _running_again() -> None:
+    """Put this paused flow run back in Running, so that it may go on and complete."""
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+    from prefect.states import Running
+
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(flow_run.get_id(), Running(), force=True)
+
+
 def ask_person(models_dir: str, decision: dict[str, Any], timeout: float) -> dict[str, Any]:
     """Pause until a person answers (or `timeout` seconds pass); return the recorded decision."""
     logger = run_logger()
@@ -66,6 +76,7 @@ def ask_person(models_dir: str, decision: dict[str, Any], timeout: float) -> dic
         )
     except FlowPauseTimeout:
         answer = None
+        _running_again()  # else the server fails the run: "completed and never resumed"
     registry = ModelRegistry(models_dir)
     if answer is None:
         recorded = registry.answer(
