@@ -48,8 +48,10 @@ def _running_again() -> None:
     from prefect.runtime import flow_run
     from prefect.states import Running
 
+    run_id = flow_run.get_id()
+    assert run_id is not None  # only ever called inside a flow run
     with get_client(sync_client=True) as client:
-        client.set_flow_run_state(flow_run.get_id(), Running(), force=True)
+        client.set_flow_run_state(run_id, Running(), force=True)
 
 
 def ask_person(models_dir: str, decision: dict[str, Any], timeout: float) -> dict[str, Any]:
