@@ -102,3 +102,27 @@ def test_history_show_and_reasons(store_url: str, capsys) -> None:
     assert fields["role"] == "challenger" and fields["flow_run_id"] == "run-2"
     assert fields["config"]["hidden_nodes"] == 4
     assert fields["decision"]["promoted"] is False
+
+
+def test_the_readme_promotion_commands_run_as_written(regressed, capsys) -> None:
+    """Every `mnistnn models` line of the README's Promotion section, on a registry of two."""
+    import shlex
+
+    from tests.conftest import ROOT
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = text[text.index("**Promotion.**") :].split("```bash", 1)[1].split("```", 1)[0]
+    commands = [line.split("#")[0].strip() for line in block.splitlines() if line.strip()]
+    assert len(commands) == 4 and all(c.startswith(".venv/bin/mnistnn models ") for c in commands)
+    folder, _csv = regressed
+    for command in commands:
+        argv = shlex.split(command)[1:]
+        argv = [
+            "--data-dir",
+            str(folder),
+            *[str(ROOT / a) if a.startswith("data/") else a for a in argv],
+        ]
+        assert main(argv) == 0, command
+    out = capsys.readouterr().out
+    assert "significant" in out and "champion is now v0001" in out
+    assert ": digit 7 complaints" in ModelRegistry(folder / "models").history()[-1]["reason"]
