@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from flows.cli import main
+from flows.cli.main import main
 from mnistnn import NetworkConfig, NeuralNetwork
 from mnistnn.registry.store import ModelRegistry
 from tests.conftest import write_mnist_csv
