@@ -13,7 +13,9 @@ from prefect.client.orchestration import get_client
 from prefect.flow_runs import resume_flow_run
 
 from flows import training as flow_module
+from flows.cli.main import main
 from mnistnn.registry.store import ModelRegistry
+from tests.conftest import write_mnist_csv
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -53,7 +55,9 @@ def paused_run(known: set[UUID], timeout: float = 120.0) -> UUID:
     raise AssertionError("no flow run paused for a person")
 
 
-def test_a_close_call_waits_then_a_timeout_or_an_approval_decides(small_csvs, tmp_path) -> None:
+def test_a_close_call_waits_then_a_timeout_or_an_approval_decides(
+    small_csvs, tmp_path, mnist_train, capsys
+) -> None:
     first = run_flow(small_csvs, tmp_path)
     assert first["decision"]["promoted"]  # the first model becomes champion, as before
     registry = ModelRegistry(tmp_path / "models")
@@ -68,11 +72,14 @@ def test_a_close_call_waits_then_a_timeout_or_an_approval_decides(small_csvs, tm
         state = client.read_flow_run(UUID(late["flow_run_id"])).state
     assert state is not None and state.is_completed(), state
 
-    # a person approves through the API: promoted, with who and why in the history
+    # a person approves through the API: promoted, with who and why in the history (this
+    # newcomer also learnt from an inbox batch, which `models show` names)
+    (tmp_path / "incoming").mkdir()
+    write_mnist_csv(tmp_path / "incoming" / "batch-a.csv", *[a[2000:2400] for a in mnist_train])
     with get_client(sync_client=True) as client:
         known = {run.id for run in client.read_flow_runs(limit=50)}
     thread, out = in_thread(
-        lambda: run_flow(small_csvs, tmp_path, epochs=2, seed=7, approval="ask")
+        lambda: run_flow(small_csvs, tmp_path, epochs=2, seed=7, approval="ask", settle_seconds=0.0)
     )
     flow_run_id = paused_run(known)
     resume_flow_run(flow_run_id, run_input={"decision": "approve", "by": "ana", "comment": "ok"})
@@ -94,3 +101,8 @@ def test_a_close_call_waits_then_a_timeout_or_an_approval_decides(small_csvs, tm
     with get_client(sync_client=True) as client:
         state = client.read_flow_run(flow_run_id).state
     assert state is not None and state.is_completed(), state
+    assert main(["--data-dir", str(tmp_path), "models", "show", "v0003"]) == 0
+    shown = capsys.readouterr().out
+    assert "  base  train_2000.csv.gz: 2000 rows" in shown
+    assert "  batch batch-a.csv: " in shown and "held out as recent data" in shown
+    assert "close call approved by ana" in shown
