@@ -18,7 +18,7 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from pydantic import Field
 
-from flows.events import emit
+from flows import events
 from flows.tasks import run_logger
 from mnistnn.registry.gate import WAITS
 from mnistnn.registry.store import ModelRegistry
@@ -58,7 +58,7 @@ def ask_person(models_dir: str, decision: dict[str, Any], timeout: float) -> dic
     """Pause until a person answers (or `timeout` seconds pass); return the recorded decision."""
     logger = run_logger()
     version = decision["version"]
-    emit(
+    events.emit(
         PROMOTION_WAITING,
         {"prefect.resource.id": f"mnistnn.model.{version}", "prefect.resource.name": version},
         {

@@ -12,6 +12,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.flow_runs import resume_flow_run
 
+from flows import events
 from flows import training as flow_module
 from flows.cli.main import main
 from mnistnn.registry.store import ModelRegistry
@@ -56,8 +57,12 @@ def paused_run(known: set[UUID], timeout: float = 120.0) -> UUID:
 
 
 def test_a_close_call_waits_then_a_timeout_or_an_approval_decides(
-    small_csvs, tmp_path, mnist_train, capsys
+    small_csvs, tmp_path, mnist_train, capsys, monkeypatch
 ) -> None:
+    sent: list[tuple[str, dict[str, str]]] = []
+    monkeypatch.setattr(
+        events, "emit", lambda name, resource, payload: sent.append((name, resource))
+    )
     first = run_flow(small_csvs, tmp_path)
     assert first["decision"]["promoted"]  # the first model becomes champion, as before
     registry = ModelRegistry(tmp_path / "models")
@@ -68,6 +73,12 @@ def test_a_close_call_waits_then_a_timeout_or_an_approval_decides(
     assert decision["close_call"] and not decision["promoted"]
     assert decision["approval"]["decision"] == "timed-out"
     assert registry.champion().version == "v0001"
+    assert sent == [
+        (
+            "mnistnn.promotion.waiting",
+            {"prefect.resource.id": "mnistnn.model.v0002", "prefect.resource.name": "v0002"},
+        )
+    ]
     with get_client(sync_client=True) as client:
         state = client.read_flow_run(UUID(late["flow_run_id"])).state
     assert state is not None and state.is_completed(), state
