@@ -183,7 +183,7 @@ class RegistryFiles:
         }
         self.store.write_bytes(f"{version}/{META_FILE}", json_bytes(full))
 
-    def _update_meta(self, version: str, change: Callable[[dict[str, Any]], None]) -> None:
+    def update_meta(self, version: str, change: Callable[[dict[str, Any]], None]) -> None:
         """Change a version's meta.json in place by compare-and-swap."""
         key = f"{version}/{META_FILE}"
 
@@ -196,7 +196,7 @@ class RegistryFiles:
 
         self.store.update(key, step)
 
-    def _read_meta(self, version: str) -> VersionMeta:
+    def read_meta(self, version: str) -> VersionMeta:
         """A registered version's validated meta.json; RegistryError naming the file if bad."""
         key = f"{version}/{META_FILE}"
         where = self.where(key)
@@ -217,18 +217,18 @@ class RegistryFiles:
 
     def _model_version(self, version: str, state: RegistryState) -> ModelVersion:
         """Public view of one version."""
-        meta = self._read_meta(version)
+        meta = self.read_meta(version)
         return meta.to_model_version(is_champion=version == state.champion)
 
     def _find_meta(self, state: RegistryState, weights_sha256: str) -> VersionMeta | None:
         """Metadata of the registered version with these weights, if any."""
         for version in state.versions:
-            meta = self._read_meta(version)
+            meta = self.read_meta(version)
             if meta.weights_sha256 == weights_sha256:
                 return meta
         return None
 
-    def _load_network(self, meta: VersionMeta) -> NeuralNetwork:
+    def load_network(self, meta: VersionMeta) -> NeuralNetwork:
         """Rebuild a version's network, refusing weights whose bytes do not match meta.json."""
         key = f"{meta.version}/{WEIGHTS_FILE}"
         where = self.where(key)

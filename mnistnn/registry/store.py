@@ -47,16 +47,16 @@ from mnistnn.registry.files import (
     number_of,
 )
 from mnistnn.registry.log import RegistryState, read_history
-from mnistnn.registry.promotion import ChampionScore, check_min_delta, decide
+from mnistnn.registry.promotion import check_min_delta
 from mnistnn.registry.records import (
     ModelVersion,
     PromotionDecision,
     VersionMeta,
     check_sha,
-    checked_accuracy,
     checked_metrics,
     now_utc,
 )
+from mnistnn.registry.rescore import AccuracyRule
 
 __all__ = ["DEFAULT_LOCK_TIMEOUT", "LOCK_FILE", "META_FILE", "REGISTRY_FILE", "WEIGHTS_FILE"]
 __all__ += ["Assess", "ModelRegistry"]
@@ -103,7 +103,7 @@ class ModelRegistry(RegistryFiles):
         margin = check_min_delta(min_delta)
         data = weights_bytes(network)
         digest = sha256_bytes(data)
-        rule = _AccuracyRule(self, float(clean_metrics["accuracy"]), test_sha256, margin, rescore)
+        rule = AccuracyRule(self, float(clean_metrics["accuracy"]), test_sha256, margin, rescore)
         judge = assess or rule
         found: list[PromotionDecision] = []  # the decision committed
         with self._locked():
@@ -215,8 +215,8 @@ class ModelRegistry(RegistryFiles):
                 raw["decision"] = {**raw["decision"], "approval": answer}
                 raw["decision"]["promoted"] = promoted[0]
 
-            self._update_meta(version, record)
-        return self._read_meta(version).decision
+            self.update_meta(version, record)
+        return self.read_meta(version).decision
 
     # -- reading ---------------------------------------------------------------------------------
     def versions(self) -> list[ModelVersion]:
@@ -246,7 +246,7 @@ class ModelRegistry(RegistryFiles):
                 raise RegistryError(f"{_NO_MODEL} (the registry {self.root} is empty)")
             version = state.champion
         self._require_known(state, version)
-        return self._load_network(self._read_meta(version))
+        return self.load_network(self.read_meta(version))
 
     def find_by_weights(self, weights_sha256: str) -> ModelVersion | None:
         """The registered version whose weights have this sha256, if any."""
@@ -294,68 +294,6 @@ class ModelRegistry(RegistryFiles):
             meta.version,
         )
         return meta.decision
-
-    def _champion_score(
-        self,
-        champion: ModelVersion,
-        test_sha256: str,
-        rescore: Callable[[NeuralNetwork], float] | None,
-    ) -> ChampionScore:
-        """The champion's accuracy on this test data, re-scoring (and recording) it if needed."""
-        known = champion.scores.get(test_sha256)
-        if known is not None:
-            return ChampionScore(champion.version, known, rescored=False)
-        if rescore is None:
-            raise RegistryError(
-                f"champion {champion.version} was scored on other test data (sha256 "
-                f"{champion.test_sha256[:12]}…, now {test_sha256[:12]}…) and no rescore was "
-                "given: pass rescore= so both are compared on the same data; nothing was registered"
-            )
-        value = rescore(self._load_network(self._read_meta(champion.version)))
-        accuracy = checked_accuracy(value, f"rescore({champion.version})")
-        self.record_score(champion.version, test_sha256, accuracy)
-        log.info(
-            "re-scored champion %s on test data %s…: %.4f",
-            champion.version,
-            test_sha256[:12],
-            accuracy,
-        )
-        return ChampionScore(champion.version, accuracy, rescored=True)
-
-    def record_score(self, version: str, test_sha256: str, accuracy: float) -> None:
-        """Store a score in the version's meta.json so it is never computed twice."""
-
-        def add(raw: dict[str, Any]) -> None:
-            raw["scores"] = {**raw.get("scores", {}), test_sha256: accuracy}
-
-        self._update_meta(version, add)
-
-
-class _AccuracyRule:
-    """The `better` rule on accuracies alone (no predictions): the library's old path."""
-
-    def __init__(
-        self,
-        registry: ModelRegistry,
-        accuracy: float,
-        test_sha256: str,
-        margin: float,
-        rescore: Callable[[NeuralNetwork], float] | None,
-    ) -> None:
-        self.registry, self.accuracy, self.test_sha256 = registry, accuracy, test_sha256
-        self.margin, self.rescore = margin, rescore
-        self.scores: dict[str, ChampionScore] = {}  # a re-score stays marked as one
-
-    def score(self, champion: ModelVersion) -> ChampionScore:
-        if champion.version not in self.scores:
-            self.scores[champion.version] = self.registry._champion_score(
-                champion, self.test_sha256, self.rescore
-            )
-        return self.scores[champion.version]
-
-    def __call__(self, version: str, champion: ModelVersion | None) -> PromotionDecision:
-        score = None if champion is None else self.score(champion)
-        return decide(version, self.accuracy, score, self.margin)
 
 
 def _with(reason: str, given: str | None) -> str:
