@@ -44,8 +44,8 @@ class Gate:
     _seen: dict[str, tuple[Evidence, Evidence | None]] = field(default_factory=dict)
 
     def __call__(self, version: str, champion: ModelVersion | None) -> PromotionDecision:
-        mine = self.newcomer.predict(self.data.pixels)
         if champion is None:
+            mine = self.newcomer.predict(self.data.pixels)
             accuracy = float(np.mean(mine == self.data.labels))
             verdict = first_model(self.rule, version, accuracy)
             return _decision(version, accuracy, verdict, self.rule, None, None, ask=False)
