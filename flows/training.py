@@ -51,7 +51,6 @@ from mnistnn.registry.policy import (
     check_approval,
 )
 from mnistnn.runs import steps as training
-from mnistnn.runs.drift import NewData
 from mnistnn.runs.folders import (
     RunFolder,
     open_run,
@@ -59,6 +58,7 @@ from mnistnn.runs.folders import (
     run_lock,
     shorter_run,
 )
+from mnistnn.runs.new_data import NewData
 from mnistnn.runs.records import DataLineage, EpochRecord, RunLineage
 
 PROGRESS_KEY = "mnist-training-progress"
