@@ -113,7 +113,9 @@ class RegistryFiles:
         """Apply `change` to registry.json by compare-and-swap (Store.update) and return the
         state committed. `change` may run once per conflict, each time on a fresh state; it
         raises `Unchanged` when there is nothing to write (then the state read is returned).
-        The caller holds `_locked()` (locally it keeps temp-file cleaning away from writers).
+        Its writes besides registry.json (the new version's meta.json, a history segment) are
+        idempotent, so the attempt that commits leaves them as it needs them. The caller holds
+        `_locked()` (locally it keeps temp-file cleaning away from other writers).
         """
         committed: list[RegistryState] = []
 
