@@ -11,7 +11,9 @@ from mnistnn.model.checkpoint import load_weights
 from mnistnn.registry.gate import Gate, Labelled
 from mnistnn.registry.policy import PromotionPolicy
 from mnistnn.registry.store import ModelRegistry
-from mnistnn.runs.folders import RunFolder, read_json
+from mnistnn.runs.folders import RunFolder
+from mnistnn.runs.records import RunLineage
+from mnistnn.runs.steps import read_metrics
 
 
 def labelled(parquet: str | os.PathLike[str], name: str | None = None) -> Labelled:
@@ -24,7 +26,7 @@ def register_run(
     folder: RunFolder,
     models_dir: str | os.PathLike[str],
     test_parquet: str | os.PathLike[str],
-    lineage: dict[str, Any],
+    lineage: RunLineage,
     *,
     min_delta: float = 0.0,
     flow_run_id: str | None = None,
@@ -41,11 +43,10 @@ def register_run(
     guardrail; `decide_on_recent` makes the recent data decide instead of the test set.
     """
     network = load_weights(folder.weights)
-    summary = read_json(folder.metrics_json) or {}
-    final = summary["metrics"][-1]
+    final = read_metrics(folder).final
     data = labelled(test_parquet, "the test set")
     recent = None if recent_parquet is None else labelled(recent_parquet, "the recent data")
-    test_sha = lineage["test"]["sha256"]
+    test_sha = lineage.test.sha256
     if decide_on_recent and recent is not None and recent_sha256 is not None:
         data, recent, test_sha = recent, None, recent_sha256
     registry = ModelRegistry(models_dir)
@@ -61,9 +62,9 @@ def register_run(
     decision = registry.register(
         network,
         metrics=metrics
-        or {"accuracy": final["accuracy"], "confident": final["confident"], "mse": final["mse"]},
+        or {"accuracy": final.accuracy, "confident": final.confident, "mse": final.mse},
         test_sha256=test_sha,
-        train_sha256=lineage["train"]["sha256"],
+        train_sha256=lineage.train.sha256,
         run_dir=str(folder.path),
         flow_run_id=flow_run_id,
         assess=gate,

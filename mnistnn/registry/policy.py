@@ -31,13 +31,25 @@ APPROVALS: tuple[Approval, ...] = ("auto", "ask")
 DEFAULT_APPROVAL_TIMEOUT = 24 * 3600.0
 
 
-def check_approval(approval: object, timeout: object) -> bool:
-    """Whether close calls wait for a person; ConfigError naming the parameter otherwise."""
-    if approval not in APPROVALS:
-        raise ConfigError(f"approval must be one of auto, ask, got {approval!r}")
-    if not is_number(timeout) or float(timeout) < 1:
-        raise ConfigError(f"approval_timeout must be a number of seconds >= 1, got {timeout!r}")
-    return approval == "ask"
+def check_alpha(value: float) -> float:
+    """The significance level: a number strictly between 0 and 1."""
+    if not is_number(value) or not 0 < float(value) < 1:
+        raise ConfigError(f"alpha must be a number between 0 and 1, got {value!r}")
+    return float(value)
+
+
+def check_min_accuracy(value: float) -> float:
+    """The accuracy floor: a number in 0..1."""
+    if not is_number(value) or not 0 <= float(value) <= 1:
+        raise ConfigError(f"min_accuracy must be in 0..1, got {value!r}")
+    return float(value)
+
+
+def check_approval_timeout(value: float) -> float:
+    """Seconds a close call waits for a person: at least one."""
+    if not is_number(value) or float(value) < 1:
+        raise ConfigError(f"approval_timeout must be a number of seconds >= 1, got {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -52,12 +64,10 @@ class PromotionPolicy:
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
             raise ConfigError(f"policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
-        if not is_number(self.alpha) or not 0 < float(self.alpha) < 1:
-            raise ConfigError(f"alpha must be a number between 0 and 1, got {self.alpha!r}")
+        check_alpha(self.alpha)
         if not is_number(self.min_delta) or float(self.min_delta) < 0:
             raise ConfigError(f"min_delta must be a finite number >= 0, got {self.min_delta!r}")
-        if not is_number(self.min_accuracy) or not 0 <= float(self.min_accuracy) <= 1:
-            raise ConfigError(f"min_accuracy must be in 0..1, got {self.min_accuracy!r}")
+        check_min_accuracy(self.min_accuracy)
 
     def describe(self) -> str:
         if self.policy == "significant":
