@@ -16,12 +16,13 @@ from flows import events
 from flows import training as flow_module
 from flows.cli.main import main
 from mnistnn.registry.store import ModelRegistry
+from mnistnn.runs.records import RunResult
 from tests.conftest import write_mnist_csv
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
-def run_flow(small_csvs: tuple[Path, Path], data_dir: Path, **overrides: Any) -> dict[str, Any]:
+def run_flow(small_csvs: tuple[Path, Path], data_dir: Path, **overrides: Any) -> RunResult:
     params: dict[str, Any] = {
         "train_csv": str(small_csvs[0]),
         "test_csv": str(small_csvs[1]),
@@ -64,12 +65,12 @@ def test_a_close_call_waits_then_a_timeout_or_an_approval_decides(
         events, "emit", lambda name, resource, payload: sent.append((name, resource))
     )
     first = run_flow(small_csvs, tmp_path)
-    assert first["decision"]["promoted"]  # the first model becomes champion, as before
+    assert first.decision["promoted"]  # the first model becomes champion, as before
     registry = ModelRegistry(tmp_path / "models")
 
     # nobody answers: the newcomer stays a challenger
     late = run_flow(small_csvs, tmp_path, epochs=2, approval="ask", approval_timeout=3)
-    decision = late["decision"]
+    decision = late.decision
     assert decision["close_call"] and not decision["promoted"]
     assert decision["approval"]["decision"] == "timed-out"
     assert registry.champion().version == "v0001"
@@ -80,7 +81,7 @@ def test_a_close_call_waits_then_a_timeout_or_an_approval_decides(
         )
     ]
     with get_client(sync_client=True) as client:
-        state = client.read_flow_run(UUID(late["flow_run_id"])).state
+        state = client.read_flow_run(UUID(late.flow_run_id)).state
     assert state is not None and state.is_completed(), state
 
     # a person approves through the API: promoted, with who and why in the history (this
@@ -96,7 +97,7 @@ def test_a_close_call_waits_then_a_timeout_or_an_approval_decides(
     resume_flow_run(flow_run_id, run_input={"decision": "approve", "by": "ana", "comment": "ok"})
     thread.join(timeout=120)
     assert out, "the flow run did not finish after it was resumed"
-    decision = out[0]["decision"]
+    decision = out[0].decision
     assert decision["promoted"] and decision["approval"]["by"] == "ana"
     assert registry.champion().version == "v0003"
     entries = registry.history()

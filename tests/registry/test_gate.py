@@ -115,3 +115,28 @@ def test_the_guardrail_simulation_reproduces_its_docstring() -> None:
     assert refused[0] < 1.5  # honest reseed: 0.3% at 20,000 draws
     assert refused[3] > 94  # one class 3 points worse: 98%
     assert refused[4] == 100.0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--policy", "best"], "argument --policy: invalid choice: 'best'"),
+        (["--alpha", "0"], "alpha must be a number between 0 and 1, got 0.0"),
+        (["--approval", "maybe"], "argument --approval: invalid choice: 'maybe'"),
+        (["--approval-timeout", "0"], "approval_timeout must be a number of seconds >= 1"),
+        (["--min-accuracy", "2"], "min_accuracy must be in 0..1, got 2.0"),
+    ],
+)
+def test_promotion_parameters_are_declared_and_checked_before_any_work(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str], tmp_path
+) -> None:
+    """`mnistnn train` takes the promotion parameters from their one declaration."""
+    from flows.cli.main import main
+
+    try:
+        status = main(["--data-dir", str(tmp_path), "train", *argv])
+    except SystemExit as exc:  # argparse refuses a value outside the declared choices
+        status = exc.code
+    assert status in (1, 2)
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "processed").exists()  # refused before any work
