@@ -32,7 +32,6 @@ EXCEPTIONS: dict[str, int] = {
     "flows/sweep.py::sweep_pipeline": 63,
     "mnistnn/registry/answer.py::existing_result": 76,
     # the inbox scan memo (history)
-    "mnistnn/data/inbox.py::scan_inbox": 64,
     # hostile inputs (hostile)
     "mnistnn/predict/batch.py::score_input": 64,
 }
