@@ -72,18 +72,13 @@ def render_run_report(
         ),
         "time_to_accuracy": time_to_accuracy([row.train_seconds for row in history], accuracy),
     }
-    figure_paths = {}
-    names = report.figure_filenames(figures)
-    for key, png in figures.items():
-        path = locations.join(folder.figures, names[key])
-        locations.write_bytes(path, png)
-        figure_paths[key] = str(path)
     snapshot = lineage.snapshot
     new_figures = new_data.draw(snapshot)
-    for key, png in new_figures.items():
-        path = locations.join(folder.figures, new_data.FIGURE_FILES[key])
-        locations.write_bytes(path, png)
-        figure_paths[key] = str(path)
+    names = {**report.figure_filenames(figures), **new_data.FIGURE_FILES}
+    figure_paths = {
+        key: _write_figure(folder, names[key], png)
+        for key, png in {**figures, **new_figures}.items()
+    }
     markdown = report.markdown_report(
         title=f"MNIST training run {folder.name}",
         config=(read_json(folder.run_json) or {}).get("config", {}),
@@ -99,13 +94,7 @@ def render_run_report(
         new_data_headline=new_data.headline(snapshot),
         new_data=new_data.section(snapshot, new_figures),
     )
-    evidence = (decision or {}).get("evidence")
-    recall_png = None if not evidence else promotion.recall_figure(evidence)
-    if recall_png is not None:
-        path = locations.join(folder.figures, promotion.FIGURE_FILE)
-        locations.write_bytes(path, recall_png)
-        figure_paths["promotion_recall"] = str(path)
-    promotion_md = promotion.section(decision, recall_png)
+    promotion_md = _promotion(folder, decision, figure_paths)
     markdown = markdown.rstrip("\n") + "\n\n" + promotion_md if promotion_md else markdown
     locations.write_bytes(folder.report, markdown.encode("utf-8"))
     return RunReport(
@@ -116,3 +105,19 @@ def render_run_report(
         confident=float(history[-1].confident or 0.0),
         promotion=promotion_md,
     )
+
+
+def _write_figure(folder: RunFolder, name: str, png: bytes) -> str:
+    """Write one figure into the run's `figures/`; its path or URL."""
+    path = locations.join(folder.figures, name)
+    locations.write_bytes(path, png)
+    return str(path)
+
+
+def _promotion(folder: RunFolder, decision: dict[str, Any] | None, paths: dict[str, str]) -> str:
+    """The Promotion section, its per-class recall figure written beside the others."""
+    evidence = (decision or {}).get("evidence")
+    png = None if not evidence else promotion.recall_figure(evidence)
+    if png is not None:
+        paths["promotion_recall"] = _write_figure(folder, promotion.FIGURE_FILE, png)
+    return promotion.section(decision, png)
