@@ -11,7 +11,9 @@ from typing import Any
 
 from mnistnn.cli.app import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL
 from mnistnn.config import DataPaths
-from mnistnn.errors import MnistnnError
+from mnistnn.data.ingest import check_fraction
+from mnistnn.errors import MnistnnError, one_line
+from mnistnn.inert import shown
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -62,10 +64,19 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from mnistnn.data.remote import ingest_location as ingest_csv
 
     processed = DataPaths.at(args.data_dir).processed
-    for path in args.paths:
-        summary = ingest_csv(path, processed, max_rejected_fraction=args.max_rejected_fraction)
+    check_fraction(args.max_rejected_fraction)
+    failed = 0
+    for path in args.paths:  # one bad file never stops the others: each failure is one line
+        try:
+            summary = ingest_csv(path, processed, max_rejected_fraction=args.max_rejected_fraction)
+        except (MnistnnError, MemoryError, RecursionError) as exc:
+            failed += 1
+            print(f"mnistnn: error: {shown(one_line(exc))}", file=sys.stderr)
+            continue
         print(summary.describe())
-    return EXIT_OK
+    if not failed:
+        return EXIT_OK
+    return EXIT_ERROR if failed == len(args.paths) else EXIT_PARTIAL
 
 
 def cmd_models(args: argparse.Namespace) -> int:

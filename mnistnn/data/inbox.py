@@ -8,7 +8,9 @@ The inbox and the data folder are each a local folder or an `s3://` prefix, in a
 through the storage layer (`mnistnn.core.locations`).
 
 Which files are read (the stability rule): top-level entries of the inbox whose name ends `.csv`
-or `.csv.gz`; names starting with `.` or ending `.part` / `.tmp` are ignored. In a local folder,
+or `.csv.gz`; names starting with `.` or ending `.part` / `.tmp` are ignored. Only regular files
+really in the folder: a symbolic link (even to a file inside), a FIFO, a device or a socket is
+refused with one logged line and never opened. In a local folder,
 a file whose mtime is within `settle_seconds` (default 5) of now, or that is still empty, is being
 written and waits for the next scan. An object is whole from the moment its PUT succeeds (S3 has
 no partial objects), so an object is ready at once, whatever `settle_seconds` says; an empty
@@ -41,6 +43,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from stat import S_ISREG
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -50,7 +53,9 @@ from mnistnn.core import locations
 from mnistnn.core.locations import Location
 from mnistnn.data.ingest import check_fraction
 from mnistnn.data.remote import ingest_location
+from mnistnn.data.text import file_kind
 from mnistnn.errors import ConfigError, DataError
+from mnistnn.inert import shown
 
 log = logging.getLogger(__name__)
 
@@ -206,10 +211,17 @@ def stable_files(folder: Path, settle_seconds: float, now: float) -> dict[str, P
         if not _is_batch_name(name):
             continue
         try:
-            stat = path.stat()
+            stat = path.lstat()  # the entry itself: a link is never followed out of the inbox
         except FileNotFoundError:  # removed meanwhile
             continue
-        if not path.is_file() or stat.st_size == 0:
+        if not S_ISREG(stat.st_mode):
+            log.warning(
+                "refused %s: %s, not a regular file (never read)",
+                shown(name),
+                file_kind(stat.st_mode),
+            )
+            continue
+        if stat.st_size == 0:
             continue
         if now - stat.st_mtime < settle_seconds:
             log.info("%s: modified %.1f s ago, waits for the next scan", path, now - stat.st_mtime)
@@ -221,9 +233,7 @@ def stable_files(folder: Path, settle_seconds: float, now: float) -> dict[str, P
 # -- internals ---------------------------------------------------------------------------------
 def _is_batch_name(name: str) -> bool:
     return (
-        not name.startswith(".")
-        and not name.endswith(IGNORED_SUFFIXES)
-        and name.endswith(SUFFIXES)
+        not name.startswith(".") and not name.endswith(IGNORED_SUFFIXES) and name.endswith(SUFFIXES)
     )
 
 
@@ -240,11 +250,12 @@ def _ingest(
     }
     try:
         summary = ingest_location(location, paths.processed, max_rejected_fraction=limit)
-    except DataError as exc:
+    except (DataError, MemoryError, RecursionError) as exc:  # this batch's failure, not the scan's
         if locations.sha256_of(location) != digest:
             return None
-        reason = _one_line(str(exc)).replace(str(location), name)
-        log.warning("refused %s: %s", name, reason)
+        reason = _one_line(str(exc) or type(exc).__name__)
+        reason = reason.replace(shown(location), shown(name)).replace(str(location), shown(name))
+        log.warning("refused %s: %s", shown(name), reason)
         return {
             **record,
             "status": REFUSED,
@@ -256,7 +267,10 @@ def _ingest(
     if summary.sha256 != digest:
         return None
     log.info(
-        "accepted %s: %d rows, %d rejected", name, summary.rows_accepted, summary.rows_rejected
+        "accepted %s: %d rows, %d rejected",
+        shown(name),
+        summary.rows_accepted,
+        summary.rows_rejected,
     )
     return {
         **record,

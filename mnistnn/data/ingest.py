@@ -102,13 +102,13 @@ class IngestSummary:
         """A few human lines for the CLI."""
         how = "reused (source unchanged)" if self.reused else "converted"
         lines = [
-            f"{self.source_name}: {self.rows_read} rows read, {self.rows_accepted} accepted, "
+            f"{shown(self.source_name)}: {self.rows_read} rows read, {self.rows_accepted} accepted, "
             f"{self.rows_rejected} rejected; {how} in {self.seconds:.2f} s",
-            f"  parquet: {self.parquet}",
+            f"  parquet: {shown(self.parquet)}",
             f"  label counts 0-9: {' '.join(str(count) for count in self.label_counts)}",
         ]
         if self.rejects is not None:
-            lines.append(f"  rejected rows: {self.rejects}")
+            lines.append(f"  rejected rows: {shown(self.rejects)}")
         return "\n".join(lines)
 
 

@@ -60,21 +60,21 @@ def read_and_parse(source: Path, handle: BinaryIO, budget: Budget, digest: Any =
     line numbers and reasons are kept. `digest` (a hashlib object) sees the raw bytes.
     """
     blocks = text.line_blocks(source, text.decoded_chunks(source, handle, budget, digest), budget)
-    parts: list[Parsed] = []
+    rows = _Rows(budget.max_rows)
     held: tuple[int, bytes] | None = None
     for item in blocks:
         if held is not None:
             line, block = held
             kept, rest = _split_trailing_blanks(block)
             if kept:
-                parts.append(parse_block(source, kept, line, first=not parts))
+                rows.add(parse_block(source, kept, line, first=rows.empty))
             held = (line + kept.count(b"\n"), rest + item[1]) if rest else item
         else:
             held = item
         budget.check_time()
     if held is not None:
-        parts.append(parse_block(source, held[1], held[0], first=not parts))
-    parsed = _concatenated(parts)
+        rows.add(parse_block(source, held[1], held[0], first=rows.empty))
+    parsed = rows.parsed()
     if parsed.rows_read == 0 and parsed.header is None:
         raise DataError(f"{source}: empty file (no data rows)")
     return parsed
@@ -117,18 +117,50 @@ def parse_block(source: Path, data: bytes, first_line: int, *, first: bool) -> P
     return _parse_slow(source, memoryview(data)[start:end], line, header, first)
 
 
-def _concatenated(parts: list[Parsed]) -> Parsed:
-    if len(parts) == 1:
-        return parts[0]
-    if not parts:
-        return Parsed(_no_labels(), _no_pixels(), [], [], None)
-    return Parsed(
-        np.concatenate([part.labels for part in parts]),
-        np.concatenate([part.pixels for part in parts]),
-        [line for part in parts for line in part.reject_lines],
-        [reason for part in parts for reason in part.reject_reasons],
-        parts[0].header,
-    )
+class _Rows:
+    """The accepted rows of the blocks so far, copied into one array as they come.
+
+    The array is reserved at once for up to `max_rows` rows (at most 2**21 at first, then
+    doubled): untouched pages cost no memory, so the peak is the rows themselves, not twice
+    them as a final concatenation would be.
+    """
+
+    def __init__(self, max_rows: int) -> None:
+        self.capacity = max(1, min(max_rows, 1 << 21))
+        self.count = 0
+        self.labels = _no_labels()
+        self.pixels = _no_pixels()
+        self.lines: list[int] = []
+        self.reasons: list[str] = []
+        self.header: str | None = None
+        self.empty = True
+
+    def add(self, part: Parsed) -> None:
+        if self.empty:
+            self.header = part.header
+            self.empty = False
+            self.labels = np.empty(self.capacity, dtype=np.uint8)
+            self.pixels = np.empty((self.capacity, INPUT_NODES), dtype=np.uint8)
+        stop = self.count + len(part.labels)
+        while stop > len(self.labels):
+            grown = np.empty((2 * len(self.labels), INPUT_NODES), dtype=np.uint8)
+            grown[: self.count] = self.pixels[: self.count]
+            self.pixels = grown
+            self.labels = np.concatenate((self.labels, np.empty_like(self.labels)))
+        self.labels[self.count : stop] = part.labels
+        self.pixels[self.count : stop] = part.pixels
+        self.count = stop
+        self.lines.extend(part.reject_lines)
+        self.reasons.extend(part.reject_reasons)
+
+    def parsed(self) -> Parsed:
+        return Parsed(
+            self.labels[: self.count],
+            self.pixels[: self.count],
+            self.lines,
+            self.reasons,
+            self.header,
+        )
 
 
 def _no_labels() -> LabelArray:

@@ -83,44 +83,44 @@ def file_kind(mode: int) -> str:
 
 
 def decoded_chunks(
-    source: object, handle: BinaryIO, budget: Budget, digest: Any = None
+    source: object, handle: BinaryIO, budget: Budget, digest: Any = None, size: int = READ_SIZE
 ) -> Iterator[bytes]:
-    """The file's text in chunks of at most READ_SIZE bytes, gunzipped on the fly when its
+    """The file's text in chunks of at most `size` bytes, gunzipped on the fly when its
     bytes say gzip (several members allowed); `digest` (a hashlib object) sees the raw bytes.
 
-    Never inflates more than one chunk ahead: a decompression bomb costs READ_SIZE of memory
+    Never inflates more than one chunk ahead: a decompression bomb costs one chunk of memory
     and is refused by the budget (decoded bytes, time) or the first check on its text.
     """
-    first = handle.read(READ_SIZE)
+    first = handle.read(size)
     if digest is not None:
         digest.update(first)
     gzipped = is_gzip(first)
     if not gzipped and getattr(source, "name", str(source)).lower().endswith(".gz") and first:
         raise DataError(f"{source}: corrupt gzip file (named .gz but has no gzip header)")
-    raw = _raw_chunks(handle, first, digest)
-    chunks = _inflated(source, raw) if gzipped else raw
+    raw = _raw_chunks(handle, first, digest, size)
+    chunks = _inflated(source, raw, size) if gzipped else raw
     for chunk in chunks:
         budget.add_bytes(len(chunk))
         yield chunk
 
 
-def _raw_chunks(handle: BinaryIO, first: bytes, digest: Any) -> Iterator[bytes]:
+def _raw_chunks(handle: BinaryIO, first: bytes, digest: Any, size: int) -> Iterator[bytes]:
     data = first
     while data:
         yield data
-        data = handle.read(READ_SIZE)
+        data = handle.read(size)
         if digest is not None:
             digest.update(data)
 
 
-def _inflated(source: object, raw: Iterator[bytes]) -> Iterator[bytes]:
+def _inflated(source: object, raw: Iterator[bytes], size: int) -> Iterator[bytes]:
     inflater = zlib.decompressobj(wbits=31)
     member_open = False  # input fed to a member that has not ended yet: truncated if it stays
     try:
         for data in raw:
             while data:
                 member_open = True
-                out = inflater.decompress(data, READ_SIZE)
+                out = inflater.decompress(data, size)
                 if out:
                     yield out
                 if not inflater.eof:
@@ -168,7 +168,8 @@ def line_blocks(
         if newline >= 0:
             cut = len(pending) + newline + 1
         pending += chunk
-        budget.check_line(len(pending) - cut, line + pending.count(b"\n", 0, cut))
+        if len(pending) - cut > budget.max_line:  # the open line; numbered only when refused
+            budget.check_line(len(pending) - cut, line + pending.count(b"\n", 0, cut))
         if cut and len(pending) >= block_bytes:
             block = bytes(pending[:cut])
             del pending[:cut]

@@ -23,6 +23,7 @@ from mnistnn.config import INPUT_NODES
 from mnistnn.core.files import write_bytes_atomic
 from mnistnn.data.text import is_gzip_file
 from mnistnn.errors import DataError, one_line
+from mnistnn.inert import shown
 from mnistnn.model.network import NeuralNetwork
 from mnistnn.predict.image import IMAGE_SUFFIXES, preprocess_image
 from mnistnn.types import FloatArray, IntArray, PixelArray
@@ -122,14 +123,23 @@ def predict_paths(
     for item in _expand(paths, failures):
         try:
             rows.append(preprocess_image(item))
-        except DataError as exc:
-            failures.append(PredictFailure(str(item), one_line(exc)))
+        except Exception as exc:  # no poison pill: any error fails this image only
+            failures.append(PredictFailure(str(item), _failure_line(item, exc)))
         else:
             kept.append(str(item))
     if not rows:
         return [], failures
     _, outputs = predict_pixels(network, np.stack(rows))
     return [_prediction(path, out) for path, out in zip(kept, outputs, strict=True)], failures
+
+
+def _failure_line(item: str | os.PathLike[str], exc: Exception) -> str:
+    """One line naming the image (escaped) and what went wrong, whatever the exception."""
+    if isinstance(exc, DataError):
+        return one_line(exc)
+    if isinstance(exc, MemoryError):
+        return f"{shown(item)}: out of memory while decoding (see the limits in mnistnn.limits)"
+    return f"{shown(item)}: unreadable image ({type(exc).__name__}: {shown(one_line(exc))})"
 
 
 def _expand(
