@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flows.cli import main
+from flows.cli.main import main
 from mnistnn import NetworkConfig, NeuralNetwork
 from mnistnn.registry.store import ModelRegistry
 

@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from flows import training as flow_module
-from flows.cli import main
+from flows.cli.main import main
 from mnistnn.core import locations
 from mnistnn.predict.predict import predict_paths
 from mnistnn.registry.store import ModelRegistry

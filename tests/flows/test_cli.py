@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flows.cli import main
+from flows.cli.main import main
 
 BIN = Path(sys.executable).parent
 

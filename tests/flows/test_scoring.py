@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from flows import scoring
-from flows.cli import main
-from flows.cli_scoring import JSON_INPUT_KEYS
+from flows.cli.main import main
+from flows.cli.scoring import JSON_INPUT_KEYS
 from mnistnn.errors import ConfigError, DataError, RegistryError
 from mnistnn.predict import batch
 from mnistnn.registry.store import ModelRegistry

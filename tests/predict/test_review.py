@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flows.cli import main
+from flows.cli.main import main
 from mnistnn.data.ingest import ingest_csv
 from mnistnn.data.parquet import read_parquet
 from mnistnn.errors import DataError

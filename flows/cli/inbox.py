@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from flows.cli.common import add_inbox_options, positive_float, prefect_defaults
 from flows.events import NO_SERVER
 from mnistnn.cli.app import EXIT_OK, positive_int
 from mnistnn.config import DataPaths
@@ -19,42 +20,6 @@ from mnistnn.errors import MnistnnError
 
 if TYPE_CHECKING:
     from flows.watch import WatchPass
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a number > 0."""
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def add_inbox_options(parser: argparse.ArgumentParser) -> None:
-    """The labelled inbox's options, shared by `train` and `watch` (one meaning, one default)."""
-    parser.add_argument(
-        "--incoming",
-        default=None,
-        metavar="DIR",
-        help="the labelled inbox of new batches (default: <data-dir>/incoming)",
-    )
-    parser.add_argument(
-        "--settle-seconds",
-        type=float,
-        default=5.0,
-        help="local inbox files modified more recently wait for the next pass (5)",
-    )
-    parser.add_argument(
-        "--drift-threshold",
-        type=float,
-        default=0.05,
-        help="accuracy drop that flags a batch (0.05)",
-    )
-    parser.add_argument(
-        "--max-rejected-fraction",
-        type=float,
-        default=0.0,
-        help="share of an input file's rows that may be rejected (0)",
-    )
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -87,8 +52,6 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def cmd_watch(args: argparse.Namespace) -> int:
     """One pass (`--once`) or a pass every `--interval` seconds until SIGINT or SIGTERM."""
-    from flows.cli import prefect_defaults
-
     prefect_defaults()
     from flows.watch import watch_once
 

@@ -1,24 +1,18 @@
-"""`mnistnn`, the console script: the library's commands plus those that run a flow.
-
-train, sweep and serve live here because they run Prefect flows; ingest, models, evaluate and
-predict come from `mnistnn.cli`, which never imports Prefect.
-"""
+"""`mnistnn train`: answer a finished run from disk, or run the mnist-training flow."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import json
-import logging
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from flows import cli_inbox, cli_scoring
+from flows.cli.common import add_inbox_options, check_store, prefect_defaults
 from flows.parameters import check_inputs, check_parameters
-from mnistnn.cli import labels, library
-from mnistnn.cli.app import EXIT_OK, build_parser, positive_int, run
+from mnistnn.cli.app import EXIT_OK, positive_int
 from mnistnn.config import AUGMENTS, DTYPES, INITS, OUTPUTS, SCHEDULES, DataPaths
 from mnistnn.errors import MnistnnError
 from mnistnn.presets import PRESETS, Resolved
@@ -46,7 +40,7 @@ _FLAGS = {
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """train, sweep and serve."""
+    """train."""
     train = commands.add_parser("train", help="train through the mnist-training Prefect flow")
     train.add_argument("--train-csv", default=None, help="training CSV (default: bundled)")
     train.add_argument("--test-csv", default=None, help="test CSV (default: bundled)")
@@ -81,7 +75,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="keep the weights of the newest N epochs, 0 = all (metadata is always kept)",
     )
     train.add_argument("--min-delta", type=float, default=0.0, help="promotion margin (>= 0)")
-    cli_inbox.add_inbox_options(train)
+    add_inbox_options(train)
     train.add_argument(
         "--warm-start",
         action="store_true",
@@ -97,55 +91,6 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     train.add_argument("--json", action="store_true", help="print one JSON object")
     train.set_defaults(handler=cmd_train)
-
-    sweep = commands.add_parser("sweep", help="train a grid of configurations on Dask")
-    sweep.add_argument("--hidden", default="88", help="hidden nodes: 50,100,200 or 50:200:50")
-    sweep.add_argument("--lr", default="0.05", help="learning rates: 0.05,0.1,0.2")
-    sweep.add_argument("--epochs", default="5", help="epoch counts: 1,2,5")
-    sweep.add_argument("--batch-size", default="1", help="batch sizes: 1,32")
-    sweep.add_argument("--dtype", default="float64", help="dtypes: float64,float32")
-    sweep.add_argument("--seeds", default="0", help="seeds: 0,1,2")
-    sweep.add_argument("--train-csv", default=None)
-    sweep.add_argument("--test-csv", default=None)
-    sweep.add_argument("--dask-address", default=None, help="tcp://HOST:PORT of a Dask cluster")
-    sweep.add_argument("--workers", type=positive_int, default=None, help="local Dask workers")
-    sweep.add_argument(
-        "--register-best", action="store_true", help="register the best model (may promote it)"
-    )
-    sweep.add_argument("--json", action="store_true")
-    sweep.set_defaults(handler=cmd_sweep)
-
-    serve = commands.add_parser("serve", help="serve the nightly-retrain deployment (no worker)")
-    serve.set_defaults(handler=cmd_serve)
-
-
-def prefect_defaults() -> None:
-    """Offline-friendly Prefect settings, unless the user chose otherwise; known errors are
-    logged by Prefect without their traceback (the CLI prints them as one line at the end)."""
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    # The temporary server needs more than Prefect's 20 s to start on a loaded 2-core machine.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
-    for name in ("prefect.flow_runs", "prefect.task_runs"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _KnownErrorsWithoutTraceback) for f in logger.filters):
-            logger.addFilter(_KnownErrorsWithoutTraceback())
-
-
-class _KnownErrorsWithoutTraceback(logging.Filter):
-    """Drop the traceback from log records of our own errors; keep it for real bugs."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], MnistnnError):
-            record.exc_info = None
-            record.exc_text = None
-        return True
-
-
-def check_store(paths: DataPaths) -> None:
-    """One request to the data_dir's object store before Prefect starts: unreachable, wrong
-    credentials or a missing bucket fail here in one line, not after every task's retries."""
-    if paths.is_remote:
-        paths.store.exists("models/registry.json")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -311,67 +256,3 @@ def _progress_bar() -> Iterator[Callable[[EpochRecord, int], None]]:
         yield listener
     finally:
         progress.stop()
-
-
-def cmd_sweep(args: argparse.Namespace) -> int:
-    """Run the mnist-sweep flow and print one line per result."""
-    prefect_defaults()
-    from flows.sweep import run_sweep
-    from mnistnn.runs.sweep import parse_list
-
-    paths = DataPaths.at(args.data_dir)
-    check_store(paths)
-    result = run_sweep(
-        dask_address=args.dask_address,
-        workers=args.workers,
-        hidden_nodes=parse_list(args.hidden, int, "--hidden"),
-        learning_rates=parse_list(args.lr, float, "--lr"),
-        epochs=parse_list(args.epochs, int, "--epochs"),
-        batch_sizes=parse_list(args.batch_size, int, "--batch-size"),
-        dtypes=[dtype.strip() for dtype in args.dtype.split(",")],
-        seeds=parse_list(args.seeds, int, "--seeds"),
-        train_csv=args.train_csv or str(paths.train_csv),
-        test_csv=args.test_csv or str(paths.test_csv),
-        data_dir=args.data_dir,
-        register_best=args.register_best,
-    )
-    if args.json:
-        print(json.dumps(result))
-        return EXIT_OK
-    print(f"{'hidden':>6}  {'lr':>6}  {'epochs':>6}  {'accuracy':>8}  {'seconds':>7}")
-    for point in sorted(result["points"], key=lambda p: -p["accuracy"]):
-        print(
-            f"{point['hidden_nodes']:>6}  {point['learning_rate']:>6}  {point['epochs']:>6}  "
-            f"{point['accuracy']:>8.4f}  {point['seconds']:>7.1f}"
-        )
-    print(f"report: {result['report']}")
-    if result["decision"]:
-        print(f"registry: {result['decision']['reason']}")
-    return EXIT_OK
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    """Serve the nightly-retrain deployment with flow.serve (no work pool needed)."""
-    prefect_defaults()
-    from flows.serve import serve
-
-    serve()
-    return EXIT_OK
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `mnistnn` console script."""
-    return run(
-        build_parser(
-            add_commands,
-            library.add_commands,
-            labels.add_commands,
-            cli_scoring.add_commands,
-            cli_inbox.add_commands,
-        ),
-        argv,
-    )
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from flows.cli.common import prefect_defaults
 from mnistnn.cli.app import EXIT_OK, EXIT_PARTIAL, positive_int
 from mnistnn.config import DataPaths
 from mnistnn.errors import MnistnnError
@@ -52,7 +53,6 @@ def json_summary(result: dict[str, Any]) -> dict[str, Any]:
 
 def cmd_score(args: argparse.Namespace) -> int:
     """Run the flow; exit 2 when an input was refused or some rows failed."""
-    from flows.cli import prefect_defaults
     from mnistnn.registry.store import ModelRegistry
 
     paths = DataPaths.at(args.data_dir)

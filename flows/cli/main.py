@@ -1,0 +1,34 @@
+"""`mnistnn`, the console script: the library's commands plus those that run a flow.
+
+train, sweep, serve, score, watch and simulate-batches live in this package because they run
+Prefect flows; ingest, models, evaluate, predict and label come from `mnistnn.cli`, which never
+imports Prefect. Only this module imports the others (no cycle).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from flows.cli import inbox, scoring, sweep, train
+from mnistnn.cli import labels, library
+from mnistnn.cli.app import build_parser, run
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `mnistnn` console script."""
+    return run(
+        build_parser(
+            library.add_commands,
+            labels.add_commands,
+            train.add_commands,
+            sweep.add_commands,
+            scoring.add_commands,
+            inbox.add_commands,
+        ),
+        argv,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
