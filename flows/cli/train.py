@@ -12,6 +12,7 @@ from pathlib import Path
 
 from flows.cli.common import add_inbox_options, check_store, prefect_defaults
 from flows.parameters import check_inputs, check_parameters
+from mnistnn import inert
 from mnistnn.cli.app import EXIT_OK, positive_int
 from mnistnn.config import AUGMENTS, DTYPES, INITS, OUTPUTS, SCHEDULES, DataPaths
 from mnistnn.errors import MnistnnError
@@ -210,7 +211,7 @@ def _print_summary(args: argparse.Namespace, result: dict[str, object]) -> int:
         print(f"{row['epoch']:>5}  {scores}  {row['train_seconds']:>7.2f}")
     snapshot = result.get("snapshot")
     for batch in snapshot.get("batches", []) if isinstance(snapshot, dict) else []:
-        print(_batch_line(batch))
+        print(inert.shown(_batch_line(batch)))  # names from the inbox stay inert
     print(f"run folder: {result['run_dir']}")
     decision = result.get("decision")
     if isinstance(decision, dict):
