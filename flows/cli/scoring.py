@@ -99,7 +99,8 @@ def _print_text(result: dict[str, Any]) -> None:
         shadow = "" if agreement is None else f", agreement {agreement:.2%}"
         print(
             f"  {shown(record['file'])}: {status}: {record['rows']} rows, "
-            f"{record['scored']} scored, {record['failed']} failed, {record['review_rows']} to review{shadow}"
+            f"{record['scored']} scored, {record['failed']} failed, "
+            f"{record['review_rows']} to review{shadow}"
         )
         print(f"    predictions: {shown(record['output'])}")
         if record.get("review"):
