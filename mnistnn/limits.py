@@ -76,10 +76,10 @@ IMAGE_PIXELS: Final = Limit(
 IMAGE_BYTES: Final = Limit(
     "max_image_bytes",
     "MNISTNN_MAX_IMAGE_BYTES",
-    256 << 20,
+    200_000_000,
     "bytes",
-    "one decoded image (pixels x channels x bytes per channel), checked before decoding: a "
-    "48-megapixel RGBA photo (192 MB) passes, a 9000x9000 16-bit RGBA PNG (648 MB) does not",
+    "one image as Pillow holds it decoded (1, 2 or 4 bytes a pixel), checked before decoding: "
+    "a 48-megapixel colour photo (192 MB) passes; binds when max_image_pixels is raised",
 )
 SECONDS: Final = Limit(
     "max_seconds",

@@ -13,7 +13,7 @@ from mnistnn.cli.app import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL
 from mnistnn.config import DataPaths
 from mnistnn.data.ingest import check_fraction
 from mnistnn.errors import MnistnnError, one_line
-from mnistnn.inert import shown
+from mnistnn.inert import cell, shown
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -167,9 +167,9 @@ def _print_predictions(
     if json_output:
         print(json.dumps([p.to_dict() for p in predictions]))
         return
-    if as_csv or out:
+    if as_csv or out:  # a CSV people open: quoted, formula-safe paths
         lines = ["path,digit,confidence"] + [
-            f"{p.path},{p.digit},{p.confidence:.4f}" for p in predictions
+            f"{_csv_cell(shown(p.path))},{p.digit},{p.confidence:.4f}" for p in predictions
         ]
         if out:
             from mnistnn.core.files import write_bytes_atomic
@@ -181,4 +181,10 @@ def _print_predictions(
         return
     for p in predictions:
         top = ", ".join(f"{digit} ({score:.2f})" for digit, score in p.top3)
-        print(f"{p.path}: {p.digit}  confidence {p.confidence:.2f}  top 3: {top}")
+        print(f"{shown(p.path)}: {p.digit}  confidence {p.confidence:.2f}  top 3: {top}")
+
+
+def _csv_cell(value: str) -> str:
+    """One CSV field, spreadsheet-safe, quoted when it holds a comma or a quote."""
+    value = cell(value)
+    return f'"{value.replace(chr(34), chr(34) * 2)}"' if any(c in value for c in ',"') else value

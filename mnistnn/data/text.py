@@ -56,14 +56,14 @@ def open_regular(path: str | os.PathLike[str], shown: object = None) -> BinaryIO
     except FileNotFoundError:
         raise DataError(f"{name}: no such file") from None
     except IsADirectoryError:
-        raise DataError(f"{name}: is a directory, not a CSV file") from None
+        raise DataError(f"{name}: is a directory, not a file") from None
     except OSError as exc:
         raise DataError(f"{name}: cannot be read ({exc.strerror or exc})") from exc
     mode = os.fstat(descriptor).st_mode
     if not stat.S_ISREG(mode):
         os.close(descriptor)
         if stat.S_ISDIR(mode):
-            raise DataError(f"{name}: is a directory, not a CSV file")
+            raise DataError(f"{name}: is a directory, not a file")
         raise DataError(f"{name}: {file_kind(mode)}, not a regular file; refused")
     os.set_blocking(descriptor, True)
     return os.fdopen(descriptor, "rb")

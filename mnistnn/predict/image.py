@@ -73,7 +73,7 @@ def load_image(path: str | os.PathLike[str]) -> FloatArray:
     """
     source = Path(path)
     name = shown(source)
-    if not source.is_file():
+    if not source.exists():
         raise DataError(f"{name}: no such file")
     try:
         with text.open_regular(source, name) as handle, Image.open(handle) as opened:
@@ -103,21 +103,21 @@ def _check_pixel_count(image: Image.Image, source: str) -> None:
         )
     if pixels > IMAGE_PIXELS.value():
         raise LimitExceeded(source, IMAGE_PIXELS, f"{image.width}x{image.height} pixels")
-    channels = len(image.getbands())
-    decoded = pixels * channels * _bytes_per_channel(image.mode)
+    decoded = pixels * _bytes_per_pixel(image.mode)
     if decoded > IMAGE_BYTES.value():
         raise LimitExceeded(
             source,
             IMAGE_BYTES,
-            f"{image.width}x{image.height} x {channels} channel(s) {image.mode} = {decoded:,} "
-            "bytes decoded",
+            f"{image.width}x{image.height} {image.mode} = {decoded:,} bytes decoded",
         )
 
 
-def _bytes_per_channel(mode: str) -> int:
-    if mode in ("I", "F") or mode.startswith("I;32") or mode.startswith("F;"):
-        return 4
-    return 2 if mode.startswith("I;16") else 1
+def _bytes_per_pixel(mode: str) -> int:
+    """What Pillow holds per pixel once decoded: 1 (L, P, 1), 2 (16-bit grey) or 4 (the rest:
+    RGB is stored as 4 bytes, and 16-bit colour is decoded to 8 bits a channel)."""
+    if mode in ("1", "L", "P"):
+        return 1
+    return 2 if mode.startswith("I;16") else 4
 
 
 def _reduced_image(image: Image.Image) -> Image.Image:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -224,8 +225,8 @@ def import_reviewed(path: str | Path, incoming_dir: str | Path) -> ImportSummary
     skipped. Writes nothing when no row is usable. DataError when it is not a review file.
     Either may be an `s3://` URL (the review file in a bucket, a remote labelled inbox).
     """
-    if not locations.exists(path):
-        raise DataError(f"{path}: no such file")
+    if not (os.path.lexists(path) if not locations.is_url(path) else locations.exists(path)):
+        raise DataError(f"{shown(path)}: no such file")  # a FIFO exists: open_regular refuses it
     name = shown(path)
     source = locations.local_copy(path)
     lines: list[str] = []
