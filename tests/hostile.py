@@ -35,7 +35,7 @@ SMALL_LIMITS = {
 #: A name with a newline that would forge a whole output line, one with ANSI escapes.
 FORGED_NEWLINE = "fake.csv\nrefused other.csv: injected.csv"
 FORGED_ANSI = "\x1b[31mred\x1b[0m.csv"
-FORMULA = '=HYPERLINK("http://evil.example","click").csv'
+FORMULA = '=HYPERLINK("evil.example?x","click").csv'
 
 
 def gzip_members(member: bytes, count: int) -> bytes:
@@ -112,7 +112,9 @@ def digit_png(path: Path, pixels: np.ndarray) -> Path:
 
 
 def labelled_csv(path: Path, pixels: np.ndarray, labels: np.ndarray) -> Path:
-    lines = [f"{label}," + ",".join(map(str, row)) for row, label in zip(pixels, labels)]
+    lines = [
+        f"{label}," + ",".join(map(str, row)) for row, label in zip(pixels, labels, strict=True)
+    ]
     path.write_text("\n".join(lines) + "\n")
     return path
 

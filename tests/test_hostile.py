@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -191,7 +192,7 @@ def test_watch_refuses_hostile_batches_and_accepts_the_good_one(tmp_path, mnist_
     (incoming / "noline.csv.gz").write_bytes(newline_free())
     (incoming / "secret.csv").symlink_to(secret_outside(tmp_path))
     os.mkfifo(incoming / "pipe.csv")
-    (incoming / FORGED_NEWLINE).write_bytes(b"12," + ROW)  # label 12: refused, named
+    (incoming / FORGED_NEWLINE).write_bytes(b"12" + ROW[1:])  # label 12: refused, named
     (incoming / FORGED_ANSI).write_bytes(ROW * 3)
     ran = run_child(
         [
@@ -223,12 +224,13 @@ def test_watch_refuses_hostile_batches_and_accepts_the_good_one(tmp_path, mnist_
 
 # -- score (the scoring inbox, the Prefect flow in a child) ----------------------------------
 def test_score_refuses_hostile_inputs_and_scores_the_rest(
-    tmp_path, champion_data, mnist_test
+    tmp_path, champion_data, mnist_test, prefect_harness
 ) -> None:
-    from tests.prefect_home import new_prefect_home
+    from prefect.settings import get_current_settings
 
+    api = str(get_current_settings().api.url)  # the session's server: no start-up in the child
     data = tmp_path / "data"
-    (data / "models").symlink_to(champion_data / "models")
+    shutil.copytree(champion_data / "models", data / "models")
     inbox = data / "unlabelled"
     inbox.mkdir(parents=True)
     pixel_csv(inbox / "good.csv", mnist_test[0][:40])
@@ -246,7 +248,7 @@ def test_score_refuses_hostile_inputs_and_scores_the_rest(
             *("-m", "flows.cli", "--data-dir", str(data), "score"),
             *("--threshold", "1.0", "--challenger", "none"),
         ],
-        {**SMALL_LIMITS, "PREFECT_HOME": str(new_prefect_home(tmp_path / "prefect-home"))},
+        {**SMALL_LIMITS, "PREFECT_API_URL": api, "PREFECT_HOME": str(tmp_path / "home")},
     )
     ran.assert_inert()
     assert ran.code == 2, ran.err
@@ -358,29 +360,29 @@ def test_utf16_csv_is_one_refusal_in_score(tmp_path) -> None:
 
 
 # -- S3: a bomb object and a forged name in a bucket inbox -----------------------------------
-def test_watch_on_s3_refuses_a_bomb_object_and_escapes_names(s3_url, mnist_train) -> None:
+def test_watch_on_s3_refuses_a_bomb_object_and_escapes_names(
+    s3_url, mnist_train, monkeypatch
+) -> None:
     from mnistnn.core import locations
 
-    monkey_limits = {"MNISTNN_MAX_ROWS": "1000"}
-    os.environ.update(monkey_limits)
-    try:
-        incoming = f"{s3_url}/incoming"
-        good = labelled_csv_bytes(mnist_train[0][:20], mnist_train[1][:20])
-        locations.write_bytes(f"{incoming}/good.csv", good)
-        locations.write_bytes(f"{incoming}/bomb.csv.gz", rows_bomb())
-        locations.write_bytes(f"{incoming}/zeros.csv.gz", zero_bomb())
-        locations.write_bytes(f"{incoming}/{FORMULA}", b"12," + ROW)
-        batches = scan_inbox(incoming, DataPaths.at(f"{s3_url}/data"))
-    finally:
-        for key in monkey_limits:
-            os.environ.pop(key, None)
+    monkeypatch.setenv("MNISTNN_MAX_ROWS", "1000")
+    incoming = f"{s3_url}/incoming"
+    good = labelled_csv_bytes(mnist_train[0][:20], mnist_train[1][:20])
+    locations.write_bytes(f"{incoming}/good.csv", good)
+    locations.write_bytes(f"{incoming}/bomb.csv.gz", rows_bomb())
+    locations.write_bytes(f"{incoming}/zeros.csv.gz", zero_bomb())
+    locations.write_bytes(f"{incoming}/{FORMULA}", b"12" + ROW[1:])
+    batches = scan_inbox(incoming, DataPaths.at(f"{s3_url}/data"))
     status = {batch.file: (batch.status, batch.reason or "") for batch in batches}
     assert status["good.csv"][0] == "accepted"
     assert "over the max_rows limit" in status["bomb.csv.gz"][1]
     assert "binary data" in status["zeros.csv.gz"][1]
     assert status[FORMULA][0] == "refused" and "label 12" in status[FORMULA][1]
+    assert not any("mnistnn-cache" in reason for _, reason in status.values())  # the object
 
 
 def labelled_csv_bytes(pixels: np.ndarray, labels: np.ndarray) -> bytes:
-    lines = [f"{label}," + ",".join(map(str, row)) for row, label in zip(pixels, labels)]
+    lines = [
+        f"{label}," + ",".join(map(str, row)) for row, label in zip(pixels, labels, strict=True)
+    ]
     return ("\n".join(lines) + "\n").encode()

@@ -10,11 +10,13 @@ the bucket for the same content is reused without converting again.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from mnistnn.core import locations
@@ -37,7 +39,8 @@ def ingest_location(
     digest = hashlib.sha256(raw).hexdigest()
     local = locations.local_copy(given, raw)
     if not locations.is_url(processed_dir):
-        summary = ingest_csv(local, processed_dir, max_rejected_fraction=max_rejected_fraction)
+        with _named_as(local, given):
+            summary = ingest_csv(local, processed_dir, max_rejected_fraction=max_rejected_fraction)
         return dataclasses.replace(summary, source=given)
     stem = digest[:16]
     remote_summary = locations.join(processed_dir, f"{stem}.json")
@@ -45,7 +48,8 @@ def ingest_location(
     if stored is not None:
         log.info("%s: unchanged (sha256 %s), reusing %s", given, stem, stored.parquet)
         return dataclasses.replace(stored, source=given, reused=True)
-    staged = ingest_csv(local, locations.cache_dir() / "processed", max_rejected_fraction)
+    with _named_as(local, given):
+        staged = ingest_csv(local, locations.cache_dir() / "processed", max_rejected_fraction)
     parquet = str(locations.join(processed_dir, f"{stem}.parquet"))
     rejects = None
     if staged.rejects is not None:
@@ -56,6 +60,15 @@ def ingest_location(
     text = json.dumps({**summary.to_dict(), "reused": False}, indent=2, sort_keys=True) + "\n"
     locations.write_bytes(remote_summary, text.encode("utf-8"))  # last: vouches for the others
     return summary
+
+
+@contextlib.contextmanager
+def _named_as(local: Path, given: str) -> Iterator[None]:
+    """Errors about the cached copy name the object, not a path on this machine."""
+    try:
+        yield
+    except DataError as exc:
+        raise DataError(str(exc).replace(str(local), given)) from exc
 
 
 def _read_input(given: str) -> bytes:
