@@ -378,7 +378,7 @@ def test_watch_on_s3_refuses_a_bomb_object_and_escapes_names(
     assert "over the max_rows limit" in status["bomb.csv.gz"][1]
     assert "binary data" in status["zeros.csv.gz"][1]
     assert status[FORMULA][0] == "refused" and "label 12" in status[FORMULA][1]
-    assert not any("mnistnn-cache" in reason for _, reason in status.values())  # the object
+    assert not any("mnistnn-cache" in reason for _, reason in status.values()), status
 
 
 def labelled_csv_bytes(pixels: np.ndarray, labels: np.ndarray) -> bytes:

@@ -48,8 +48,17 @@ def ingest_location(
     if stored is not None:
         log.info("%s: unchanged (sha256 %s), reusing %s", given, stem, stored.parquet)
         return dataclasses.replace(stored, source=given, reused=True)
-    with _named_as(local, given):
-        staged = ingest_csv(local, locations.cache_dir() / "processed", max_rejected_fraction)
+    staging = locations.cache_dir() / "processed"
+    try:
+        with _named_as(local, given):
+            staged = ingest_csv(local, staging, max_rejected_fraction)
+    except DataError as exc:  # refused by the policy: its rejects go to the bucket all the same
+        cached = staging / f"{stem}.rejects.csv"
+        if not (cached.is_file() and str(cached) in str(exc)):
+            raise
+        remote_rejects = str(locations.join(processed_dir, f"{stem}.rejects.csv"))
+        locations.write_bytes(remote_rejects, cached.read_bytes())
+        raise DataError(str(exc).replace(str(cached), remote_rejects)) from exc
     parquet = str(locations.join(processed_dir, f"{stem}.parquet"))
     rejects = None
     if staged.rejects is not None:
