@@ -266,7 +266,7 @@ def _reuse(stored: IngestSummary, job: _Job) -> IngestSummary:
         reused=True,
     )
     logger.info(
-        "%s: unchanged (sha256 %s), reusing %s", job.given, job.digest[:16], summary.parquet
+        "%s: unchanged (sha256 %s), reusing %s", shown(job.given), job.digest[:16], summary.parquet
     )
     return summary
 
@@ -279,7 +279,7 @@ def _publish(job: _Job, parsed: Parsed) -> IngestSummary:
         first = list(zip(parsed.reject_lines, parsed.reject_reasons, strict=True))
         raise _policy_error(job, rejected, read, first[:SHOWN_REJECTS], rejects)
     if len(parsed.labels) == 0:
-        raise DataError(f"{job.given}: none of the {read} rows is valid; see {rejects}")
+        raise DataError(f"{shown(job.given)}: none of the {read} rows is valid; see {rejects}")
     metadata = parquet_metadata(job.source.name, job.digest, parsed)
     write_parquet(job.outputs.parquet, parsed, metadata)
     summary = IngestSummary(
@@ -296,7 +296,7 @@ def _publish(job: _Job, parsed: Parsed) -> IngestSummary:
         reused=False,
     )
     write_json_atomic(job.outputs.summary, summary.to_dict())
-    logger.info("%s: %d rows accepted, %d rejected", job.given, len(parsed.labels), rejected)
+    logger.info("%s: %d rows accepted, %d rejected", shown(job.given), len(parsed.labels), rejected)
     return summary
 
 
@@ -311,7 +311,7 @@ def _policy_error(
     """One line: the file, how many rows are bad, the first few with line and reason."""
     listed = "; ".join(f"line {line}: {reason}" for line, reason in first[:SHOWN_REJECTS])
     return DataError(
-        f"{job.given}: {rejected} of {read} rows are invalid ({rejected / read:.2%}, more than "
+        f"{shown(job.given)}: {rejected} of {read} rows are invalid ({rejected / read:.2%}, more than "
         f"max_rejected_fraction={job.limit:g}); first {min(len(first), SHOWN_REJECTS)}: "
         f"{listed}; all bad rows are in {rejects}"
     )

@@ -22,6 +22,8 @@ from pathlib import Path
 from mnistnn.core import locations
 from mnistnn.data.ingest import IngestSummary, ingest_csv
 from mnistnn.errors import DataError, NotFound, StorageUnavailable
+from mnistnn.inert import shown
+from mnistnn.limits import DECODED_BYTES, LimitExceeded
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +79,18 @@ def _named_as(local: Path, given: str) -> Iterator[None]:
     try:
         yield
     except DataError as exc:
-        raise DataError(str(exc).replace(str(local), given)) from exc
+        message = str(exc).replace(shown(local), shown(given)).replace(str(local), given)
+        raise DataError(message) from exc
 
 
 def _read_input(given: str) -> bytes:
+    """The object's bytes, read whole: refused first when larger than the decoded-bytes limit
+    (its text is at least that long), so a huge object never reaches memory."""
     try:
+        store, key = locations.split(given)
+        size = store.size(key)
+        if size > DECODED_BYTES.value():
+            raise LimitExceeded(shown(given), DECODED_BYTES, f"{size:,} bytes stored")
         return locations.read_bytes(given)
     except StorageUnavailable:
         raise

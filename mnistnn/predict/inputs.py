@@ -40,6 +40,7 @@ from mnistnn.data.inbox import DEFAULT_SETTLE_SECONDS, IGNORED_SUFFIXES, check_s
 from mnistnn.data.text import file_kind
 from mnistnn.errors import DataError, one_line
 from mnistnn.inert import shown
+from mnistnn.limits import DECODED_BYTES, LimitExceeded
 from mnistnn.predict.image import IMAGE_SUFFIXES
 from mnistnn.types import IntArray, PixelArray
 
@@ -231,6 +232,8 @@ def localise(item: InboxInput) -> InboxInput:
     into the per-machine cache under its own name; a local input as it is."""
     if not locations.is_url(item.path):
         return item
+    if item.kind != "images" and item.size > DECODED_BYTES.value():  # never downloaded whole
+        raise LimitExceeded(shown(item.name), DECODED_BYTES, f"{item.size:,} bytes stored")
     try:
         if item.kind != "images":
             return replace(item, path=str(locations.local_copy(item.path)))
