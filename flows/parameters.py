@@ -6,7 +6,7 @@ from __future__ import annotations
 from mnistnn.core import locations
 from mnistnn.data.inbox import check_settle_seconds
 from mnistnn.data.ingest import check_fraction
-from mnistnn.data.snapshot import check_recent_fraction
+from mnistnn.data.split import check_recent_fraction
 from mnistnn.errors import DataError
 from mnistnn.registry.promotion import check_min_delta
 from mnistnn.runs.drift import check_threshold

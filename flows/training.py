@@ -43,7 +43,6 @@ from mnistnn.config import DataPaths, NetworkConfig
 from mnistnn.data.ingest import IngestSummary
 from mnistnn.model.checkpoint import load_weights
 from mnistnn.runs import steps as training
-from mnistnn.runs.drift import NewData
 from mnistnn.runs.folders import (
     RunFolder,
     open_run,
@@ -51,6 +50,7 @@ from mnistnn.runs.folders import (
     run_lock,
     shorter_run,
 )
+from mnistnn.runs.new_data import NewData
 from mnistnn.runs.records import DataLineage, EpochRecord, RunLineage
 
 PROGRESS_KEY = "mnist-training-progress"
