@@ -39,7 +39,6 @@ EXCEPTIONS: dict[str, int] = {
     # the inbox scan memo (history)
     "mnistnn/data/inbox.py::scan_inbox": 64,
     # hostile inputs (hostile)
-    "mnistnn/predict/batch.py::score_input": 64,
 }
 
 

@@ -209,9 +209,7 @@ def check_fraction(value: float) -> float:
 def _hash_source(source: Path, handle: BinaryIO) -> str:
     """sha256 of the source's bytes as they are (compressed or not), with file-level errors.
 
-    A file larger than the decoded-bytes limit is refused before it is read (a plain file's
-    text is its bytes; a gzip file smaller than the limit may still inflate past it, which the
-    parse finds as it goes).
+    A file larger than the decoded-bytes limit is refused unread (its text is at least as long).
     """
     size = os.fstat(handle.fileno()).st_size
     if size == 0:

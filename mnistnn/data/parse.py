@@ -80,14 +80,6 @@ def read_and_parse(source: Path, handle: BinaryIO, budget: Budget, digest: Any =
     return parsed
 
 
-def parse(source: Path, data: bytes) -> Parsed:
-    """Parse a whole CSV text held in memory (one block)."""
-    parsed = parse_block(source, data, 1, first=True)
-    if parsed.rows_read == 0 and parsed.header is None:
-        raise DataError(f"{source}: empty file (no data rows)")
-    return parsed
-
-
 def _split_trailing_blanks(block: bytes) -> tuple[bytes, bytes]:
     """(whole lines up to the last non-blank one, the blank lines after it): blank lines at a
     block's end go with the next block, so that only the file's last ones are dropped."""
@@ -118,12 +110,8 @@ def parse_block(source: Path, data: bytes, first_line: int, *, first: bool) -> P
 
 
 class _Rows:
-    """The accepted rows of the blocks so far, copied into one array as they come.
-
-    The array is reserved at once for up to `max_rows` rows (at most 2**21 at first, then
-    doubled): untouched pages cost no memory, so the peak is the rows themselves, not twice
-    them as a final concatenation would be.
-    """
+    """The accepted rows so far, copied into one array reserved for up to `max_rows` rows (at
+    most 2**21, then doubled): untouched pages cost nothing, so the peak is the rows, not twice."""
 
     def __init__(self, max_rows: int) -> None:
         self.capacity = max(1, min(max_rows, 1 << 21))
