@@ -384,3 +384,25 @@ def labelled_csv_bytes(pixels: np.ndarray, labels: np.ndarray) -> bytes:
         f"{label}," + ",".join(map(str, row)) for row, label in zip(pixels, labels, strict=True)
     ]
     return ("\n".join(lines) + "\n").encode()
+
+
+def test_a_refused_input_is_not_read_again_until_its_bytes_change(tmp_path, monkeypatch) -> None:
+    from mnistnn.config import NetworkConfig
+    from mnistnn.core.files import sha256_file
+    from mnistnn.model.network import NeuralNetwork
+    from mnistnn.predict import batch, readers
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "u.csv").write_bytes((HEADER + "\n").encode("utf-16"))
+    (item,) = discover(inbox, settle_seconds=0).inputs
+    model = batch.PinnedModel("v0001", NeuralNetwork(NetworkConfig(hidden_nodes=5)))
+    out = {"predictions_dir": tmp_path / "p", "review_dir": tmp_path / "r"}
+    with pytest.raises(InputRefused, match="u.csv: UTF-16 text"):
+        batch.score_input(item, sha256_file(item.path), model, None, **out)
+    monkeypatch.setattr(readers, "csv_chunks", lambda *a: pytest.fail("read again"))
+    with pytest.raises(InputRefused, match="UTF-16 text; .* \\(refused before; not read again"):
+        batch.score_input(item, sha256_file(item.path), model, None, **out)
+    monkeypatch.setenv("MNISTNN_MAX_ROWS", "5")  # other limits: read again
+    with pytest.raises(pytest.fail.Exception, match="read again"):
+        batch.score_input(item, sha256_file(item.path), model, None, **out)
