@@ -406,3 +406,17 @@ def test_a_refused_input_is_not_read_again_until_its_bytes_change(tmp_path, monk
     monkeypatch.setenv("MNISTNN_MAX_ROWS", "5")  # other limits: read again
     with pytest.raises(pytest.fail.Exception, match="read again"):
         batch.score_input(item, sha256_file(item.path), model, None, **out)
+
+
+def test_zero_padding_after_gzip_costs_no_memory_and_garbage_is_refused() -> None:
+    import gzip as gz
+    import io
+
+    from mnistnn.data import text
+    from mnistnn.limits import Budget
+
+    member = gz.compress(b"1,2\n")
+    padded = b"".join(text.decoded_chunks("f", io.BytesIO(member + bytes(8 << 20)), Budget("f")))
+    assert padded == b"1,2\n"
+    with pytest.raises(DataError, match="f: corrupt gzip file"):
+        list(text.decoded_chunks("f", io.BytesIO(member + bytes(2 << 20) + b"x"), Budget("f")))

@@ -116,9 +116,12 @@ def _raw_chunks(handle: BinaryIO, first: bytes, digest: Any, size: int) -> Itera
 def _inflated(source: object, raw: Iterator[bytes], size: int) -> Iterator[bytes]:
     inflater = zlib.decompressobj(wbits=31)
     member_open = False  # input fed to a member that has not ended yet: truncated if it stays
+    padding = False  # after the last member: only NUL bytes may follow
     try:
         for data in raw:
-            while data:
+            if padding and data.strip(b"\x00"):
+                raise zlib.error("data after the zero padding that ends the last member")
+            while data and not padding:
                 member_open = True
                 out = inflater.decompress(data, size)
                 if out:
@@ -128,8 +131,9 @@ def _inflated(source: object, raw: Iterator[bytes], size: int) -> Iterator[bytes
                     continue
                 member_open = False
                 data = inflater.unused_data
-                if not data.strip(b"\x00"):
-                    break  # zero padding after the last member, as gzip allows
+                padding = not data.strip(b"\x00")  # zero padding after the last member
+                if padding:
+                    break
                 inflater = zlib.decompressobj(wbits=31)  # another gzip member follows
         if member_open:
             tail = inflater.flush()
