@@ -13,6 +13,7 @@ from prefect.artifacts import (
 
 from mnistnn.report.run import render_run_report
 from mnistnn.runs.folders import RunFolder
+from mnistnn.runs.records import RunLineage
 
 TABLE_KEY = "mnist-epoch-metrics"
 REPORT_KEY = "mnist-training-report"
@@ -22,7 +23,7 @@ LINK_KEY = "mnist-run-folder"
 def publish_run(
     folder: RunFolder,
     test_parquet: str,
-    lineage: dict[str, Any],
+    lineage: RunLineage,
     decision: dict[str, Any] | None,
 ) -> str:
     """Create the table, report and link artifacts; return the report's path."""

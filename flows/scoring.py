@@ -10,9 +10,7 @@ on; the run fails only when nothing could be scored. Tasks return small frozen r
 
 from __future__ import annotations
 
-import math
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -21,6 +19,7 @@ from uuid import UUID
 from prefect import flow
 from prefect.artifacts import create_progress_artifact
 
+from flows.parameters import declared
 from flows.scoring_tasks import (
     ProgressSpan,
     discover_task,
@@ -33,14 +32,14 @@ from mnistnn.config import DataPaths
 from mnistnn.core import locations
 from mnistnn.core.locations import Location
 from mnistnn.errors import ConfigError, DataError
-from mnistnn.predict import batch, predictions
+from mnistnn.parameters import ScoringParameters, parse
+from mnistnn.predict import predictions
 from mnistnn.predict.inputs import Inbox, InputRefused
 from mnistnn.predict.tabular import BLOCK_BYTES
 
 PROGRESS_KEY: Final = "mnist-batch-predict-progress"
 #: Inputs larger than this in all get a progress artifact, updated after every chunk.
 LONG_INPUT_BYTES: Final = BLOCK_BYTES
-_VERSION: Final = re.compile(r"^v\d{4,}$")
 
 
 @dataclass(frozen=True)
@@ -71,24 +70,9 @@ class InputOutcome:
 
 
 # -- parameters ------------------------------------------------------------------------------
-def check_parameters(
-    data_dir: str, unlabelled: str | None, threshold: float, challenger: str | None, chunk_rows: int
-) -> Location:
-    """Validate every parameter before any work; returns the inbox folder (or `s3://` prefix,
-    where no folder exists as such: an empty prefix is an empty inbox)."""
-    if (
-        isinstance(threshold, bool)
-        or not isinstance(threshold, int | float)
-        or not math.isfinite(threshold)
-        or not 0.0 <= threshold <= 1.0
-    ):
-        raise ConfigError(f"threshold must be a number in 0..1, got {threshold!r}")
-    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
-        raise ConfigError(f"chunk_rows must be an integer >= 1, got {chunk_rows!r}")
-    if challenger is not None and challenger != "none" and not _VERSION.match(challenger):
-        raise ConfigError(
-            f"challenger must be a version such as v0002, or none; got {challenger!r}"
-        )
+def inbox_of(data_dir: str, unlabelled: str | None) -> Location:
+    """The inbox folder (or `s3://` prefix, where no folder exists as such: an empty prefix is
+    an empty inbox), checked before any work; the values were checked by the declaration."""
     root = locations.as_location(data_dir)
     if isinstance(root, Path) and root.exists() and not root.is_dir():
         raise ConfigError(f"data_dir {root} is not a folder")
@@ -105,22 +89,20 @@ def check_parameters(
 
 
 # -- the flow --------------------------------------------------------------------------------
-@flow(name="mnist-batch-predict", log_prints=False)
-def batch_predict(
-    data_dir: str = "data",
-    unlabelled: str | None = None,
-    threshold: float = batch.DEFAULT_THRESHOLD,
-    challenger: str | None = None,
-    chunk_rows: int = batch.CHUNK_ROWS,
-    publish_report: bool = True,
-) -> dict[str, Any]:
+@flow(name="mnist-batch-predict", log_prints=False, validate_parameters=False)
+@declared(ScoringParameters)
+def batch_predict(**values: Any) -> dict[str, Any]:
     """Score every new input of the unlabelled inbox with the champion (and shadow challenger).
 
-    `unlabelled` defaults to `<data_dir>/unlabelled`; `threshold` is the confidence below which
-    a digit goes to the review queue; `challenger` is a version, "none", or empty for the
-    newest version that lost its promotion; `chunk_rows` rows per Parquet row group.
+    The parameters are declared, with their descriptions, in `mnistnn.parameters`
+    (`ScoringParameters`): `unlabelled` defaults to `<data_dir>/unlabelled`, `threshold` is the
+    confidence below which a digit goes to the review queue, `challenger` a version, "none", or
+    empty for the newest version that lost its promotion.
     """
-    inbox_dir = check_parameters(data_dir, unlabelled, threshold, challenger, chunk_rows)
+    params = parse(ScoringParameters, values)
+    data_dir, options = params.data.data_dir, params.scoring
+    inbox_dir = inbox_of(data_dir, options.unlabelled)
+    threshold, challenger, chunk_rows = options.threshold, options.challenger, options.chunk_rows
     logger = run_logger()
     paths = DataPaths.at(data_dir)
     models = resolve_models_task(str(paths.models), challenger)
@@ -159,7 +141,7 @@ def batch_predict(
         "failed_rows": sum(r["failed"] for r in records if not r.get("reused")),
         "skipped": list(inbox.skipped),
     }
-    if publish_report:
+    if options.publish_report:
         publish_task(summary, records)
     _fail_if_nothing_scored(outcomes)
     return {**summary, "inputs": records}

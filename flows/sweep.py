@@ -74,7 +74,7 @@ def register_best_task(
 ) -> dict[str, Any]:
     """Register the best configuration's model; the registry decides on promotion."""
     decision = register_run(
-        RunFolder(run_dir), models_dir, test.parquet, lineage.to_dict(), min_delta=min_delta
+        RunFolder(run_dir), models_dir, test.parquet, lineage, min_delta=min_delta
     )
     run_logger().info("model registry: %s", decision["reason"])
     return decision

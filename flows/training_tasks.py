@@ -16,22 +16,20 @@ from prefect.runtime import flow_run
 
 from flows.tasks import RETRYABLE, run_logger
 from mnistnn.config import DataPaths, NetworkConfig
-from mnistnn.data.inbox import accepted, scan_inbox
+from mnistnn.data.inbox import Batch, accepted, scan_inbox
 from mnistnn.data.ingest import IngestSummary
 from mnistnn.data.parquet import load_arrays
-from mnistnn.data.snapshot import build_snapshot, write_recent_parquet
+from mnistnn.data.snapshot import Snapshot, build_snapshot, write_recent_parquet
 from mnistnn.errors import ConfigError
 from mnistnn.model.checkpoint import load_weights
 from mnistnn.model.metrics import accuracy
 from mnistnn.registry.from_run import register_run
 from mnistnn.registry.store import ModelRegistry
 from mnistnn.runs import steps as training
-from mnistnn.runs.folders import (
-    RunFolder,
-    read_json,
-)
+from mnistnn.runs.drift import BatchDrift
+from mnistnn.runs.folders import RunFolder
 from mnistnn.runs.new_data import NewData, assess_batches, members_of
-from mnistnn.runs.records import EpochRecord, RunLineage
+from mnistnn.runs.records import EpochRecord, RunLineage, WarmStart
 
 NEW_DATA_KEY = "mnist-new-data"
 
@@ -48,7 +46,6 @@ def new_data_task(
     drift_threshold: float,
 ) -> NewData:
     """Ingest the inbox's new batches, build the snapshot, score the champion on each batch."""
-    logger = run_logger()
     paths = DataPaths.at(data_dir)
     batches = scan_inbox(
         incoming_dir,
@@ -77,6 +74,24 @@ def new_data_task(
         threshold=drift_threshold,
     )
     recent = write_recent_parquet(snapshot)
+    _log_batches(batches, drifts, snapshot, train.source_name)
+    return NewData(
+        snapshot=snapshot,
+        batches=tuple(batches),
+        drifts=drifts,
+        recent_parquet=None if recent is None else recent[0],
+        recent_sha256=None if recent is None else recent[1],
+        recent_rows=0 if recent is None else recent[2],
+        champion_version=None if champion is None else champion.version,
+    )
+
+
+def _log_batches(
+    batches: list[Batch], drifts: dict[str, BatchDrift], snapshot: Snapshot, source_name: str
+) -> None:
+    """One line per batch (refused with its reason, or accepted with its drift check), then
+    the snapshot they make."""
+    logger = run_logger()
     for batch in batches:
         if batch.status != "accepted":
             if batch.new:
@@ -94,27 +109,19 @@ def new_data_task(
             f", replaces {batch.replaces[:16]}" if batch.replaces else "",
             note,
         )
+    good = accepted(batches)
     if good:
         logger.info(
             "snapshot %s: %s + %d batch(es), %d training rows",
             snapshot.sha256[:16],
-            train.source_name,
+            source_name,
             len(good),
             snapshot.train_rows,
         )
-    return NewData(
-        snapshot=snapshot,
-        batches=tuple(batches),
-        drifts=drifts,
-        recent_parquet=None if recent is None else recent[0],
-        recent_sha256=None if recent is None else recent[1],
-        recent_rows=0 if recent is None else recent[2],
-        champion_version=None if champion is None else champion.version,
-    )
 
 
 @task(name="warm-start", task_run_name="warm start from the champion", **RETRYABLE)
-def warm_start_task(models_dir: str, config: NetworkConfig) -> dict[str, Any]:
+def warm_start_task(models_dir: str, config: NetworkConfig) -> WarmStart:
     """The champion that a warm start begins with; ConfigError when its shapes differ."""
     registry = ModelRegistry(models_dir)
     champion = registry.champion()
@@ -124,12 +131,11 @@ def warm_start_task(models_dir: str, config: NetworkConfig) -> dict[str, Any]:
             "train from scratch first (warm_start=false)"
         )
     training.warm_network(registry.load(champion.version), config, champion.version)
-    return {
-        "mode": "warm_start",
-        "version": champion.version,
-        "weights_sha256": champion.weights_sha256,
-        "weights": str(registry.version_dir(champion.version) / "weights.npz"),
-    }
+    return WarmStart(
+        champion.version,
+        champion.weights_sha256,
+        str(registry.version_dir(champion.version) / "weights.npz"),
+    )
 
 
 @task(name="train-epoch", task_run_name="train epoch {epoch}", **RETRYABLE)
@@ -142,9 +148,7 @@ def train_epoch_task(
     initial: str | None = None,
 ) -> training.EpochOutcome:
     """Train one epoch from the previous checkpoint and write checkpoint `epoch`."""
-    return training.train_epoch(
-        RunFolder(run_dir), epoch, config, train_parquet, lineage.to_dict(), initial
-    )
+    return training.train_epoch(RunFolder(run_dir), epoch, config, train_parquet, lineage, initial)
 
 
 @task(name="score-recent", task_run_name="score on recent data", **RETRYABLE)
@@ -196,7 +200,7 @@ def register_task(
             RunFolder(run_dir),
             models_dir,
             test_parquet,
-            lineage.to_dict(),
+            lineage,
             min_delta=min_delta,
             flow_run_id=flow_run.get_id(),
         )
@@ -215,8 +219,7 @@ def _register_on_recent(
 ) -> dict[str, Any]:
     """The registry's rule with the recent test data as "the same test data" of both models."""
     folder = RunFolder(run_dir)
-    final = read_json(folder.metrics_json) or {"metrics": [{}]}
-    test_scores = final["metrics"][-1]
+    test_scores = training.read_metrics(folder).final
 
     def rescore(champion: Any) -> float:
         pixels, labels = load_arrays(recent["parquet"])
@@ -229,9 +232,9 @@ def _register_on_recent(
         metrics={
             "accuracy": recent["model_accuracy"],
             "compared_on": "recent test data",
-            "test_accuracy": test_scores.get("accuracy"),
-            "confident": test_scores.get("confident"),
-            "mse": test_scores.get("mse"),
+            "test_accuracy": test_scores.accuracy,
+            "confident": test_scores.confident,
+            "mse": test_scores.mse,
         },
         test_sha256=recent["sha256"],
         train_sha256=lineage.train.sha256,
@@ -278,4 +281,4 @@ def publish_task(
     """Publish the epoch table, the report and a link to the run as Prefect artifacts."""
     from flows.publish import publish_run
 
-    return publish_run(RunFolder(run_dir), test_parquet, lineage.to_dict(), decision)
+    return publish_run(RunFolder(run_dir), test_parquet, lineage, decision)

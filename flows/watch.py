@@ -22,6 +22,7 @@ from typing import Any
 from prefect import flow, task
 
 from flows import events
+from flows.parameters import declared
 from flows.tasks import RETRYABLE, run_logger
 from mnistnn.config import DataPaths
 from mnistnn.core import locations
@@ -29,6 +30,7 @@ from mnistnn.core.locations import Location
 from mnistnn.data.inbox import Batch, scan_inbox
 from mnistnn.data.parquet import read_parquet
 from mnistnn.data.remote import ingest_location
+from mnistnn.parameters import WatchParameters, parse
 from mnistnn.registry.store import ModelRegistry
 from mnistnn.runs.drift import BatchDrift, InkStats, check_batch, ink_stats
 
@@ -173,24 +175,27 @@ def scan_task(
     return result
 
 
-@flow(name="mnist-watch", log_prints=False)
-def watch_inbox(
-    data_dir: str = "data",
-    incoming_dir: str | None = None,
-    train_csv: str = "data/raw/mnist_train.csv.gz",
-    max_rejected_fraction: float = 0.0,
-    settle_seconds: float = DEFAULT_SETTLE_SECONDS,
-    drift_threshold: float = DEFAULT_DRIFT_THRESHOLD,
-) -> dict[str, Any]:
+@flow(name="mnist-watch", log_prints=False, validate_parameters=False)
+@declared(WatchParameters)
+def watch_inbox(**values: Any) -> dict[str, Any]:
     """One pass over the labelled inbox (default `<data_dir>/incoming`): ingest, check, announce.
 
     Each newly accepted batch emits `mnistnn.batch.ingested`, which triggers `nightly-retrain`;
-    a batch whose drift check fails also emits `mnistnn.data.drift`.
+    a batch whose drift check fails also emits `mnistnn.data.drift`. The parameters are declared
+    in `mnistnn.parameters` (`WatchParameters`).
     """
-    incoming = incoming_dir or str(DataPaths.at(data_dir).incoming)
+    params = parse(WatchParameters, values)
+    data, inbox = params.data, params.inbox
+    incoming = data.incoming_dir or str(DataPaths.at(data.data_dir).incoming)
+    train_csv = data.train_csv or str(DataPaths.at(data.data_dir).train_csv)
     result = send(
         scan_task(
-            incoming, data_dir, train_csv, max_rejected_fraction, settle_seconds, drift_threshold
+            incoming,
+            data.data_dir,
+            train_csv,
+            inbox.max_rejected_fraction,
+            inbox.settle_seconds,
+            inbox.drift_threshold,
         )
     )
     if result.events and result.sent_to:

@@ -77,6 +77,16 @@ class Resolved:
     overrides: tuple[str, ...]
     evaluate_every: int = DEFAULT_EVALUATE_EVERY
 
+    def setting(self, name: str) -> Any:
+        """One resolved setting by name: a NetworkConfig field, `epochs` or `evaluate_every`."""
+        if name in ("epochs", "evaluate_every"):
+            return getattr(self, name)
+        return getattr(self.config, name)
+
+    def settings(self) -> dict[str, Any]:
+        """The resolved settings as a run's result records them (`--json`'s `settings`)."""
+        return {"preset": self.preset, "explicit": list(self.overrides), **self.config.to_dict()}
+
     def describe(self) -> str:
         """One line for logs and the report: `preset best, overridden: hidden_nodes`."""
         origin = f"preset {self.preset}" if self.preset else "the reference defaults"

@@ -29,13 +29,8 @@ EXCEPTIONS: dict[str, int] = {
     "mnistnn/registry/store.py": 464,
     "mnistnn/registry/store.py::ModelRegistry.register": 74,
     # the parameter declaration and the typed flow result (params)
-    "flows/training.py": 384,
-    "flows/training.py::train_pipeline": 188,
-    "flows/training.py::_train_and_evaluate": 70,
-    "flows/training_tasks.py::new_data_task": 74,
     "flows/sweep.py::sweep_pipeline": 63,
     "mnistnn/registry/answer.py::existing_result": 76,
-    "mnistnn/report/run.py::render_run_report": 62,
     # the inbox scan memo (history)
     "mnistnn/data/inbox.py::scan_inbox": 64,
     # hostile inputs (hostile)

@@ -1,4 +1,4 @@
-"""What the flow-running commands share: Prefect's defaults, the inbox options, a store check."""
+"""What the flow-running commands share: Prefect's defaults and a pre-flight store check."""
 
 from __future__ import annotations
 
@@ -16,34 +16,6 @@ def positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
-
-
-def add_inbox_options(parser: argparse.ArgumentParser) -> None:
-    """The labelled inbox's options, shared by `train` and `watch` (one meaning, one default)."""
-    parser.add_argument(
-        "--incoming",
-        default=None,
-        metavar="DIR",
-        help="the labelled inbox of new batches (default: <data-dir>/incoming)",
-    )
-    parser.add_argument(
-        "--settle-seconds",
-        type=float,
-        default=5.0,
-        help="local inbox files modified more recently wait for the next pass (5)",
-    )
-    parser.add_argument(
-        "--drift-threshold",
-        type=float,
-        default=0.05,
-        help="accuracy drop that flags a batch (0.05)",
-    )
-    parser.add_argument(
-        "--max-rejected-fraction",
-        type=float,
-        default=0.0,
-        help="share of an input file's rows that may be rejected (0)",
-    )
 
 
 def prefect_defaults() -> None:

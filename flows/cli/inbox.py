@@ -12,12 +12,14 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from flows.cli.common import add_inbox_options, positive_float, prefect_defaults
+from flows.cli.common import positive_float, prefect_defaults
 from flows.events import NO_SERVER
 from mnistnn.cli.app import EXIT_OK, positive_int
+from mnistnn.cli.options import add_options, values
 from mnistnn.config import DataPaths
 from mnistnn.errors import MnistnnError
 from mnistnn.inert import shown
+from mnistnn.parameters import WatchParameters, parse
 
 if TYPE_CHECKING:
     from flows.watch import WatchPass
@@ -28,13 +30,10 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     watch = commands.add_parser(
         "watch", help="ingest new batches of the labelled inbox and emit their Prefect events"
     )
-    add_inbox_options(watch)
+    add_options(watch, WatchParameters)
     watch.add_argument("--once", action="store_true", help="one pass, then exit")
     watch.add_argument(
         "--interval", type=positive_float, default=30.0, help="seconds between passes (30)"
-    )
-    watch.add_argument(
-        "--train-csv", default=None, help="base training CSV for the drift check (bundled)"
     )
     watch.add_argument("--json", action="store_true", help="one JSON object per pass")
     watch.set_defaults(handler=cmd_watch)
@@ -56,14 +55,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
     prefect_defaults()
     from flows.watch import watch_once
 
-    paths = DataPaths.at(args.data_dir)
-    incoming = args.incoming or paths.incoming
-    options = {
-        "train_csv": args.train_csv,
-        "max_rejected_fraction": args.max_rejected_fraction,
-        "settle_seconds": args.settle_seconds,
-        "drift_threshold": args.drift_threshold,
-    }
+    params = parse(WatchParameters, values(args, WatchParameters))
+    paths = DataPaths.at(params.data.data_dir)
+    incoming = params.data.incoming_dir or paths.incoming
+    options = {"train_csv": params.data.train_csv, **params.inbox.model_dump()}
     with _stop_on_signals() as stop:
         while True:
             try:

@@ -8,10 +8,12 @@ import sys
 from typing import Any
 
 from flows.cli.common import prefect_defaults
-from mnistnn.cli.app import EXIT_OK, EXIT_PARTIAL, positive_int
+from mnistnn.cli.app import EXIT_OK, EXIT_PARTIAL
+from mnistnn.cli.options import add_options, values
 from mnistnn.config import DataPaths
 from mnistnn.errors import MnistnnError
 from mnistnn.inert import shown
+from mnistnn.parameters import ScoringParameters, parse
 
 #: The keys of each input in `score --json`, in order.
 JSON_INPUT_KEYS = ("file", "sha256", "rows", "scored", "failed", "output", "agreement", "review")
@@ -22,21 +24,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     score = commands.add_parser(
         "score", help="score the unlabelled inbox with the champion (mnist-batch-predict flow)"
     )
-    score.add_argument(
-        "--unlabelled", default=None, metavar="DIR", help="inbox folder (default: DATA/unlabelled)"
-    )
-    score.add_argument(
-        "--challenger",
-        default=None,
-        metavar="V",
-        help="version that shadows the champion, or none (default: newest that lost its promotion)",
-    )
-    score.add_argument(
-        "--threshold", type=float, default=0.6, help="review digits below this confidence (0.6)"
-    )
-    score.add_argument(
-        "--chunk-rows", type=positive_int, default=65_536, help="rows per Parquet row group"
-    )
+    add_options(score, ScoringParameters)
     score.add_argument("--json", action="store_true", help="print one JSON object")
     score.set_defaults(handler=cmd_score)
 
@@ -56,19 +44,15 @@ def cmd_score(args: argparse.Namespace) -> int:
     """Run the flow; exit 2 when an input was refused or some rows failed."""
     from mnistnn.registry.store import ModelRegistry
 
-    paths = DataPaths.at(args.data_dir)
+    given = {k: v for k, v in values(args, ScoringParameters).items() if v is not None}
+    params = parse(ScoringParameters, given)
+    paths = DataPaths.at(params.data.data_dir)
     if ModelRegistry(paths.models).champion() is None:
         raise MnistnnError("no model trained yet: run `mnistnn train` first")
     prefect_defaults()
     from flows.scoring import batch_predict
 
-    result = batch_predict(
-        data_dir=args.data_dir,
-        unlabelled=args.unlabelled,
-        threshold=args.threshold,
-        challenger=args.challenger,
-        chunk_rows=args.chunk_rows,
-    )
+    result = batch_predict(**given)
     records = result["inputs"]
     if args.json:
         print(json.dumps(json_summary(result)))

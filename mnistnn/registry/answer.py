@@ -18,11 +18,13 @@ from typing import Any
 
 from mnistnn.config import DataPaths
 from mnistnn.core import locations
+from mnistnn.errors import CheckpointError
 from mnistnn.model import checkpoint
 from mnistnn.presets import Resolved
 from mnistnn.registry.store import ModelRegistry
 from mnistnn.runs.folders import RunFolder, read_json, run_folder
-from mnistnn.runs.steps import is_scheduled, recorded_epochs
+from mnistnn.runs.records import RunResult
+from mnistnn.runs.steps import is_scheduled, read_metrics, recorded_epochs
 
 #: What `reason` says when nothing ran.
 REASON = "finished run, model already registered, same data: nothing to train"
@@ -30,13 +32,13 @@ REASON = "finished run, model already registered, same data: nothing to train"
 
 @dataclass(frozen=True)
 class Answer:
-    """The summary a finished run gives again, in the flow's own result format."""
+    """The summary a finished run gives again: the flow's own result type, `ran` False."""
 
-    result: dict[str, Any]
+    result: RunResult
 
     @property
     def line(self) -> str:
-        return f"nothing to run: {self.result['reason']} (answered from {self.result['run_dir']})"
+        return f"nothing to run: {self.result.reason} (answered from {self.result.run_dir})"
 
 
 def data_identity(csv_path: str | os.PathLike[str]) -> str:
@@ -52,6 +54,7 @@ def existing_result(
     *,
     fresh: bool = False,
     max_rejected_fraction: float = 0.0,
+    parameters: dict[str, Any] | None = None,
 ) -> Answer | None:
     """The finished run of these settings and data, when nothing would be trained or registered.
 
@@ -73,18 +76,14 @@ def existing_result(
         folder = RunFolder(locations.join(folder.path, f"upto-{epochs:04d}"))
     if recorded_epochs(folder) != epochs or not locations.exists(folder.report):
         return None
-    summary = read_json(folder.metrics_json)
-    if summary is None or summary.get("epochs") != epochs:
+    try:
+        metrics = read_metrics(folder)
+    except CheckpointError:  # not finished, or damaged: the flow meets (and reports) it
         return None
-    metrics = summary.get("metrics")
-    if not isinstance(metrics, list) or [m.get("epoch") for m in metrics] != list(
-        range(1, epochs + 1)
-    ):
-        return None
-    if any(
-        m.get("accuracy") is None
-        for m in metrics
-        if is_scheduled(m["epoch"], epochs, resolved.evaluate_every)
+    if metrics.epochs != epochs or any(
+        record.accuracy is None
+        for record in metrics.records
+        if is_scheduled(record.epoch, epochs, resolved.evaluate_every)
     ):  # a denser schedule than the run was trained with: the flow scores what it can
         return None
     weights_sha = _final_weights_sha(folder, epochs)
@@ -99,26 +98,17 @@ def existing_result(
         return None
     decision = version.decision.to_dict()
     decision["reason"] = f"already registered as {version.version} (then: {decision['reason']})"
-    final = metrics[-1]
     return Answer(
-        {
-            "ran": False,
-            "reason": REASON,
-            "run_dir": str(folder.path),
-            "epochs": epochs,
-            "accuracy": final["accuracy"],
-            "confident": final["confident"],
-            "flow_run_id": None,
-            "settings": {
-                "preset": resolved.preset,
-                "explicit": list(resolved.overrides),
-                **resolved.config.to_dict(),
-            },
-            "trained_epochs": [],
-            "metrics": metrics,
-            "decision": decision,
-            "timings": {},
-        }
+        RunResult(
+            run_dir=str(folder.path),
+            epochs=epochs,
+            metrics=metrics.records,
+            settings=resolved.settings(),
+            parameters=parameters,
+            decision=decision,
+            ran=False,
+            reason=REASON,
+        )
     )
 
 

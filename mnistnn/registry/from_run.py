@@ -10,22 +10,23 @@ from mnistnn.model.checkpoint import load_weights
 from mnistnn.model.metrics import accuracy
 from mnistnn.model.network import NeuralNetwork
 from mnistnn.registry.store import ModelRegistry
-from mnistnn.runs.folders import RunFolder, read_json
+from mnistnn.runs.folders import RunFolder
+from mnistnn.runs.records import RunLineage
+from mnistnn.runs.steps import read_metrics
 
 
 def register_run(
     folder: RunFolder,
     models_dir: str | os.PathLike[str],
     test_parquet: str | os.PathLike[str],
-    lineage: dict[str, Any],
+    lineage: RunLineage,
     *,
     min_delta: float = 0.0,
     flow_run_id: str | None = None,
 ) -> dict[str, Any]:
     """Register the run's final weights; return the promotion decision as a dict."""
     network = load_weights(folder.weights)
-    summary = read_json(folder.metrics_json) or {}
-    final = summary["metrics"][-1]
+    final = read_metrics(folder).final
 
     def rescore(champion: NeuralNetwork) -> float:
         pixels, labels = load_arrays(test_parquet)
@@ -36,12 +37,12 @@ def register_run(
     decision = registry.register(
         network,
         metrics={
-            "accuracy": final["accuracy"],
-            "confident": final["confident"],
-            "mse": final["mse"],
+            "accuracy": final.accuracy,
+            "confident": final.confident,
+            "mse": final.mse,
         },
-        test_sha256=lineage["test"]["sha256"],
-        train_sha256=lineage["train"]["sha256"],
+        test_sha256=lineage.test.sha256,
+        train_sha256=lineage.train.sha256,
         run_dir=str(folder.path),
         flow_run_id=flow_run_id,
         min_delta=min_delta,

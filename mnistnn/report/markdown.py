@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from mnistnn.runs.records import DataLineage, EpochRecord
 from mnistnn.types import FloatArray
 
 #: Report order of the known figures; any other figure key follows, in the order given.
@@ -273,29 +274,37 @@ def _results_caption(rows: list[dict[str, Any]]) -> str:
     )
 
 
+_PARAMETERS_CAPTION = (
+    "Every parameter of the run as it was given; an empty network value took the preset's "
+    "(or the reference's) value shown above."
+)
+
+
 def markdown_report(
     *,
     title: str,
     config: dict[str, Any],
-    history: list[dict[str, Any]],
-    lineage: list[dict[str, Any]],
+    history: Sequence[EpochRecord],
+    lineage: Sequence[DataLineage],
     precision: Sequence[float] | FloatArray,
     recall: Sequence[float] | FloatArray,
     figures: dict[str, bytes],
     comparison: str | None,
     run_dir: str,
     settings: str | None = None,
+    parameters: Mapping[str, Any] | None = None,
     new_data_headline: str | None = None,
     new_data: Sequence[str] = (),
 ) -> str:
     """The whole run report: headline, configuration, data lineage, tables, figures, footer.
 
     `comparison` is a ready sentence comparing with the champion model, None for a first model.
-    `settings` says how the configuration was resolved (preset, explicit values).
+    `settings` says how the configuration was resolved (preset, explicit values);
+    `parameters` are the run's declared parameters as given (None: the preset's or default).
     The final scores are those of the last epoch in `history`. `new_data_headline` and the
     `new_data` section (markdown parts) describe what the inbox added, when it added anything.
     """
-    rows = epoch_table_rows(history)
+    rows = epoch_table_rows([record.to_dict() for record in history])
     head = _headline(rows, comparison)
     if new_data_headline:
         head += f"\n\n{new_data_headline}"
@@ -305,8 +314,13 @@ def markdown_report(
         "## Configuration",
         *([f"Resolved from {settings}."] if settings else []),
         _config_table(config),
+        *(
+            ["## Run parameters", _PARAMETERS_CAPTION, _config_table(parameters)]
+            if parameters
+            else []
+        ),
         "## Data lineage",
-        _lineage_table(lineage),
+        _lineage_table([entry.to_dict() for entry in lineage]),
         *new_data,
         "## Per-epoch results",
         _results_caption(rows),

@@ -15,7 +15,6 @@ import numpy as np
 
 from mnistnn.core import locations
 from mnistnn.data.parquet import load_arrays
-from mnistnn.errors import CheckpointError
 from mnistnn.model.checkpoint import load_weights
 from mnistnn.model.metrics import confusion_matrix, precision_recall
 from mnistnn.report import markdown as report
@@ -23,6 +22,8 @@ from mnistnn.report import new_data
 from mnistnn.report.digits import backward_query_images, confident_mistakes, hidden_weight_tiles
 from mnistnn.report.figures import confusion_heatmap, learning_curve, time_to_accuracy
 from mnistnn.runs.folders import RunFolder, read_json
+from mnistnn.runs.records import RunLineage
+from mnistnn.runs.steps import read_metrics
 
 
 @dataclass(frozen=True)
@@ -48,30 +49,27 @@ def comparison_line(decision: dict[str, Any] | None) -> str | None:
 def render_run_report(
     folder: RunFolder,
     test_parquet: str | os.PathLike[str],
-    lineage: dict[str, dict[str, Any]],
+    lineage: RunLineage,
     decision: dict[str, Any] | None,
 ) -> RunReport:
     """Draw every figure, write them and `report.md` into the run folder, return the report."""
-    summary = read_json(folder.metrics_json)
-    if summary is None:
-        raise CheckpointError(f"{folder.metrics_json}: missing; the run has not finished")
-    history: list[dict[str, Any]] = summary["metrics"]
+    history = read_metrics(folder).records
     network = load_weights(folder.weights)
     pixels, labels = load_arrays(test_parquet)
     outputs = network.query(pixels)
     confusion = confusion_matrix(np.argmax(outputs, axis=1), labels, outputs.shape[1])
     precision, recall = precision_recall(confusion)
-    epochs = [row["epoch"] for row in history]
-    accuracy = [row["accuracy"] for row in history]
+    epochs = [row.epoch for row in history]
+    accuracy = [row.accuracy for row in history]
     figures = {
-        "learning_curve": learning_curve(epochs, accuracy, [row["confident"] for row in history]),
+        "learning_curve": learning_curve(epochs, accuracy, [row.confident for row in history]),
         "confusion": confusion_heatmap(confusion),
         "mistakes": confident_mistakes(pixels, labels, outputs),
         "hidden_weights": hidden_weight_tiles(network.w_input_hidden),
         "backward_query": backward_query_images(
             np.stack([network.backward_query(digit) for digit in range(outputs.shape[1])])
         ),
-        "time_to_accuracy": time_to_accuracy([row["train_seconds"] for row in history], accuracy),
+        "time_to_accuracy": time_to_accuracy([row.train_seconds for row in history], accuracy),
     }
     figure_paths = {}
     names = report.figure_filenames(figures)
@@ -79,7 +77,7 @@ def render_run_report(
         path = locations.join(folder.figures, names[key])
         locations.write_bytes(path, png)
         figure_paths[key] = str(path)
-    snapshot = lineage.get("snapshot")
+    snapshot = lineage.snapshot
     new_figures = new_data.draw(snapshot)
     for key, png in new_figures.items():
         path = locations.join(folder.figures, new_data.FIGURE_FILES[key])
@@ -89,21 +87,22 @@ def render_run_report(
         title=f"MNIST training run {folder.name}",
         config=(read_json(folder.run_json) or {}).get("config", {}),
         history=history,
-        lineage=[lineage[role] for role in ("train", "test") if role in lineage],
+        lineage=[lineage.train, lineage.test],
         precision=precision.tolist(),
         recall=recall.tolist(),
         figures=figures,
         comparison=comparison_line(decision),
         run_dir=str(folder.path.resolve() if isinstance(folder.path, Path) else folder.path),
-        settings=str(lineage["settings"]) if "settings" in lineage else None,
+        settings=lineage.settings,
+        parameters=lineage.parameters,
         new_data_headline=new_data.headline(snapshot),
         new_data=new_data.section(snapshot, new_figures),
     )
     locations.write_bytes(folder.report, markdown.encode("utf-8"))
     return RunReport(
         markdown=markdown,
-        table=report.epoch_table_rows(history),
+        table=report.epoch_table_rows([row.to_dict() for row in history]),
         figures=figure_paths,
-        accuracy=float(history[-1]["accuracy"]),
-        confident=float(history[-1]["confident"]),
+        accuracy=float(history[-1].accuracy or 0.0),
+        confident=float(history[-1].confident or 0.0),
     )

@@ -1,9 +1,10 @@
-"""Typed records that cross step and task boundaries: an epoch's scores and the data lineage."""
+"""Typed records that cross step and task boundaries: an epoch's scores, the data lineage, a
+warm start and what a whole run answers."""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mnistnn.data.ingest import IngestSummary
@@ -88,8 +89,9 @@ class RunLineage:
 
     With batches from the inbox, `train` is the snapshot (its sha256 is the run key's) and
     `snapshot` lists its members by file name and sha256; `warm_start` names the model that
-    epoch 1 started from. Both are left out of `to_dict` when absent, so a run without them
-    records exactly what it always did.
+    epoch 1 started from; `parameters` holds every declared parameter of the run as given (the
+    report's "Run parameters"). Each is left out of `to_dict` when absent, so a run without
+    them records exactly what it always did.
     """
 
     train: DataLineage
@@ -97,6 +99,7 @@ class RunLineage:
     settings: str = "the reference defaults; explicitly set: nothing"
     snapshot: dict[str, Any] | None = None
     warm_start: dict[str, Any] | None = None
+    parameters: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -108,4 +111,59 @@ class RunLineage:
             data["snapshot"] = self.snapshot
         if self.warm_start is not None:
             data["warm_start"] = self.warm_start
+        if self.parameters is not None:
+            data["parameters"] = self.parameters
         return data
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """The champion a warm-started run begins with: its version and weights (file and sha256)."""
+
+    version: str
+    weights_sha256: str
+    weights: str
+
+    def key(self) -> dict[str, Any]:
+        """What keys the run folder (the weights' path does not: it differs per machine)."""
+        return {"version": self.version, "weights_sha256": self.weights_sha256}
+
+    def lineage(self) -> dict[str, Any]:
+        """What the lineage, checkpoints and `--json` record."""
+        return {**self.key(), "mode": "warm_start"}
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a training run answers (`mnistnn train --json`): built by the flow when it ran and
+    by `registry.answer` when a finished run is answered without a server (`ran` False)."""
+
+    run_dir: str
+    epochs: int
+    metrics: tuple[EpochRecord, ...]
+    settings: dict[str, Any]
+    parameters: dict[str, Any] | None
+    decision: dict[str, Any] | None
+    ran: bool = True
+    reason: str | None = None
+    flow_run_id: str | None = None
+    trained_epochs: tuple[int, ...] = ()
+    timings: dict[str, float] = field(default_factory=dict)
+    snapshot: dict[str, Any] | None = None
+    warm_start: dict[str, Any] | None = None
+    ui_link: str | None = None
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.metrics[-1].accuracy
+
+    @property
+    def confident(self) -> float | None:
+        return self.metrics[-1].confident
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: every field, the final scores, and each epoch as a dict."""
+        data = {item.name: getattr(self, item.name) for item in dataclasses.fields(self)}
+        data["metrics"] = [record.to_dict() for record in self.metrics]
+        data["trained_epochs"] = list(self.trained_epochs)
+        return {**data, "accuracy": self.accuracy, "confident": self.confident}

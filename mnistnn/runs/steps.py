@@ -26,7 +26,7 @@ from mnistnn.model.checkpoint import load_weights, save_weights
 from mnistnn.model.metrics import evaluate_outputs
 from mnistnn.model.network import NeuralNetwork
 from mnistnn.runs.folders import RunFolder, read_json
-from mnistnn.runs.records import SCORE_FIELDS, EpochRecord
+from mnistnn.runs.records import SCORE_FIELDS, EpochRecord, RunLineage
 from mnistnn.types import LabelArray, PixelArray
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def train_epoch(
     epoch: int,
     config: NetworkConfig,
     train_parquet: str | os.PathLike[str],
-    lineage: dict[str, Any] | None = None,
+    lineage: RunLineage | None = None,
     initial: str | os.PathLike[str] | None = None,
     *,
     threads: int | None = None,
@@ -142,7 +142,7 @@ def train_epoch(
         "train_seconds": seconds,
         "history": [*previous.get("history", []), {"epoch": epoch, "train_seconds": seconds}],
         "metrics": _evaluations_so_far(folder, epoch, previous.get("metrics", [])),
-        "lineage": lineage or {},
+        "lineage": {} if lineage is None else lineage.to_dict(),
         "rng": {
             "init": config.init,
             "seed": config.seed,
@@ -282,6 +282,43 @@ def epoch_record(folder: RunFolder, epoch: int) -> EpochRecord:
     return EpochRecord.unscored(epoch, float(checkpoint.read_metadata(meta_path)["train_seconds"]))
 
 
+@dataclass(frozen=True)
+class RunMetrics:
+    """A finished run's `metrics.json`: its number of epochs and one record per epoch."""
+
+    epochs: int
+    records: tuple[EpochRecord, ...]
+
+    @property
+    def final(self) -> EpochRecord:
+        return self.records[-1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"epochs": self.epochs, "metrics": [record.to_dict() for record in self.records]}
+
+
+def read_metrics(folder: RunFolder) -> RunMetrics:
+    """The run's `metrics.json`, checked: CheckpointError naming the file when it is missing,
+    unreadable or not one scored record per epoch (the run has not finished, or was damaged)."""
+    path = folder.metrics_json
+    try:
+        summary = read_json(path)
+    except (ValueError, OSError) as exc:
+        raise CheckpointError(f"{path}: unreadable ({exc}); run the flow again") from None
+    if summary is None:
+        raise CheckpointError(f"{path}: missing; the run has not finished")
+    try:
+        epochs, rows = summary["epochs"], summary["metrics"]
+        records = tuple(EpochRecord.from_eval(row) for row in rows)
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: not a metrics file ({exc!r} missing or wrong)") from None
+    if [record.epoch for record in records] != list(range(1, epochs + 1)) or not records[-1].scored:
+        raise CheckpointError(
+            f"{path}: does not hold one record per epoch 1..{epochs}, the last scored"
+        )
+    return RunMetrics(epochs, records)
+
+
 def finish_run(folder: RunFolder, epochs: int) -> list[EpochRecord]:
     """Write `metrics.json` and the final `weights.npz`; return one record per epoch.
 
@@ -291,9 +328,7 @@ def finish_run(folder: RunFolder, epochs: int) -> list[EpochRecord]:
     metrics = [epoch_record(folder, epoch) for epoch in range(1, epochs + 1)]
     if not metrics[-1].scored:
         raise CheckpointError(f"{folder.eval_path(epochs)}: evaluation of epoch {epochs} missing")
-    locations.write_json(
-        folder.metrics_json, {"epochs": epochs, "metrics": [m.to_dict() for m in metrics]}
-    )
+    locations.write_json(folder.metrics_json, RunMetrics(epochs, tuple(metrics)).to_dict())
     weights_path, meta_path = checkpoint.checkpoint_paths(folder.checkpoints, epochs)
     if not checkpoint.is_valid(meta_path):
         raise CheckpointError(

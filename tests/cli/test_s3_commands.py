@@ -58,7 +58,7 @@ def bucket(
         epochs=1,
         data_dir=data,
     )
-    return Bucket(data, result["accuracy"], tmp_path_factory.mktemp("s3cli"))
+    return Bucket(data, result.accuracy, tmp_path_factory.mktemp("s3cli"))
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import time
 import urllib.request
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.processes import BIN, REPO, free_port, spawn, stop
+from tests.e2e.processes import BIN, REPO, free_port, readme_command, spawn, stop
 from tests.prefect_home import new_prefect_home
 
 
@@ -72,11 +73,11 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
         "PREFECT_LOGGING_LEVEL": "INFO",
     }
     log = (home / "server.log").open("wb")
-    process = spawn(
-        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env,
-        log=log,
-    )
+    # step 1 of the README's "Scheduled retraining", on a free port instead of 4200
+    command = shlex.split(readme_command("Scheduled retraining", "server start"))
+    assert command[command.index("--port") + 1] == "4200"
+    command[command.index("--port") + 1] = str(port)
+    process = spawn(command, env, log=log)
     try:
         _wait_healthy(f"{url}/api", process, timeout=180)  # ~70 s on a loaded machine
         yield PrefectServer(url=url, api_url=f"{url}/api", home=home, env=env)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -14,6 +15,22 @@ from typing import IO, Any
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[2]
+
+
+def readme_commands(section: str) -> list[str]:
+    """The commands of the first bash block under README.md's `## section` (or `### section`),
+    one per line, comments dropped: the tests run what the README tells a user to run."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    found = re.search(rf"^#+ {re.escape(section)}\n(.*?)^```bash\n(.*?)^```", text, re.M | re.S)
+    assert found, f"README.md has no bash block under {section!r}"
+    lines = (re.sub(r"\s+#.*$", "", line).strip() for line in found.group(2).splitlines())
+    return [line for line in lines if line]
+
+
+def readme_command(section: str, containing: str) -> str:
+    """The one command of that block containing `containing`."""
+    [command] = [line for line in readme_commands(section) if containing in line]
+    return command
 
 
 def free_port() -> int:

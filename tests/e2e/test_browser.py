@@ -42,7 +42,7 @@ result = train_pipeline(
     train_csv=sys.argv[1], test_csv=sys.argv[2], data_dir=sys.argv[3],
     epochs=int(sys.argv[4]), hidden_nodes=20,
 )
-print("RESULT " + json.dumps(result, default=str))
+print("RESULT " + json.dumps(result.to_dict(), default=str))
 """
 
 #: True once every markdown figure (a data: URI <img>) is decoded; JSON of what is there.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import signal
 import subprocess
 import time
@@ -22,9 +23,10 @@ from typing import Any
 import pytest
 import yaml
 
+from mnistnn.parameters import TrainingParameters, fields
 from mnistnn.registry.store import ModelRegistry
 from tests.e2e.conftest import BIN, REPO, PrefectServer
-from tests.e2e.processes import spawn, stop
+from tests.e2e.processes import readme_command, readme_commands, spawn, stop
 
 pytestmark = pytest.mark.e2e
 
@@ -39,6 +41,7 @@ ARTIFACT_KEYS = {
     "mnist-training-progress": "progress",
 }
 RUN_TIMEOUT = 180.0
+README_SECTION = "Scheduled retraining"
 
 #: Reads through the Prefect client, run with the server's environment; prints one JSON line.
 CLIENT_SCRIPT = """
@@ -85,6 +88,9 @@ def concurrency_limit(client, name, limit):
     client.update_deployment(found.id, DeploymentUpdate(concurrency_limit=int(limit)))
     return client.read_deployment_by_name(name).global_concurrency_limit.limit
 
+def work_pools(client):
+    return [pool.name for pool in client.read_work_pools()]
+
 with get_client(sync_client=True) as client:
     print(json.dumps(globals()[sys.argv[1]](client, *sys.argv[2:])))
 """
@@ -125,12 +131,18 @@ def wait_final(server: PrefectServer, run_id: str, timeout: float = RUN_TIMEOUT)
         time.sleep(1)
 
 
+def worker_env(server: PrefectServer) -> dict[str, str]:
+    """The environment of a worker started as the README's "Scheduled retraining" says: no
+    MNISTNN_HOME (the pull step then runs flows in the worker's own checkout)."""
+    return {key: value for key, value in server.env.items() if key != "MNISTNN_HOME"}
+
+
 def run_worker_once(server: PrefectServer, log: Path, timeout: float = RUN_TIMEOUT) -> None:
     """`prefect worker start --run-once`: picks up the due runs, runs them, exits by itself."""
     with log.open("wb") as out:
         worker = spawn(
             [str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--run-once"],
-            {**server.env, "MNISTNN_HOME": str(REPO)},  # the pull step's working directory
+            worker_env(server),
             log=out,
         )
         try:
@@ -140,6 +152,12 @@ def run_worker_once(server: PrefectServer, log: Path, timeout: float = RUN_TIMEO
         finally:
             stop(worker, signal.SIGKILL, timeout=10)
     assert worker.returncode == 0, f"worker exited {worker.returncode}:\n{log.read_text()[-3000:]}"
+
+
+def assert_completed(run: dict[str, Any], log: Path) -> None:
+    assert run["state"] == "COMPLETED", (
+        f"flow run ended {run['state']}: {run['message']}\n{log.read_text()[-3000:]}"
+    )
 
 
 def assert_completed_with_artifacts(run: dict[str, Any], log: Path) -> dict[str, Any]:
@@ -160,15 +178,17 @@ def deployed(prefect_server: PrefectServer) -> dict[str, Any]:
     then paused, so a 03:00 UTC run falling due during the tests cannot start a full training in
     the repository's data/ (manually triggered runs are unaffected).
     """
-    prefect = str(BIN / "prefect")
-    prefect_server.run(prefect, "work-pool", "create", POOL, "--type", "process", "--overwrite")
-    prefect_server.run(
-        prefect, "--no-prompt", "deploy", "--all", "--prefect-file", str(PREFECT_YAML)
-    )
+    # steps 2 and 3 of the README's "Scheduled retraining", as written (run from the checkout)
+    pool = shlex.split(readme_command(README_SECTION, "work-pool create"))
+    if POOL in client_call(prefect_server, "work_pools"):  # created by another module's test
+        pool.append("--overwrite")
+    prefect_server.run(*pool)
+    prefect_server.run(*shlex.split(readme_command(README_SECTION, " deploy ")))
     deployment = client_call(prefect_server, "deployment", DEPLOYMENT)
     client_call(prefect_server, "pause_schedules", DEPLOYMENT)
-    # the inbox sensor's one-minute schedule too: a --run-once worker would run it in data/
+    # the inbox sensor's and the hourly scorer's too: a worker would run them in data/
     client_call(prefect_server, "pause_schedules", "mnist-watch/watch-incoming")
+    client_call(prefect_server, "pause_schedules", "mnist-batch-predict/score-incoming")
     return deployment
 
 
@@ -186,11 +206,16 @@ def test_deploy_creates_the_scheduled_deployment(deployed: dict[str, Any]) -> No
     assert deployed["global_concurrency_limit"]["limit"] == 1
     assert deployed["global_concurrency_limit"]["active"] is True
     assert deployed["parameters"] == spec["parameters"]
+    # data locations only: a stored network value would win over every run's preset
+    assert set(spec["parameters"]) <= {"train_csv", "test_csv", "data_dir", "incoming_dir"}
+    # `prefect deploy` imported the flow, so it stored the declared parameters, typed
+    schema = deployed["parameter_openapi_schema"]["properties"]
+    assert list(schema) == [name for _, name, _ in fields(TrainingParameters)]
+    assert {"enum": ["reference", "best"], "type": "string"} in schema["preset"]["anyOf"]
+    assert schema["hidden_nodes"]["description"] == "hidden nodes (reference 88, best 800)"
     # the worker runs the flow from *its* checkout ($MNISTNN_HOME, resolved at run time on the
     # worker), never from the deploying machine's working directory
-    assert deployed["pull_steps"] == [
-        {"prefect.deployments.steps.set_working_directory": {"directory": "{{ $MNISTNN_HOME }}"}}
-    ]
+    assert deployed["pull_steps"] == [{"flows.pull.run_in_checkout": {}}]
 
 
 def test_worker_runs_then_keeps_the_better_champion(
@@ -232,6 +257,62 @@ def test_worker_runs_then_keeps_the_better_champion(
     assert "stays a challenger" in report
     assert f"{challenger.accuracy:.4f}" in report
     assert f"{champion.accuracy:.4f}" in report
+
+
+def test_readme_worker_and_run_then_presets_through_the_deployment(
+    prefect_server: PrefectServer,
+    deployed: dict[str, Any],
+    small_csvs: tuple[Path, Path],
+    tmp_path: Path,
+) -> None:
+    """Steps 4 and 5 of "Scheduled retraining" as written (a long-running worker without
+    MNISTNN_HOME; `prefect deployment run ... -p epochs=3`, pointed at small slices and a
+    temporary data_dir), then `-p preset=best -p epochs=1`: the preset's 800 hidden nodes,
+    and 100 with `-p hidden_nodes=100` added."""
+    commands = readme_commands(README_SECTION)
+    assert commands[0] == "export PREFECT_API_URL=http://127.0.0.1:4200/api"  # the server's
+    log = tmp_path / "worker.log"
+    data_dir = tmp_path / "data"
+    data = {
+        "train_csv": str(small_csvs[0]),
+        "test_csv": str(small_csvs[1]),
+        "data_dir": str(data_dir),
+    }
+    with log.open("wb") as out:
+        worker = spawn(
+            shlex.split(readme_command(README_SECTION, "worker start")),
+            worker_env(prefect_server),
+            log=out,
+        )
+        try:
+            step_5 = shlex.split(readme_command(README_SECTION, "deployment run"))
+            small = [
+                f"--param={key}={json.dumps(value)}"
+                for key, value in {**data, "hidden_nodes": 20}.items()
+            ]
+            output = prefect_server.run(*step_5, *small).stdout
+            found = re.search(r"UUID: ([0-9a-f-]{36})", output)
+            assert found, output
+            run = wait_final(prefect_server, found.group(1))
+            assert_completed_with_artifacts(run, log)
+            trained = trained_config(data_dir, found.group(1))
+            assert trained["epochs"] == 3 and trained["config"]["hidden_nodes"] == 20
+
+            quick = {**data, "epochs": 1, "publish_report": False}  # the artifacts: above
+            best = run_deployment(prefect_server, **quick, preset="best")
+            assert_completed(wait_final(prefect_server, best), log)
+            trained = trained_config(data_dir, best)
+            assert trained["config"]["hidden_nodes"] == 800
+            assert trained["config"]["augment"] == "elastic" and trained["epochs"] == 1
+
+            mixed = run_deployment(prefect_server, **quick, preset="best", hidden_nodes=100)
+            assert_completed(wait_final(prefect_server, mixed), log)
+            trained = trained_config(data_dir, mixed)
+            assert trained["config"]["hidden_nodes"] == 100
+            assert trained["config"]["augment"] == "elastic"  # the rest of the preset
+        finally:
+            stop(worker)
+    assert "set MNISTNN_HOME" not in log.read_text(errors="replace")
 
 
 def test_serve_runs_the_deployment_without_a_worker(
@@ -282,3 +363,17 @@ def wait_served(
             return deployment
         assert time.monotonic() < deadline, f"serve not ready after {timeout} s:\n{log.read_text()}"
         time.sleep(0.5)
+
+
+def trained_config(data_dir: Path, run_id: str) -> dict[str, Any]:
+    """What a deployment run trained: its configuration and epochs, from the registry's
+    version of that flow run and its run folder."""
+    [version] = [
+        version
+        for version in ModelRegistry(data_dir / "models").versions()
+        if version.flow_run_id == run_id
+    ]
+    assert version.run_dir is not None
+    run_json = json.loads((Path(version.run_dir) / "run.json").read_text(encoding="utf-8"))
+    metrics = json.loads((Path(version.run_dir) / "metrics.json").read_text(encoding="utf-8"))
+    return {"config": run_json["config"], "epochs": metrics["epochs"]}

@@ -35,16 +35,18 @@ def test_train_help_lists_the_options(capsys: pytest.CaptureFixture[str]) -> Non
 
 def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
-        main(["train", "--epochs", "0"])
+        main(["train", "--epochs", "x"])
     assert info.value.code == 2
-    assert "must be >= 1, got 0" in capsys.readouterr().err
+    assert "argument --epochs: invalid int value: 'x'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
     ("flags", "named"),
     [
         (["--train-csv", "{tmp}/missing.csv"], "missing.csv: no such file"),
-        (["--lr", "-1"], "learning_rate"),
+        (["--lr", "-1"], "learning_rate must be > 0.0, got -1.0"),
+        (["--epochs", "0"], "epochs must be >= 1, got 0"),
+        (["--preset", "best", "--momentum", "1"], "momentum must be < 1.0, got 1.0"),
         (["--max-rejected-fraction", "2"], "max_rejected_fraction"),
         (["--drift-threshold", "-0.5"], "drift_threshold"),
         (["--recent-fraction", "1.5"], "recent_fraction"),

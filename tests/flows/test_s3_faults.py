@@ -105,7 +105,7 @@ def test_store_killed_mid_checkpoint_upload_is_retried_and_bit_identical(
             epochs=2,
             data_dir=data_dir,
             publish_report=False,
-        )
+        ).to_dict()
     finally:
         if outage.restarter is not None:
             outage.restarter.join()

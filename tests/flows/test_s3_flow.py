@@ -35,7 +35,7 @@ def test_flow_on_s3_matches_the_library_and_registers(
         "data_dir": data_dir,
         "publish_report": True,
     }
-    result = flow_module.train_pipeline(**params)
+    result = flow_module.train_pipeline(**params).to_dict()
     assert result["run_dir"].startswith(f"{data_dir}/runs/")
     final = load_weights(f"{result['run_dir']}/weights.npz")
     direct = direct_weights(small_csvs, 2)
@@ -49,7 +49,7 @@ def test_flow_on_s3_matches_the_library_and_registers(
     champion = ModelRegistry(f"{data_dir}/models").champion()
     assert champion is not None and champion.version == "v0001"
     # a second run (another machine) reuses the bucket's ingest and the finished run
-    again = flow_module.train_pipeline(**params)
+    again = flow_module.train_pipeline(**params).to_dict()
     assert again["trained_epochs"] == []
     assert again["decision"]["version"] == "v0001"
 
@@ -72,7 +72,7 @@ def test_a_batch_in_the_bucket_inbox_is_trained_on_once(
         "data_dir": data_dir,
         "publish_report": False,
     }
-    result = flow_module.train_pipeline(**params)
+    result = flow_module.train_pipeline(**params).to_dict()
     [member] = result["snapshot"]["batches"]
     assert (member["file"], member["status"], member["accepted"]) == (
         "batch-01.csv",
@@ -93,6 +93,6 @@ def test_a_batch_in_the_bucket_inbox_is_trained_on_once(
     assert recent["rows"] > 0 and recent["parquet"].startswith(f"{data_dir}/processed/")
     # 2,000 base rows + the batch's 300 less its held-out recent rows
     assert lineage["train"]["rows_accepted"] == 2000 + 300 - recent["rows"]
-    again = flow_module.train_pipeline(**params)
+    again = flow_module.train_pipeline(**params).to_dict()
     assert again["trained_epochs"] == [] and again["run_dir"] == result["run_dir"]
     assert again["snapshot"]["sha256"] == sha and again["decision"]["version"] == "v0001"

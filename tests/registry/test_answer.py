@@ -15,6 +15,7 @@ from mnistnn.registry.answer import data_identity, existing_result
 from mnistnn.registry.from_run import register_run
 from mnistnn.runs import steps
 from mnistnn.runs.folders import open_run, run_folder
+from mnistnn.runs.records import DataLineage, RunLineage, RunResult
 
 HIDDEN = 12
 
@@ -39,7 +40,7 @@ def finish(
             steps.evaluate_epoch(folder, epoch, test.parquet)
     steps.finish_run(folder, epochs)
     folder.report.write_text("# report\n", encoding="utf-8")
-    lineage = {"train": {"sha256": train.sha256}, "test": {"sha256": test.sha256}}
+    lineage = RunLineage(DataLineage.of(train, "train"), DataLineage.of(test, "test"))
     return {
         "paths": paths,
         "folder": folder,
@@ -60,7 +61,8 @@ def test_finished_registered_run_answers(small_csvs, tmp_path: Path) -> None:
     decision = run["register"]()
     answer = ask(run)
     assert answer is not None
-    result = answer.result
+    assert isinstance(answer.result, RunResult)  # the flow's own result type: one author
+    result = answer.result.to_dict()
     assert result["ran"] is False and result["trained_epochs"] == []
     assert result["run_dir"] == str(run["folder"].path)
     metrics = json.loads(run["folder"].metrics_json.read_text())["metrics"]
@@ -118,6 +120,10 @@ def test_answer_needs_every_scheduled_score(small_csvs, tmp_path: Path) -> None:
     run["register"]()
     answer = ask(run, epochs=3, every=2)
     assert answer is not None
-    assert [row["accuracy"] is None for row in answer.result["metrics"]] == [True, False, False]
+    assert [row["accuracy"] is None for row in answer.result.to_dict()["metrics"]] == [
+        True,
+        False,
+        False,
+    ]
     assert ask(run, epochs=3, every=3) is not None  # a sparser schedule: all it needs is there
     assert ask(run, epochs=3, every=1) is None  # epoch 1 was never scored: the flow decides

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from mnistnn.report import markdown as report
+from mnistnn.runs.records import DataLineage, EpochRecord
 
 PNG_A = b"\x89PNG\r\n\x1a\nfake-a" + bytes(range(256))
 PNG_B = b"\x89PNG\r\n\x1a\nfake-b" + bytes(50)
@@ -47,6 +48,9 @@ def build(**overrides: Any) -> str:
         "run_dir": "data/runs/3f2a",
     }  # fmt: skip
     arguments.update(overrides)
+    # the report takes typed records: the dicts above are what metrics.json and lineage hold
+    arguments["history"] = [EpochRecord(**row) for row in arguments["history"]]
+    arguments["lineage"] = [DataLineage(**entry) for entry in arguments["lineage"]]
     return report.markdown_report(**arguments)
 
 

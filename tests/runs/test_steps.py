@@ -239,3 +239,21 @@ def test_an_epoch_asks_the_store_about_evals_once_not_once_per_earlier_epoch(
     assert [m["epoch"] for m in record["metrics"]] == [4, 8]
     kept = sorted(p.name for p in folder.checkpoints.iterdir() if p.suffix == ".npz")
     assert kept == ["epoch-0008.npz", "epoch-0009.npz"]
+
+
+def test_metrics_json_has_one_reader_with_one_error_naming_the_file(run) -> None:
+    folder, train_parquet, test_parquet = run
+    with pytest.raises(CheckpointError, match=r"metrics\.json: missing; the run has not finished"):
+        training.read_metrics(folder)
+    training.train_epoch(folder, 1, CONFIG, train_parquet)
+    training.evaluate_epoch(folder, 1, test_parquet)
+    written = training.finish_run(folder, 1)
+    read = training.read_metrics(folder)
+    assert read.epochs == 1 and list(read.records) == written and read.final == written[-1]
+    path = folder.metrics_json
+    for damaged in ("{not json", '{"epochs": 1}', '{"epochs": 2, "metrics": []}'):
+        path.write_text(damaged, encoding="utf-8")
+        with pytest.raises(CheckpointError) as info:
+            training.read_metrics(folder)
+        assert str(info.value).startswith(f"{path}: ")
+        assert "\n" not in str(info.value)
