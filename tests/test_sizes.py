@@ -31,7 +31,6 @@ EXCEPTIONS: dict[str, int] = {
     "mnistnn/registry/answer.py::existing_result": 76,
     # the inbox scan memo (history)
     # hostile inputs (hostile)
-    "mnistnn/predict/batch.py::score_input": 64,
 }
 
 

@@ -12,7 +12,9 @@ from typing import Any
 from mnistnn.cli.app import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL
 from mnistnn.cli.models import add_models
 from mnistnn.config import DataPaths
-from mnistnn.errors import MnistnnError
+from mnistnn.data.ingest import check_fraction
+from mnistnn.errors import MnistnnError, one_line
+from mnistnn.inert import cell, shown
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -55,10 +57,19 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from mnistnn.data.remote import ingest_location as ingest_csv
 
     processed = DataPaths.at(args.data_dir).processed
-    for path in args.paths:
-        summary = ingest_csv(path, processed, max_rejected_fraction=args.max_rejected_fraction)
+    check_fraction(args.max_rejected_fraction)
+    failed = 0
+    for path in args.paths:  # one bad file never stops the others: each failure is one line
+        try:
+            summary = ingest_csv(path, processed, max_rejected_fraction=args.max_rejected_fraction)
+        except (MnistnnError, MemoryError, RecursionError) as exc:
+            failed += 1
+            print(f"mnistnn: error: {shown(one_line(exc))}", file=sys.stderr)
+            continue
         print(summary.describe())
-    return EXIT_OK
+    if not failed:
+        return EXIT_OK
+    return EXIT_ERROR if failed == len(args.paths) else EXIT_PARTIAL
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -124,9 +135,9 @@ def _print_predictions(
     if json_output:
         print(json.dumps([p.to_dict() for p in predictions]))
         return
-    if as_csv or out:
+    if as_csv or out:  # a CSV people open: quoted, formula-safe paths
         lines = ["path,digit,confidence"] + [
-            f"{p.path},{p.digit},{p.confidence:.4f}" for p in predictions
+            f"{_csv_cell(shown(p.path))},{p.digit},{p.confidence:.4f}" for p in predictions
         ]
         if out:
             from mnistnn.core.files import write_bytes_atomic
@@ -138,4 +149,10 @@ def _print_predictions(
         return
     for p in predictions:
         top = ", ".join(f"{digit} ({score:.2f})" for digit, score in p.top3)
-        print(f"{p.path}: {p.digit}  confidence {p.confidence:.2f}  top 3: {top}")
+        print(f"{shown(p.path)}: {p.digit}  confidence {p.confidence:.2f}  top 3: {top}")
+
+
+def _csv_cell(value: str) -> str:
+    """One CSV field, spreadsheet-safe, quoted when it holds a comma or a quote."""
+    value = cell(value)
+    return f'"{value.replace(chr(34), chr(34) * 2)}"' if any(c in value for c in ',"') else value
