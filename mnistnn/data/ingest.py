@@ -27,8 +27,8 @@ from mnistnn.config import N_CLASSES
 from mnistnn.core.files import clean_temp_files, write_bytes_atomic, write_json_atomic
 from mnistnn.core.locks import exclusive
 from mnistnn.core.records import Fields, is_number
-from mnistnn.data.parquet import parquet_matches, parquet_metadata, write_parquet
 from mnistnn.data import text
+from mnistnn.data.parquet import parquet_matches, parquet_metadata, write_parquet
 from mnistnn.data.parse import Parsed, read_and_parse
 from mnistnn.data.text import READ_SIZE
 from mnistnn.errors import ConfigError, DataError
@@ -102,8 +102,9 @@ class IngestSummary:
         """A few human lines for the CLI."""
         how = "reused (source unchanged)" if self.reused else "converted"
         lines = [
-            f"{shown(self.source_name)}: {self.rows_read} rows read, {self.rows_accepted} accepted, "
-            f"{self.rows_rejected} rejected; {how} in {self.seconds:.2f} s",
+            f"{shown(self.source_name)}: {self.rows_read} rows read, "
+            f"{self.rows_accepted} accepted, {self.rows_rejected} rejected; "
+            f"{how} in {self.seconds:.2f} s",
             f"  parquet: {shown(self.parquet)}",
             f"  label counts 0-9: {' '.join(str(count) for count in self.label_counts)}",
         ]
@@ -309,9 +310,9 @@ def _policy_error(
     """One line: the file, how many rows are bad, the first few with line and reason."""
     listed = "; ".join(f"line {line}: {reason}" for line, reason in first[:SHOWN_REJECTS])
     return DataError(
-        f"{shown(job.given)}: {rejected} of {read} rows are invalid ({rejected / read:.2%}, more than "
-        f"max_rejected_fraction={job.limit:g}); first {min(len(first), SHOWN_REJECTS)}: "
-        f"{listed}; all bad rows are in {rejects}"
+        f"{shown(job.given)}: {rejected} of {read} rows are invalid "
+        f"({rejected / read:.2%}, more than max_rejected_fraction={job.limit:g}); "
+        f"first {min(len(first), SHOWN_REJECTS)}: {listed}; all bad rows are in {rejects}"
     )
 
 

@@ -1,14 +1,13 @@
 """CSV text to arrays: the accepted rows as uint8 labels and pixels, the rejected ones with reasons.
 
 The text is read in blocks of whole lines (`text.line_blocks`, within the limits of
-`mnistnn.limits`), each parsed on its own, so the memory is the parsed rows plus one block.
-Two paths per block. The fast path hands the whole text to pyarrow's multithreaded CSV parser with uint8
+`mnistnn.limits`), each parsed on its own, so the memory is the parsed rows plus one block. Two
+paths per block. The fast path hands the whole text to pyarrow's multithreaded CSV parser with uint8
 columns: on a clean file that parse *is* the validation (785 integer fields per line, each in
-0..255), leaving only the label range to check with numpy. When pyarrow refuses the text, the
-slow path classifies every line with vectorised Arrow kernels (count the commas, one regular
-expression for anything doubtful), parses the certainly valid lines with pyarrow again, and
-sends only the doubtful lines through Python, one by one, for a precise reason.
-"""
+0..255), leaving only the label range to check with numpy. When pyarrow refuses the text, the slow
+path classifies every line with vectorised Arrow kernels (count the commas, one regular expression
+for anything doubtful), parses the certainly valid lines with pyarrow again, and sends only the
+doubtful lines through Python, one by one, for a precise reason."""
 
 from __future__ import annotations
 

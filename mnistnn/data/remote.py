@@ -1,11 +1,11 @@
 """Ingest where the CSV or the processed folder is an `s3://` URL, through the storage layer.
 
-The conversion itself is `ingest_csv`, unchanged, run on local copies: a CSV URL is downloaded
-into `<tmp>/mnistnn-cache/src-<sha16>/` (`locations.local_copy`) and, when `processed_dir` is a URL, the outputs are
-converted into `<tmp>/mnistnn-cache/processed/` and then uploaded under their content-addressed
-names, rejects and Parquet first and the summary JSON (which vouches that the others are
-complete) last, so another machine sees either no summary or whole outputs. A summary already in
-the bucket for the same content is reused without converting again.
+The conversion itself is `ingest_csv`, unchanged, run on local copies: a CSV URL is downloaded into
+`<tmp>/mnistnn-cache/src-<sha16>/` (`locations.local_copy`) and, when `processed_dir` is a URL, the
+outputs are converted into `<tmp>/mnistnn-cache/processed/` and then uploaded under their
+content-addressed names, rejects and Parquet first and the summary JSON (which vouches that the
+others are complete) last, so another machine sees either no summary or whole outputs. A summary
+already in the bucket for the same content is reused without converting again.
 """
 
 from __future__ import annotations
