@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from flows import events
-from mnistnn.cli import library
+from mnistnn.cli import models as model_commands
 from mnistnn.cli.app import EXIT_OK, positive_int
 from mnistnn.config import DataPaths
 
@@ -62,22 +62,21 @@ def cmd_automations(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     """The library's models command; a champion change is then sent as a Prefect event."""
     if args.models_command not in {"promote", "rollback"}:
-        return library.cmd_models(args)
+        return model_commands.cmd_models(args)
     from mnistnn.registry.store import ModelRegistry
 
     registry = ModelRegistry(DataPaths.at(args.data_dir).models)
     before = registry.champion()
-    code = library.cmd_models(args)
+    code = model_commands.cmd_models(args)
     after = registry.champion()
     if after is None or (before is not None and before.version == after.version):
         return code
     old = (None, None) if before is None else (before.version, before.accuracy)
-    if args.models_command == "promote":
-        event = events.MODEL_PROMOTED
-        reason = f"manual promotion: {after.version} replaces champion {old[0]}"
-    else:
-        event = events.MODEL_ROLLED_BACK
-        reason = f"rollback: {after.version} replaces champion {old[0]}"
+    event = events.MODEL_PROMOTED if args.models_command == "promote" else events.MODEL_ROLLED_BACK
+    # the registry's own words for the change (its history's last entry), else ours
+    last = (registry.history() or [{}])[-1]
+    verb = "manual promotion" if args.models_command == "promote" else "rollback"
+    reason = str(last.get("reason") or f"{verb}: {after.version} replaces champion {old[0]}")
     if events.server_available() is None:
         print(events.NO_SERVER, file=sys.stderr)
         return code
