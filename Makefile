@@ -18,19 +18,24 @@ export PREFECT_UI_ENABLED ?= true
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-$(BIN)/python:
+# The venv counts as made only once pip is in it: a first `make` interrupted while the venv was
+# being made left .venv/bin/python without pip, and every later `make` then failed at "No module
+# named pip". The mark is written last, so an interrupted set-up is redone from scratch.
+$(VENV)/.made:
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	touch $@
 
 # One pip run each: `make run` installs the package, `make test` the package with its dev extras
 # (which is also the package's install, so it marks both; a base install first, then the
 # extras, cost a fresh clone a second pip resolve of everything). pyproject.toml newer than a
 # mark reinstalls.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+$(VENV)/.installed: pyproject.toml | $(VENV)/.made
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-dev: pyproject.toml | $(VENV)/.made
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(VENV)/.installed $@
 

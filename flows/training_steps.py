@@ -29,8 +29,8 @@ from mnistnn.model.checkpoint import load_weights
 from mnistnn.parameters import PromotionParams, TrainingParameters, flat
 from mnistnn.presets import Resolved
 from mnistnn.runs import steps as training
-from mnistnn.runs.drift import NewData
 from mnistnn.runs.folders import RunFolder, open_run, shorter_run
+from mnistnn.runs.new_data import NewData
 from mnistnn.runs.records import DataLineage, EpochRecord, RunLineage, WarmStart
 
 PROGRESS_KEY = "mnist-training-progress"

@@ -26,8 +26,9 @@ from mnistnn.model.metrics import accuracy
 from mnistnn.registry.from_run import register_run
 from mnistnn.registry.store import ModelRegistry
 from mnistnn.runs import steps as training
-from mnistnn.runs.drift import BatchDrift, NewData, assess_batches, members_of
+from mnistnn.runs.drift import BatchDrift
 from mnistnn.runs.folders import RunFolder
+from mnistnn.runs.new_data import NewData, assess_batches, members_of
 from mnistnn.runs.records import EpochRecord, RunLineage, WarmStart
 
 NEW_DATA_KEY = "mnist-new-data"

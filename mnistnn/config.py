@@ -41,8 +41,9 @@ DEFAULT_DATA_DIR = Path(os.environ.get("MNISTNN_DATA_DIR", "data"))
 class DataPaths:
     """Every folder under the data directory (cookiecutter-data-science layout).
 
-    `root` is a local folder (a Path: every location below is a Path, as always) or an
-    `s3://bucket/prefix` URL (every location is then a URL string); `DataPaths.at` takes either.
+    `root` is a local folder or an `s3://bucket/prefix` URL; `DataPaths.at` takes either. Every
+    location below is one type, a string (a local path or a URL), read and written through
+    `mnistnn.core.locations`, so no caller branches on what it got.
     """
 
     root: Path | str = DEFAULT_DATA_DIR
@@ -68,62 +69,62 @@ class DataPaths:
 
         return store_at(self.root)
 
-    def _at(self, *parts: str) -> Path | str:
+    def _at(self, *parts: str) -> str:
         from mnistnn.core.locations import join
 
-        return join(self.root, *parts)
+        return str(join(self.root, *parts))
 
     @property
-    def raw(self) -> Path | str:
+    def raw(self) -> str:
         """Committed, immutable inputs."""
         return self._at("raw")
 
     @property
-    def processed(self) -> Path | str:
+    def processed(self) -> str:
         """Validated Parquet files, one per distinct source content."""
         return self._at("processed")
 
     @property
-    def runs(self) -> Path | str:
+    def runs(self) -> str:
         """One folder per (configuration, train data, test data)."""
         return self._at("runs")
 
     @property
-    def models(self) -> Path | str:
+    def models(self) -> str:
         """The model registry."""
         return self._at("models")
 
     @property
-    def incoming(self) -> Path | str:
+    def incoming(self) -> str:
         """The labelled inbox: MNIST CSV batches that other processes drop (never modified)."""
         return self._at("incoming")
 
     @property
-    def snapshots(self) -> Path | str:
+    def snapshots(self) -> str:
         """Content-addressed training-data manifests and the inbox ledger."""
         return self._at("snapshots")
 
     @property
-    def unlabelled(self) -> Path | str:
+    def unlabelled(self) -> str:
         """The scoring inbox: unlabelled digits (CSV, Parquet, folders of images)."""
         return self._at("unlabelled")
 
     @property
-    def predictions(self) -> Path | str:
+    def predictions(self) -> str:
         """One Parquet of predictions per (input content, model version)."""
         return self._at("predictions")
 
     @property
-    def review(self) -> Path | str:
+    def review(self) -> str:
         """Doubtful digits waiting for a person's label, one CSV per input."""
         return self._at("review")
 
     @property
-    def train_csv(self) -> Path | str:
+    def train_csv(self) -> str:
         return self._at("raw", "mnist_train.csv.gz")
 
     @property
-    def test_csv(self) -> Path | str:
+    def test_csv(self) -> str:
         return self._at("raw", "mnist_test.csv.gz")
 
 

@@ -24,7 +24,7 @@ from pydantic.fields import FieldInfo
 
 from mnistnn.data.inbox import DEFAULT_SETTLE_SECONDS, check_settle_seconds
 from mnistnn.data.ingest import check_fraction
-from mnistnn.data.snapshot import check_recent_fraction
+from mnistnn.data.split import check_recent_fraction
 from mnistnn.errors import ConfigError
 from mnistnn.predict.batch import CHUNK_ROWS, DEFAULT_THRESHOLD
 from mnistnn.presets import PRESETS, SETTINGS, Resolved, resolve

@@ -11,8 +11,45 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+#: Prefix of in-flight temp files: never a storage key, never listed, removed by
+#: `clean_temp_files`.
 TEMP_PREFIX = ".tmp-"
 _CHUNK = 1 << 20
+
+
+@contextlib.contextmanager
+def temp_beside(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[tuple[IO[Any], str]]:
+    """An open temp file beside `path` (same folder, so a rename onto `path` is atomic) and its
+    name; flushed and fsynced when the block ends, removed if it fails.
+
+    The one place a temp file is made: `atomic_write` renames it into place; the local store
+    links or renames it under its own lock (`storage_local`). Its name starts with TEMP_PREFIX,
+    which no key or listing ever shows.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX + final.name + ".", dir=final.parent)
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle, tmp_name
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        unlink_quietly(tmp_name)
+        raise
+
+
+def write_temp(path: str | os.PathLike[str], data: bytes) -> str:
+    """The name of a fsynced temp file holding `data` beside `path` (`temp_beside`)."""
+    with temp_beside(path) as (handle, tmp_name):
+        handle.write(data)
+    return tmp_name
+
+
+def unlink_quietly(path: str | os.PathLike[str]) -> None:
+    """Remove a file that may already be gone (a temp file after its rename)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 @contextlib.contextmanager
@@ -22,17 +59,12 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[
     On any exception the temp file is removed and `path` is left as it was.
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX + final.name + ".", dir=final.parent)
+    with temp_beside(final, mode) as (handle, tmp_name):
+        yield handle
     try:
-        with os.fdopen(fd, mode) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
         os.replace(tmp_name, final)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
+        unlink_quietly(tmp_name)
         raise
     fsync_dir(final.parent)
 

@@ -142,7 +142,7 @@ class ObjectLease(Lease):
         poll = min(1.0, max(0.02, self._ttl / 20))
         while True:
             record = _record(self.owner, self._ttl)
-            token = store._create(key, _encode(record))
+            token = store.create_versioned(key, _encode(record))
             if token is not None:
                 return self._hold(record, token)
             current = store.read_versioned(key)
@@ -152,7 +152,7 @@ class ObjectLease(Lease):
             overdue = time.time() - held["expires_at"]
             if overdue > 0:
                 record = _record(self.owner, self._ttl)
-                token = store._replace(key, _encode(record), current[1])
+                token = store.replace_versioned(key, _encode(record), current[1])
                 if token is not None:
                     log.warning(
                         "taking over stale lease %s of %s (expired %.1f s ago)",
@@ -181,7 +181,7 @@ class ObjectLease(Lease):
             current = self._store.read_versioned(self._key)
             if current is None or current[1] != self._token:
                 self._lost_reason = "another holder took it over"
-            elif self._store._delete_if(self._key, self._token):
+            elif self._store.delete_if(self._key, self._token):
                 self._released = True
             else:
                 self._lost_reason = "another holder took it over"
@@ -200,7 +200,7 @@ class ObjectLease(Lease):
         while not self._stop.wait(self._ttl / 3):
             record = {**self._record, "expires_at": time.time() + self._ttl}
             try:
-                token = self._store._replace(self._key, _encode(record), self._token)
+                token = self._store.replace_versioned(self._key, _encode(record), self._token)
             except (StorageError, OSError) as exc:
                 log.warning("could not renew lease %s (%s); retrying", self.url, exc)
                 continue

@@ -20,14 +20,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from mnistnn.core.files import atomic_write, sha256_file
-from mnistnn.core.storage import Store, open_store
+from mnistnn.core.files import atomic_write, sha256_file, temp_beside, unlink_quietly
+from mnistnn.core.storage import URL_SCHEME, Store, open_store
 from mnistnn.errors import NotFound
 
 #: A local path or a URL (`s3://bucket/prefix/key`).
 Location = Path | str
 
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _STORES: dict[tuple[str, ...], Store] = {}
 _STORES_LOCK = threading.Lock()
@@ -36,7 +35,7 @@ _MAX_STORES = 64
 
 def is_url(location: str | os.PathLike[str]) -> bool:
     """Whether `location` is a URL (object storage) rather than a local path."""
-    return isinstance(location, str) and _URL.match(location) is not None
+    return isinstance(location, str) and URL_SCHEME.match(location) is not None
 
 
 def as_location(location: str | os.PathLike[str]) -> Location:
@@ -158,16 +157,13 @@ def atomic_output(location: str | os.PathLike[str], mode: str = "wb") -> Iterato
         with atomic_write(base, mode) as handle:
             yield handle
         return
-    staging = cache_dir() / "staging"
-    staging.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + name(base), dir=staging)
+    # staged under a name of its own: two uploads of one name never share a temp file
+    with temp_beside(cache_dir() / "staging" / name(base), mode) as (handle, tmp):
+        yield handle
     try:
-        with os.fdopen(fd, mode) as handle:
-            yield handle
         write_bytes(base, Path(tmp).read_bytes())
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        unlink_quietly(tmp)
 
 
 def list_folder(folder: str | os.PathLike[str]) -> list[str]:

@@ -14,7 +14,7 @@ from typing import Any, NoReturn, TypeGuard
 
 import numpy as np
 
-from mnistnn.errors import MnistnnError
+from mnistnn.errors import ConfigError, MnistnnError
 
 
 def is_number(value: object) -> TypeGuard[numbers.Real]:
@@ -24,6 +24,13 @@ def is_number(value: object) -> TypeGuard[numbers.Real]:
         and not isinstance(value, bool | np.bool_)
         and math.isfinite(float(value))
     )
+
+
+def check_fraction(value: object, name: str, high: float = 1.0) -> float:
+    """`value` as a float when it is a finite number in 0..high; ConfigError naming `name`."""
+    if not is_number(value) or not 0.0 <= float(value) <= high:
+        raise ConfigError(f"{name} must be a number in 0..{high:g}, got {value!r}")
+    return float(value)
 
 
 class Fields:

@@ -1,9 +1,20 @@
 """One storage interface, `Store`, over a local folder or an S3 prefix; `open_store` picks one.
 
 Keys are '/'-separated strings relative to the store's root ("runs/ab12/run.json"). Every write
-is whole or absent. `create`/`replace` are the two conditional writes that compare-and-swap
-(`update`) and leases are built on; their version token names the *content* (an S3 ETag, a local
-sha256), so a token can only go stale by the bytes changing.
+is whole or absent. The conditional writes `create`/`replace` (and `create_versioned`,
+`replace_versioned`, `delete_if`, which hand back or take the version token) are what
+compare-and-swap (`update`) and leases are built on; a version token names the *content* (an S3
+ETag, a local sha256), so it can only go stale by the bytes changing.
+
+Why hand-written rather than a library (measured 2026-12, loopback SeaweedFS, 2 busy cores,
+median of 200): obstore 0.12.1 does conditional PUTs on S3 2-3x faster than boto3 here (create
+3.2 vs 7.1 ms, get + If-Match update 4.6 vs 11.6 ms) and a 20-way create race there has one
+winner, but its LocalStore raises NotImplementedError for an update on an ETag (no local CAS)
+and creates by link without fsync (strace), so the local backend, the lease and the error
+mapping would stay ours and boto3 would stay for the rest: two S3 clients for ~100 lines saved.
+fsspec 2026.9.0's `pipe_file(mode="create")` checks then writes: 20 threads racing for one
+name had up to 4 winners in 20 trials. pyarrow.fs has no conditional write. Revisit obstore
+when its LocalStore supports PutMode::Update.
 """
 
 from __future__ import annotations
@@ -18,14 +29,27 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mnistnn.core.files import TEMP_PREFIX
 from mnistnn.errors import NotFound, StorageError
 
 if TYPE_CHECKING:
     from mnistnn.core.lease import Lease
 
-#: Prefix of in-flight temp files (the same as mnistnn.fileio's): never a key, never listed.
-TEMP_PREFIX = ".tmp-"
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+#: A URL's scheme ("s3://..."); anything else is a local path. The one place that decides.
+URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+#: `Store.update`: conflicts tolerated before giving up, and its back-off (seconds).
+UPDATE_RETRIES = 32
+BACKOFF_BASE = 0.005
+BACKOFF_CAP = 0.25
+
+
+def backoff_delay(attempt: int, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP) -> float:
+    """Full-jitter exponential back-off: uniform in [0, min(cap, base * 2**attempt)].
+
+    Random, so writers that collided once do not collide again in lock step.
+    """
+    return random.uniform(0.0, min(cap, base * 2 ** min(attempt, 30)))
 
 
 def check_key(key: str, *, prefix: bool = False) -> str:
@@ -109,18 +133,37 @@ class Store(abc.ABC):
 
     def create(self, key: str, data: bytes) -> bool:
         """Write `data` only if `key` does not exist; False (and nothing written) if it does."""
-        return self._create(key, data) is not None
+        return self.create_versioned(key, data) is not None
 
     def replace(self, key: str, data: bytes, token: str) -> bool:
         """Write `data` only if `key` still holds the version `token`; False otherwise."""
-        return self._replace(key, data, token) is not None
+        return self.replace_versioned(key, data, token) is not None
 
-    def update(self, key: str, fn: Callable[[bytes | None], bytes], *, retries: int = 32) -> bytes:
+    @abc.abstractmethod
+    def create_versioned(self, key: str, data: bytes) -> str | None:
+        """`create` returning the new version token (for a later `replace`/`delete_if`), or
+        None if the key exists."""
+
+    @abc.abstractmethod
+    def replace_versioned(self, key: str, data: bytes, token: str) -> str | None:
+        """`replace` returning the new version token, or None on a stale token or missing key."""
+
+    @abc.abstractmethod
+    def delete_if(self, key: str, token: str) -> bool:
+        """Delete `key` only if it still holds version `token`; False (nothing deleted) if not."""
+
+    def update(
+        self, key: str, fn: Callable[[bytes | None], bytes], *, retries: int = UPDATE_RETRIES
+    ) -> bytes:
         """Compare-and-swap `key` to `fn(current bytes or None)`; return what was written.
 
-        `fn` may run several times (once per conflict), so it must be pure. Conflicts back off
-        with full jitter; StorageError naming the key after `retries` lost races.
+        The one read-modify-write loop of the code base. `fn` may run several times (once per
+        conflict), so it must be pure; an exception from it ends the update with nothing
+        written. Conflicts back off with full jitter (`backoff_delay`); after `retries` lost
+        races, a StorageError naming the key and the number of attempts.
         """
+        if retries < 0:
+            raise ValueError(f"retries must be 0 or more, not {retries!r}")
         for attempt in range(retries + 1):
             current = self.read_versioned(key)
             new = fn(None if current is None else current[0])
@@ -131,25 +174,12 @@ class Store(abc.ABC):
             )
             if written:
                 return new
-            time.sleep(random.uniform(0, min(0.25, 0.005 * 2**attempt)))
+            if attempt < retries:
+                time.sleep(backoff_delay(attempt))
         raise StorageError(
             f"{self.join(key)}: gave up after {retries + 1} conflicting updates "
             "(too many concurrent writers of this key)"
         )
-
-    # -- backend hooks for create/replace and for leases (which need the new version token) -----
-
-    @abc.abstractmethod
-    def _create(self, key: str, data: bytes) -> str | None:
-        """`create` returning the new version token, or None if the key exists."""
-
-    @abc.abstractmethod
-    def _replace(self, key: str, data: bytes, token: str) -> str | None:
-        """`replace` returning the new version token, or None on a stale token or missing key."""
-
-    @abc.abstractmethod
-    def _delete_if(self, key: str, token: str) -> bool:
-        """Delete `key` only if it still holds version `token`."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
@@ -162,7 +192,7 @@ def open_store(location: str | os.PathLike[str], *, endpoint_url: str | None = N
     AWS_ACCESS_KEY_ID, ...) unless `endpoint_url` is given. No request is made here.
     """
     text = os.fspath(location)
-    match = _SCHEME.match(text)
+    match = URL_SCHEME.match(text)
     if match is None:
         if endpoint_url is not None:
             raise StorageError(f"{text}: endpoint_url is only for s3:// locations")

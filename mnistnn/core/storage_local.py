@@ -1,6 +1,6 @@
 """The local-folder Store: whole writes by temp file + rename, conditional ones under flock.
 
-Conditional writes (`replace`, `_delete_if`) and every rename onto an existing key take an
+Conditional writes (`replace`, `delete_if`) and every rename onto an existing key take an
 exclusive flock on the key's *current* file and re-check that the path still names that inode
 after the lock is granted; a writer that renamed a new file into place meanwhile has changed it,
 so the waiter retries on the new one. That makes check-then-rename atomic without lock files.
@@ -12,15 +12,14 @@ import contextlib
 import hashlib
 import os
 import stat
-import tempfile
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from mnistnn.core.files import fsync_dir
+from mnistnn.core.files import TEMP_PREFIX, fsync_dir, unlink_quietly, write_temp
 from mnistnn.core.lease import Lease, flock_lease
 from mnistnn.core.locks import exclusive
-from mnistnn.core.storage import TEMP_PREFIX, Store, check_key
+from mnistnn.core.storage import Store, check_key
 from mnistnn.errors import NotFound
 
 _MISSING = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
@@ -61,12 +60,12 @@ class LocalStore(Store):
 
     def write_bytes(self, key: str, data: bytes) -> None:
         path = self._path(key)
-        tmp = _write_temp(path, data)
+        tmp = write_temp(path, data)
         try:
             with _locked_current(path):  # serialised with replace/delete of the same file
                 os.replace(tmp, path)
         finally:
-            _unlink_quietly(tmp)
+            unlink_quietly(tmp)
         fsync_dir(path.parent)
 
     def list(self, prefix: str = "") -> list[str]:
@@ -109,32 +108,32 @@ class LocalStore(Store):
         """An flock on the key's file: one machine, so it dies with its process and needs no ttl."""
         return flock_lease(self._path(key), owner, timeout)
 
-    def _create(self, key: str, data: bytes) -> str | None:
+    def create_versioned(self, key: str, data: bytes) -> str | None:
         path = self._path(key)
-        tmp = _write_temp(path, data)
+        tmp = write_temp(path, data)
         try:
             os.link(tmp, path)  # atomic, whole, and fails if the name exists
         except FileExistsError:
             return None
         finally:
-            _unlink_quietly(tmp)
+            unlink_quietly(tmp)
         fsync_dir(path.parent)
         return _token(data)
 
-    def _replace(self, key: str, data: bytes, token: str) -> str | None:
+    def replace_versioned(self, key: str, data: bytes, token: str) -> str | None:
         path = self._path(key)
-        tmp = _write_temp(path, data)  # the slow part, outside the lock
+        tmp = write_temp(path, data)  # the slow part, outside the lock
         try:
             with _locked_current(path) as fd:
                 if fd is None or _token(_read_fd(fd)) != token:
                     return None
                 os.replace(tmp, path)
         finally:
-            _unlink_quietly(tmp)
+            unlink_quietly(tmp)
         fsync_dir(path.parent)
         return _token(data)
 
-    def _delete_if(self, key: str, token: str) -> bool:
+    def delete_if(self, key: str, token: str) -> bool:
         path = self._path(key)
         with _locked_current(path) as fd:
             if fd is None or _token(_read_fd(fd)) != token:
@@ -168,23 +167,3 @@ def _read_fd(fd: int) -> bytes:
     with open(fd, "rb", closefd=False) as handle:
         handle.seek(0)
         return handle.read()
-
-
-def _write_temp(path: Path, data: bytes) -> str:
-    """A fsynced temp file holding `data` beside `path` (same folder, so renames are atomic)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-    return tmp
-
-
-def _unlink_quietly(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)

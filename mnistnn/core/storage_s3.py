@@ -21,7 +21,7 @@ import botocore.loaders
 import botocore.session
 
 from mnistnn.core.lease import Lease, object_lease
-from mnistnn.core.storage import Store, check_key
+from mnistnn.core.storage import Store, backoff_delay, check_key
 from mnistnn.errors import NotFound, StorageError, StorageUnavailable
 
 # Bounded, so a dead endpoint fails in seconds; the pipeline's own task retries take over.
@@ -149,16 +149,16 @@ class S3Store(Store):
     ) -> AbstractContextManager[Lease]:
         return object_lease(self, key, owner, ttl, timeout)
 
-    def _create(self, key: str, data: bytes) -> str | None:
+    def create_versioned(self, key: str, data: bytes) -> str | None:
         return self._put_if(key, data, IfNoneMatch="*")
 
-    def _replace(self, key: str, data: bytes, token: str) -> str | None:
+    def replace_versioned(self, key: str, data: bytes, token: str) -> str | None:
         try:
             return self._put_if(key, data, IfMatch=token)
         except NotFound:  # AWS answers 404 to If-Match on a missing key
             return None
 
-    def _delete_if(self, key: str, token: str) -> bool:
+    def delete_if(self, key: str, token: str) -> bool:
         try:
             self._call(self.join(key), "delete_object", Key=self._object(key), IfMatch=token)
         except (_Conflict, NotFound):
@@ -180,7 +180,7 @@ class S3Store(Store):
                 # flight; its outcome is unknown, so ask again rather than answer False
                 if "ConditionalRequestConflict" not in str(exc) or attempt == 3:
                     raise
-                time.sleep(0.05 * 2**attempt)
+                time.sleep(backoff_delay(attempt, base=0.05))
         raise AssertionError("unreachable")
 
     def _get(self, key: str) -> tuple[bytes, str]:

@@ -7,9 +7,7 @@ and provenance under `mnistnn.*` keys in the footer (source hash, row counts, sc
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +17,6 @@ import pyarrow.parquet as pq
 
 from mnistnn.config import INPUT_NODES, SCHEMA_VERSION
 from mnistnn.core import locations
-from mnistnn.core.files import atomic_write
 from mnistnn.data.parse import Parsed
 from mnistnn.errors import DataError
 from mnistnn.types import LabelArray, PixelArray
@@ -112,7 +109,18 @@ def parquet_matches(path: Path, digest: str) -> bool:
 
 
 def write_parquet(path: Path, parsed: Parsed, metadata: dict[str, str]) -> None:
-    """zstd Parquet, atomically; byte-stream-split pixels write and read fastest and smallest."""
+    """The ingest Parquet file of parsed rows, atomically (`write_rows`)."""
+    write_rows(path, parsed.pixels, parsed.labels, metadata)
+
+
+def write_rows(
+    location: str | os.PathLike[str],
+    pixels: PixelArray,
+    labels: LabelArray,
+    metadata: dict[str, str],
+) -> None:
+    """Rows as zstd Parquet in the ingest layout, whole or not at all, at a path or an `s3://`
+    URL; byte-stream-split pixels write and read fastest and smallest."""
     schema = pa.schema(
         [
             pa.field("label", pa.uint8(), nullable=False),
@@ -120,10 +128,10 @@ def write_parquet(path: Path, parsed: Parsed, metadata: dict[str, str]) -> None:
         ],
         metadata=metadata,
     )
-    values = pa.array(parsed.pixels.reshape(-1), type=pa.uint8())
-    pixels = pa.FixedSizeListArray.from_arrays(values, type=_PIXELS_TYPE)
-    table = pa.Table.from_arrays([pa.array(parsed.labels, type=pa.uint8()), pixels], schema=schema)
-    with atomic_write(path, "wb") as handle:
+    values = pa.array(np.ascontiguousarray(pixels).reshape(-1), type=pa.uint8())
+    column = pa.FixedSizeListArray.from_arrays(values, type=_PIXELS_TYPE)
+    table = pa.Table.from_arrays([pa.array(labels, type=pa.uint8()), column], schema=schema)
+    with locations.atomic_output(location) as handle:
         pq.write_table(
             table,
             handle,

@@ -18,10 +18,8 @@ Manifests and the recent-rows Parquet are content-addressed, written once as who
 read back through the storage layer, so `<snapshots>` and `<processed>` may be `s3://` prefixes
 (a URL member is read through the per-machine download cache, `locations.local_copy`).
 
-Recent test data: of each batch (never of the base), the rows whose hash falls below
-`recent_fraction` are kept out of training. The hash is of the row's own bytes (label and
-pixels), so the split is deterministic, needs no random state, and a row lands on the same side
-in every snapshot that contains it.
+Recent test data: of each batch (never of the base), the rows `mnistnn.data.split` holds out
+by the hash of their own bytes are kept out of training.
 """
 
 from __future__ import annotations
@@ -29,33 +27,27 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from mnistnn.config import INPUT_NODES, SCHEMA_VERSION, DataPaths
 from mnistnn.core import locations
 from mnistnn.core.files import sha256_bytes
-from mnistnn.data.parquet import read_parquet
-from mnistnn.errors import ConfigError, DataError, StorageUnavailable
+from mnistnn.data.parquet import read_parquet, write_rows
+from mnistnn.data.split import (
+    DEFAULT_RECENT_FRACTION,
+    SPLIT_RULE,
+    check_recent_fraction,
+    recent_mask,
+)
+from mnistnn.errors import DataError, StorageUnavailable
 from mnistnn.types import LabelArray, PixelArray
 
 SNAPSHOT_SCHEMA = 1
-SPLIT_RULE = "rowhash-v1"
-DEFAULT_RECENT_FRACTION = 0.1
-#: The split's resolution: a row is recent when its hash mod 1000 < 1000 * recent_fraction.
-BUCKETS = 1000
-
-BoolArray = npt.NDArray[np.bool_]
-
-_PIXELS_TYPE = pa.list_(pa.field("element", pa.uint8(), nullable=False), INPUT_NODES)
 
 
 @dataclass(frozen=True)
@@ -116,66 +108,6 @@ class Snapshot:
         }
 
 
-def check_recent_fraction(value: object) -> float:
-    """`recent_fraction` is a number in 0..0.5 (more would leave the batches mostly untrained)."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or not 0.0 <= value <= 0.5
-    ):
-        raise ConfigError(f"recent_fraction must be a number in 0..0.5, got {value!r}")
-    return float(value)
-
-
-def row_buckets(pixels: PixelArray, labels: LabelArray) -> npt.NDArray[np.uint64]:
-    """Each row's bucket in 0..999: a 64-bit hash of its label byte and its 784 pixel bytes.
-
-    Multilinear over the 98 little-endian 64-bit words of the pixels and the label, with fixed
-    odd keys (`_KEYS`, a splitmix64 sequence), modulo 2**64; then the splitmix64 finalizer so
-    that every bit of the row reaches the low digits. One integer matrix-vector product: a few
-    milliseconds for 60,000 rows.
-    """
-    if pixels.ndim != 2 or pixels.shape[1] != INPUT_NODES or pixels.dtype != np.uint8:
-        raise ValueError(f"pixels must be (n, {INPUT_NODES}) uint8, got {pixels.shape}")
-    words = np.ascontiguousarray(pixels).view("<u8")  # (n, 98)
-    with np.errstate(over="ignore"):
-        state: npt.NDArray[np.uint64] = words @ _KEYS[1:]
-        state += (labels.astype(np.uint64) + np.uint64(1)) * _KEYS[0]
-        state ^= state >> np.uint64(30)
-        state *= np.uint64(0xBF58476D1CE4E5B9)
-        state ^= state >> np.uint64(27)
-        state *= np.uint64(0x94D049BB133111EB)
-        state ^= state >> np.uint64(31)
-    buckets: npt.NDArray[np.uint64] = state % np.uint64(BUCKETS)
-    return buckets
-
-
-def _splitmix64_keys(count: int, seed: int = 0x6D6E6973746E6E) -> npt.NDArray[np.uint64]:
-    """`count` odd 64-bit keys from the splitmix64 sequence (pure integers: the same everywhere)."""
-    mask = (1 << 64) - 1
-    keys, state = [], seed
-    for _ in range(count):
-        state = (state + 0x9E3779B97F4A7C15) & mask
-        z = state
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
-        keys.append((z ^ (z >> 31)) | 1)
-    return np.array(keys, dtype=np.uint64)
-
-
-_KEYS = _splitmix64_keys(1 + INPUT_NODES // 8)
-
-
-def recent_mask(pixels: PixelArray, labels: LabelArray, recent_fraction: float) -> BoolArray:
-    """True for the rows kept out of training as recent test data."""
-    cut = round(BUCKETS * check_recent_fraction(recent_fraction))
-    if cut == 0 or len(labels) == 0:
-        return np.zeros(len(labels), dtype=np.bool_)
-    mask: BoolArray = row_buckets(pixels, labels) < np.uint64(cut)
-    return mask
-
-
 def build_snapshot(
     base_sha256: str,
     base_rows: int,
@@ -199,9 +131,7 @@ def build_snapshot(
         pixels, labels = _cached_read(_cache_key(parquet))
         recent = int(np.count_nonzero(recent_mask(pixels, labels, fraction)))
         rows = len(labels)
-        members.append(
-            Member("batch", sha, rows, rows - recent, recent, locations.name(parquet))
-        )
+        members.append(Member("batch", sha, rows, rows - recent, recent, locations.name(parquet)))
     if len(members) == 1:
         return Snapshot(base_sha256, None, (base,), fraction, str(processed))
     text = canonical_manifest(members, fraction)
@@ -277,7 +207,13 @@ def write_recent_parquet(snapshot: Snapshot) -> tuple[str, str, int] | None:
     digest = hashlib.sha256(labels.tobytes() + pixels.tobytes()).hexdigest()
     location = locations.join(snapshot.processed, f"{digest[:16]}.recent.parquet")
     if not locations.exists(location):
-        _write_rows(location, pixels, labels, digest, snapshot.sha256)
+        metadata = {
+            "mnistnn.source_name": f"recent test rows of snapshot {snapshot.sha256[:16]}",
+            "mnistnn.source_sha256": digest,
+            "mnistnn.rows_accepted": str(len(labels)),
+            "mnistnn.schema_version": str(SCHEMA_VERSION),
+        }
+        write_rows(location, pixels, labels, metadata)
     return str(location), digest, len(labels)
 
 
@@ -347,39 +283,12 @@ def _cached_read(path: str) -> tuple[PixelArray, LabelArray]:
     return pixels, labels
 
 
-def _write_rows(
-    location: locations.Location, pixels: PixelArray, labels: LabelArray, digest: str, snapshot_sha: str
-) -> None:
-    """Rows as Parquet in the ingest layout (label uint8, pixels fixed_size_list<uint8>[784])."""
-    metadata = {
-        "mnistnn.source_name": f"recent test rows of snapshot {snapshot_sha[:16]}",
-        "mnistnn.source_sha256": digest,
-        "mnistnn.rows_accepted": str(len(labels)),
-        "mnistnn.schema_version": str(SCHEMA_VERSION),
-    }
-    schema = pa.schema(
-        [
-            pa.field("label", pa.uint8(), nullable=False),
-            pa.field("pixels", _PIXELS_TYPE, nullable=False),
-        ],
-        metadata=metadata,
-    )
-    values = pa.array(np.ascontiguousarray(pixels).reshape(-1), type=pa.uint8())
-    column = pa.FixedSizeListArray.from_arrays(values, type=_PIXELS_TYPE)
-    table = pa.Table.from_arrays([pa.array(labels, type=pa.uint8()), column], schema=schema)
-    with locations.atomic_output(location) as handle:
-        pq.write_table(table, handle, compression="zstd")
-
-
 __all__ = [
     "Member",
     "Snapshot",
     "build_snapshot",
-    "check_recent_fraction",
     "load_recent",
     "load_snapshot",
     "read_manifest",
-    "recent_mask",
-    "row_buckets",
     "write_recent_parquet",
 ]

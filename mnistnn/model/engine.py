@@ -23,7 +23,6 @@ import numpy as np
 
 from mnistnn.errors import ConfigError
 from mnistnn.model.engine_threads import thread_epoch
-from mnistnn.model.maths import sigmoid
 from mnistnn.types import FloatArray, LabelArray, PixelArray
 
 THREADS_ENV = "MNISTNN_THREADS"
@@ -170,37 +169,3 @@ def _auto_epoch(
         last_auto_rows[mode] += stop - start
         start = stop
     return weights
-
-
-def minibatch_epoch(
-    pixels: PixelArray,
-    labels: LabelArray,
-    scale: FloatArray,
-    w_input_hidden: FloatArray,
-    w_hidden_output: FloatArray,
-    learning_rate: float,
-    batch_size: int,
-) -> tuple[FloatArray, FloatArray]:
-    """One epoch of mini-batch SGD with BLAS products, in file order; returns new weights.
-
-    Each batch sums the reference's per-sample updates computed at the same weights, so
-    `batch_size=1` is the reference algorithm (up to summation order) and larger batches are the
-    usual mini-batch generalisation. The last batch may be smaller.
-    """
-    dtype = scale.dtype
-    w_ih = np.array(w_input_hidden, dtype=dtype, order="C")
-    w_ho = np.array(w_hidden_output, dtype=dtype, order="C")
-    lr = dtype.type(learning_rate)
-    one = dtype.type(1.0)
-    eye = np.full((w_ho.shape[0], w_ho.shape[0]), dtype.type(0.01), dtype=dtype)
-    np.fill_diagonal(eye, one)
-    for start in range(0, pixels.shape[0], batch_size):
-        x = scale[pixels[start : start + batch_size]]  # (b, 784)
-        targets = eye[labels[start : start + batch_size]]  # (b, 10)
-        hidden = sigmoid(x @ w_ih.T)  # (b, hidden)
-        output = sigmoid(hidden @ w_ho.T)  # (b, 10)
-        output_error = targets - output
-        hidden_error = output_error @ w_ho  # (b, hidden), pre-update weights
-        w_ho += lr * ((output_error * output * (one - output)).T @ hidden)
-        w_ih += lr * ((hidden_error * hidden * (one - hidden)).T @ x)
-    return w_ih, w_ho

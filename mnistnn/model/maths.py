@@ -15,7 +15,7 @@ and against the book's code in `tests/reference.py`.
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit
+from scipy.special import expit, softmax
 
 from mnistnn.config import N_CLASSES
 from mnistnn.types import FloatArray, IntArray, PixelArray
@@ -58,8 +58,26 @@ def sigmoid(z: FloatArray) -> FloatArray:
 
 
 def forward(
-    w_input_hidden: FloatArray, w_hidden_output: FloatArray, x: FloatArray
+    w_input_hidden: FloatArray,
+    w_hidden_output: FloatArray,
+    x: FloatArray,
+    *,
+    bias_hidden: FloatArray | None = None,
+    bias_output: FloatArray | None = None,
+    output: str = "sigmoid",
 ) -> tuple[FloatArray, FloatArray]:
-    """(hidden, outputs) of inputs x (n, 784): sigmoid(x @ W_ih.T), then sigmoid(. @ W_ho.T)."""
-    hidden = sigmoid(x @ w_input_hidden.T)
-    return hidden, sigmoid(hidden @ w_hidden_output.T)
+    """(hidden, outputs) of inputs x (n, 784): sigmoid(x @ W_ih.T [+ b_h]), then the outputs
+    sigmoid(. @ W_ho.T [+ b_o]), or their softmax with `output="softmax"`.
+
+    The one forward pass: the book's network (no biases, sigmoid) and the options beyond it
+    (`optim`) both score and train through it.
+    """
+    hidden_inputs = x @ w_input_hidden.T
+    if bias_hidden is not None:
+        hidden_inputs = hidden_inputs + bias_hidden
+    hidden = sigmoid(hidden_inputs)
+    logits = hidden @ w_hidden_output.T
+    if bias_output is not None:
+        logits = logits + bias_output
+    outputs = softmax(logits, axis=1) if output == "softmax" else sigmoid(logits)
+    return hidden, outputs

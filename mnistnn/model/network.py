@@ -155,20 +155,20 @@ class NeuralNetwork:
         epoch = self.epochs_trained + 1
         pixels, checked_labels = modern.epoch_data(cfg, epoch, pixels, checked_labels)
         lr = modern.learning_rate_at(cfg, epoch)
-        if not cfg.uses_reference_update:
+        if cfg.uses_reference_update and cfg.batch_size == 1:
+            self.w_input_hidden, self.w_hidden_output = engine.sgd_epoch(
+                pixels,
+                checked_labels,
+                self._scale,
+                self.w_input_hidden,
+                self.w_hidden_output,
+                lr,
+                threads=threads,
+            )
+        else:  # updates the arrays of `parameters()` in place
             modern.minibatch_epoch(
                 self.parameters(), self.velocities, pixels, checked_labels, self._scale, cfg, lr
             )
-        else:
-            args = (pixels, checked_labels, self._scale, self.w_input_hidden, self.w_hidden_output)
-            if cfg.batch_size == 1:
-                self.w_input_hidden, self.w_hidden_output = engine.sgd_epoch(
-                    *args, lr, threads=threads
-                )
-            else:
-                self.w_input_hidden, self.w_hidden_output = engine.minibatch_epoch(
-                    *args, lr, cfg.batch_size
-                )
         self.epochs_trained = epoch
 
     # -- inference ----------------------------------------------------------------------------

@@ -15,11 +15,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.special import softmax
 
 from mnistnn.config import NetworkConfig
+from mnistnn.model import maths
 from mnistnn.model.augment import AugmentSettings, augment_epoch
-from mnistnn.model.maths import sigmoid, targets
 from mnistnn.types import FloatArray, LabelArray, PixelArray
 
 Params = dict[str, FloatArray]
@@ -67,15 +66,22 @@ def epoch_data(
 
 
 def forward(params: Params, x: FloatArray, output: str) -> tuple[FloatArray, FloatArray]:
-    """(hidden, outputs) of inputs x (b, 784): sigmoid hidden layer, sigmoid or softmax outputs."""
-    hidden = sigmoid(x @ params["w_input_hidden"].T + params["bias_hidden"])
-    logits = hidden @ params["w_hidden_output"].T + params["bias_output"]
-    outputs = softmax(logits, axis=1) if output == "softmax" else sigmoid(logits)
-    return hidden, outputs
+    """`maths.forward` of a parameter dict (biases included)."""
+    return maths.forward(
+        params["w_input_hidden"],
+        params["w_hidden_output"],
+        x,
+        bias_hidden=params["bias_hidden"],
+        bias_output=params["bias_output"],
+        output=output,
+    )
 
 
-def descent_directions(params: Params, x: FloatArray, labels: LabelArray, output: str) -> Params:
-    """Minus the batch-mean gradient of the loss, for every parameter.
+def descent_directions(
+    params: Params, x: FloatArray, labels: LabelArray, output: str, *, mean: bool = True
+) -> Params:
+    """Minus the batch-mean gradient of the loss, for every parameter (`mean=False`: the sum of
+    the per-sample ones, as the book's rule adds up a batch's updates).
 
     softmax: cross-entropy loss, one-hot targets; d loss / d logits = p - t.
     sigmoid: the book's rule (squared error at the outputs, hidden error W_ho.T @ (t - o)).
@@ -88,11 +94,11 @@ def descent_directions(params: Params, x: FloatArray, labels: LabelArray, output
         delta_output = one_hot - outputs
         error_hidden = delta_output @ params["w_hidden_output"]
     else:
-        error = targets(labels, outputs.shape[1], outputs.dtype) - outputs
+        error = maths.targets(labels, outputs.shape[1], outputs.dtype) - outputs
         delta_output = error * outputs * (1.0 - outputs)
         error_hidden = error @ params["w_hidden_output"]
     delta_hidden = error_hidden * hidden * (1.0 - hidden)
-    scale = x.dtype.type(1.0 / len(labels))
+    scale = x.dtype.type(1.0 / len(labels) if mean else 1.0)  # x * 1.0 is x, bit for bit
     return {
         "w_input_hidden": (delta_hidden.T @ x) * scale,
         "w_hidden_output": (delta_output.T @ hidden) * scale,
@@ -116,15 +122,21 @@ def minibatch_epoch(
     config: NetworkConfig,
     learning_rate: float,
 ) -> None:
-    """One epoch of mini-batch SGD with momentum; updates `params` and `velocities` in place."""
+    """One epoch of mini-batch SGD in file order; updates `params` and `velocities` in place.
+
+    The one mini-batch loop. Under the book's rule (`config.uses_reference_update`) a batch
+    adds up the reference's per-sample updates computed at the same weights, so `batch_size=1`
+    is the reference algorithm (up to summation order); otherwise the gradient is the batch
+    mean, with momentum when configured. The last batch may be smaller.
+    """
     dtype = scale.dtype.type
     lr, momentum = dtype(learning_rate), dtype(config.momentum)
     trainable = WEIGHT_KEYS if config.biases else WEIGHT_KEYS[:2]
+    mean = not config.uses_reference_update
     for start in range(0, len(labels), config.batch_size):
         x = scale[pixels[start : start + config.batch_size]]
-        directions = descent_directions(
-            params, x, labels[start : start + config.batch_size], config.output
-        )
+        batch_labels = labels[start : start + config.batch_size]
+        directions = descent_directions(params, x, batch_labels, config.output, mean=mean)
         for key in trainable:
             if config.momentum:
                 velocity = velocities[key]

@@ -63,24 +63,20 @@ def learning_curve(
     axes = figure.subplots()
     # the final values go in the legend: labels at the curves' ends collide when they are close
     marked, size = _markers(acc)
-    axes.plot(
-        x,
-        acc,
-        "-",
-        marker="o" if marked else None,
-        markersize=size,
-        color=ACCURACY_COLOUR,
-        label=f"accuracy (largest output is right): {_last_score(acc):.2%}",
+    curves = (
+        (acc, "-", "o", ACCURACY_COLOUR, "accuracy (largest output is right)"),
+        (conf, "--", "s", CONFIDENT_COLOUR, "confident score (output > 0.85)"),
     )
-    axes.plot(
-        x,
-        conf,
-        "--",
-        marker="s" if marked else None,
-        markersize=size,
-        color=CONFIDENT_COLOUR,
-        label=f"confident score (output > 0.85): {_last_score(conf):.2%}",
-    )
+    for values, style, marker, colour, name in curves:
+        axes.plot(
+            x,
+            values,
+            style,
+            marker=marker if marked else None,
+            markersize=size,
+            color=colour,
+            label=f"{name}: {_last_score(values):.2%}",
+        )
     scored = int(np.count_nonzero(~np.isnan(acc)))
     title = "Test scores per epoch"
     if scored < len(acc):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from mnistnn.core import storage
 from mnistnn.core.storage import Store, open_store
 from mnistnn.errors import NotFound, StorageError
 
@@ -101,6 +102,22 @@ def test_replace_needs_the_current_token(store: Store) -> None:
     assert not store.exists("missing")
 
 
+def test_versioned_writes_hand_back_the_token_a_read_gives(store: Store) -> None:
+    """The public calls a lease is built on: create, replace and delete by version token."""
+    first = store.create_versioned("lease", b"one")
+    assert first is not None and first == store.version("lease")
+    assert store.create_versioned("lease", b"again") is None
+    second = store.replace_versioned("lease", b"two", first)
+    assert second is not None and second != first
+    assert store.read_versioned("lease") == (b"two", second)
+    assert store.replace_versioned("lease", b"three", first) is None  # stale token
+    assert not store.delete_if("lease", first)  # stale: nothing deleted
+    assert store.read_bytes("lease") == b"two"
+    assert store.delete_if("lease", second)
+    assert not store.exists("lease")
+    assert not store.delete_if("lease", second)  # already gone
+
+
 def test_update_counts_exactly_under_contention(store_url: str) -> None:
     """8 threads x 10 increments, each thread with its own store (client): exactly 80."""
     stores = [open_store(store_url) for _ in range(8)]
@@ -131,6 +148,40 @@ def test_update_gives_up_naming_the_key(store: Store) -> None:
         store.update("hot", meddle, retries=2)
     assert store.join("hot") in str(info.value)
     assert calls == 3
+
+
+def test_update_backs_off_with_bounded_jitter(
+    local_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every lost race sleeps a random time under a growing, capped bound; none after the last."""
+    slept: list[float] = []
+    monkeypatch.setattr(storage.time, "sleep", slept.append)
+    local_store.write_bytes("hot", b"0")
+
+    def meddle(old: bytes | None) -> bytes:
+        local_store.write_bytes("hot", str(len(slept)).encode() + b"x")
+        return b"mine"
+
+    with pytest.raises(StorageError, match="gave up after 13 conflicting updates"):
+        local_store.update("hot", meddle, retries=12)
+    assert len(slept) == 12
+    bounds = [min(storage.BACKOFF_CAP, storage.BACKOFF_BASE * 2**i) for i in range(12)]
+    assert all(0.0 <= delay <= bound for delay, bound in zip(slept, bounds, strict=True))
+    assert len(set(slept)) == 12  # jittered: no two writers wait in lock step
+    assert bounds[-1] == storage.BACKOFF_CAP  # the wait stops growing
+
+
+def test_update_writes_nothing_when_fn_raises(store: Store) -> None:
+    store.write_bytes("k", b"kept")
+
+    def refuse(old: bytes | None) -> bytes:
+        raise ValueError("no such version")
+
+    with pytest.raises(ValueError, match="no such version"):
+        store.update("k", refuse)
+    assert store.read_bytes("k") == b"kept"
+    with pytest.raises(ValueError, match="retries must be 0 or more"):
+        store.update("k", lambda old: b"x", retries=-1)
 
 
 @pytest.mark.parametrize("key", ["", "/abs", "a//b", "a/../b", "./a", "a\\b", "x/.tmp-y"])

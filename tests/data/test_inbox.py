@@ -22,14 +22,14 @@ NOW = 1_900_000_000.0
 @pytest.fixture
 def paths(tmp_path: Path) -> DataPaths:
     paths = DataPaths(tmp_path / "data")
-    paths.incoming.mkdir(parents=True)
+    Path(paths.incoming).mkdir(parents=True)
     return paths
 
 
 def drop(
     paths: DataPaths, name: str, rows: tuple[np.ndarray, np.ndarray], age: float = 60.0
 ) -> Path:
-    path = write_mnist_csv(paths.incoming / name, *rows)
+    path = write_mnist_csv(Path(paths.incoming) / name, *rows)
     os.utime(path, (NOW - age, NOW - age))
     return path
 
@@ -41,7 +41,7 @@ def scan(paths: DataPaths, now: float = NOW, **options: float):  # type: ignore[
 def test_empty_inbox_is_nothing_and_writes_nothing(paths: DataPaths, tmp_path: Path) -> None:
     assert scan(paths) == []
     assert scan_inbox(tmp_path / "missing", paths) == []
-    assert not paths.snapshots.exists()
+    assert not Path(paths.snapshots).exists()
 
 
 def test_a_batch_is_ingested_once(paths: DataPaths, mnist_train) -> None:
@@ -63,13 +63,13 @@ def test_a_batch_is_ingested_once(paths: DataPaths, mnist_train) -> None:
 
 def test_same_bytes_under_two_names_are_one_batch(paths: DataPaths, mnist_train) -> None:
     first = drop(paths, "a.csv", (mnist_train[0][:50], mnist_train[1][:50]))
-    shutil.copy(first, paths.incoming / "copy-of-a.csv")
-    os.utime(paths.incoming / "copy-of-a.csv", (NOW - 60, NOW - 60))
+    shutil.copy(first, Path(paths.incoming) / "copy-of-a.csv")
+    os.utime(Path(paths.incoming) / "copy-of-a.csv", (NOW - 60, NOW - 60))
     [batch] = scan(paths)
     assert batch.names == ("a.csv", "copy-of-a.csv") and batch.file == "a.csv"
-    shutil.copy(first, paths.incoming / "later.csv.tmp")  # ignored
-    shutil.copy(first, paths.incoming / "third.csv")
-    os.utime(paths.incoming / "third.csv", (NOW - 60, NOW - 60))
+    shutil.copy(first, Path(paths.incoming) / "later.csv.tmp")  # ignored
+    shutil.copy(first, Path(paths.incoming) / "third.csv")
+    os.utime(Path(paths.incoming) / "third.csv", (NOW - 60, NOW - 60))
     [batch] = scan(paths, now=NOW + 10)
     assert not batch.new and batch.names == ("a.csv", "copy-of-a.csv", "third.csv")
 
@@ -90,9 +90,9 @@ def test_half_written_and_hidden_files_are_ignored(paths: DataPaths, mnist_train
     rows = (mnist_train[0][:20], mnist_train[1][:20])
     for name in ("a.csv.part", "b.csv.tmp", ".c.csv", "notes.txt", "d.csv.gz.part"):
         drop(paths, name, rows)
-    (paths.incoming / "empty.csv").touch()
-    os.utime(paths.incoming / "empty.csv", (NOW - 60, NOW - 60))
-    (paths.incoming / "folder.csv").mkdir()
+    (Path(paths.incoming) / "empty.csv").touch()
+    os.utime(Path(paths.incoming) / "empty.csv", (NOW - 60, NOW - 60))
+    (Path(paths.incoming) / "folder.csv").mkdir()
     assert scan(paths) == []
     drop(paths, "fresh.csv", rows, age=2.0)  # modified 2 s ago: still being written
     assert scan(paths) == []
@@ -111,7 +111,7 @@ def test_a_bad_batch_is_refused_once_with_one_line(paths: DataPaths, mnist_train
     labels = mnist_train[1][:40].astype(np.int64)
     labels[5] = 12
     drop(paths, "bad.csv", (mnist_train[0][:40], labels))
-    narrow = paths.incoming / "narrow.csv"
+    narrow = Path(paths.incoming) / "narrow.csv"
     narrow.write_text("1,2,3\n4,5,6\n")
     os.utime(narrow, (NOW - 60, NOW - 60))
     good = drop(paths, "good.csv", (mnist_train[0][:40], mnist_train[1][:40]))

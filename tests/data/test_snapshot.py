@@ -16,10 +16,9 @@ from mnistnn.data.snapshot import (
     load_recent,
     load_snapshot,
     read_manifest,
-    recent_mask,
-    row_buckets,
     write_recent_parquet,
 )
+from mnistnn.data.split import recent_mask, row_buckets
 from mnistnn.errors import ConfigError, DataError
 from tests.conftest import write_mnist_csv
 
@@ -53,7 +52,7 @@ def test_no_batches_is_the_base_file(setup) -> None:  # type: ignore[no-untyped-
     snapshot = snap(setup, [])
     assert snapshot.sha256 == base.sha256 and snapshot.manifest is None
     assert snapshot.train_data == base.parquet
-    assert not paths.snapshots.exists()
+    assert not Path(paths.snapshots).exists()
 
 
 def test_identity_is_content_and_order(setup) -> None:  # type: ignore[no-untyped-def]

@@ -46,9 +46,10 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> Sent:
 def inbox(tmp_path: Path, small_csvs: tuple[Path, Path]) -> dict[str, Any]:
     """A data folder, its inbox and the options of a pass (base data: the 2,000-row slice)."""
     paths = DataPaths(tmp_path / "data")
-    paths.incoming.mkdir(parents=True)
+    incoming = Path(paths.incoming)  # a local data folder: its locations are plain paths
+    incoming.mkdir(parents=True)
     options = {"train_csv": str(small_csvs[0]), "settle_seconds": 0.0}
-    return {"paths": paths, "incoming": paths.incoming, "options": options}
+    return {"paths": paths, "incoming": incoming, "options": options}
 
 
 def drop(folder: Path, name: str, pixels: np.ndarray, labels: np.ndarray) -> Path:

@@ -111,12 +111,16 @@ def test_minibatch_of_one_is_the_reference_and_larger_batches_differ(mnist_train
     pixels, labels = mnist_train[0][:300], mnist_train[1][:300]
     per_sample = NeuralNetwork(NetworkConfig())
     per_sample.train_epoch(pixels, labels)
-    from mnistnn.model import engine
+    from mnistnn.model import optim
 
-    scale = input_scale("float64")
-    start = initial_weights(NetworkConfig())
-    w_ih, _ = engine.minibatch_epoch(pixels, labels, scale, *start, 0.05, 1)
+    w_ih, w_ho = initial_weights(NetworkConfig())
+    params = {"w_input_hidden": w_ih, "w_hidden_output": w_ho}
+    params |= {"bias_hidden": np.zeros(88), "bias_output": np.zeros(10)}
+    # the one mini-batch loop, batches of one: the compiled per-sample loop's weights
+    config = NetworkConfig()
+    optim.minibatch_epoch(params, {}, pixels, labels, input_scale(), config, config.learning_rate)
     np.testing.assert_allclose(w_ih, per_sample.w_input_hidden, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(w_ho, per_sample.w_hidden_output, rtol=0, atol=1e-12)
     batched = NeuralNetwork(NetworkConfig(batch_size=128))  # 300 = 2 x 128 + a batch of 44
     batched.train_epoch(pixels, labels)
     assert np.isfinite(batched.w_input_hidden).all()

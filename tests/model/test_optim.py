@@ -138,6 +138,28 @@ def test_minibatch_mean_without_momentum_is_plain_sgd() -> None:
     np.testing.assert_array_equal(net.bias_hidden, 0.0)  # biases off: not trained
 
 
+def test_the_books_minibatch_adds_up_the_per_sample_updates() -> None:
+    """Under the book's rule a batch sums its samples' updates at the batch's weights (a mean
+    would be a quarter of it here), the same bits in float64 as the reference expression."""
+    rng = np.random.default_rng(3)
+    config = NetworkConfig(hidden_nodes=6, batch_size=4, learning_rate=0.5)
+    net = NeuralNetwork(config)
+    w_ih, w_ho = net.w_input_hidden.copy(), net.w_hidden_output.copy()
+    pixels = rng.integers(0, 256, (4, 784), dtype=np.uint8)
+    labels = np.array([1, 2, 3, 4], dtype=np.uint8)
+    net.train_epoch(pixels, labels)
+    x = input_scale()[pixels]
+    hidden = 1.0 / (1.0 + np.exp(-(x @ w_ih.T)))
+    outputs = 1.0 / (1.0 + np.exp(-(hidden @ w_ho.T)))
+    error = np.full((4, 10), 0.01)
+    error[np.arange(4), labels] = 1.0
+    error -= outputs
+    summed_ih = ((error @ w_ho) * hidden * (1.0 - hidden)).T @ x
+    summed_ho = (error * outputs * (1.0 - outputs)).T @ hidden
+    np.testing.assert_allclose(net.w_input_hidden, w_ih + 0.5 * summed_ih, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(net.w_hidden_output, w_ho + 0.5 * summed_ho, rtol=0, atol=1e-14)
+
+
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
