@@ -233,7 +233,7 @@ def train_and_evaluate(
         outcome = None
         if epoch > resume:
             state = train_epoch_task(
-                str(folder.path), epoch, config, train_data, lineage, initial,
+                str(folder.path), epoch, config, train_data, lineage, initial, options.threads,
                 wait_for=previous, return_state=True,
             )  # fmt: skip
             outcome = state.result()  # raises when the epoch failed for good

@@ -169,6 +169,11 @@ class RunOptions(Group):
         False, description="fine-tune the champion's weights instead of training from scratch"
     )
     publish_report: bool = Field(True, description="publish the report and figures as artifacts")
+    threads: Literal[1, 2] | None = Field(
+        None,
+        description="threads of the per-sample engine (empty: $MNISTNN_THREADS, else measured "
+        "as the epoch goes); the weights are the same either way",
+    )
 
 
 class Parameters(BaseModel):
