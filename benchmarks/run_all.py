@@ -20,6 +20,7 @@ BENCHMARKS = (
     "benchmarks.bench_sweep",
     "benchmarks.bench_scoring",
     "benchmarks.bench_storage",
+    "benchmarks.bench_history",
 )
 
 

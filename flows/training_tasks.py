@@ -99,8 +99,8 @@ def _log_batches(
             else:
                 logger.info("still refused (content unchanged) %s: %s", batch.file, batch.reason)
             continue
-        check = drifts[batch.sha256]
-        note = f"; DRIFT: {check.drift_reason}" if check.drift else ""
+        check = drifts.get(batch.sha256)  # None: the champion trained on it (checked then)
+        note = f"; DRIFT: {check.drift_reason}" if check is not None and check.drift else ""
         logger.info(
             "batch %s: %d rows (sha256 %s)%s%s",
             batch.file,

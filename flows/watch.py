@@ -80,11 +80,11 @@ class WatchPass:
                 )
             else:
                 shown.append(f"refused {batch['file']}: {batch['reason']}")
-        names = ", ".join(planned.event for planned in self.events)
+        names = events.count_names(planned.event for planned in self.events)
         if not with_events:
             return shown
         if self.sent_to:
-            shown.append(f"sent {len(self.events)} event(s) to {self.sent_to}: {names}")
+            shown.append(f"sent {len(self.events)} event(s) to {self.sent_to} ({names})")
         elif self.events:
             shown.append(f"{events.NO_SERVER} ({names})")
         return shown + self.notes
@@ -102,16 +102,13 @@ def scan(
     """Ingest what is new in `incoming`, check each accepted batch for drift, plan the events."""
     given = locations.as_location(incoming)
     folder = given.absolute() if isinstance(given, Path) else given
-    batches = [
-        batch
-        for batch in scan_inbox(
-            folder,
-            paths,
-            max_rejected_fraction=max_rejected_fraction,
-            settle_seconds=settle_seconds,
-        )
-        if batch.new
-    ]
+    batches = scan_inbox(
+        folder,
+        paths,
+        max_rejected_fraction=max_rejected_fraction,
+        settle_seconds=settle_seconds,
+        only_new=True,
+    )
     accepted = [batch for batch in batches if batch.status == "accepted"]
     drifts = _check_drift(accepted, paths, train_csv, drift_threshold) if accepted else {}
     new: list[dict[str, Any]] = []

@@ -31,5 +31,6 @@ def test_quick_benchmarks_run() -> None:
         "best preset, training seconds per epoch",
         "sweep throughput",
         "batch scoring against mnistnn predict",
+        "a simulated year",
     ):
         assert title in summary, title

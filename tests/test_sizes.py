@@ -31,7 +31,6 @@ EXCEPTIONS: dict[str, int] = {
     # the sweep flow's signature (params: not yet declared)
     "flows/sweep.py::sweep_pipeline": 63,
     # the inbox scan memo (history)
-    "mnistnn/data/inbox.py::scan_inbox": 64,
     # hostile inputs (hostile)
     "mnistnn/predict/batch.py::score_input": 64,
 }

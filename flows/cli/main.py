@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from flows.cli import inbox, scoring, sweep, train
-from mnistnn.cli import labels, library
+from mnistnn.cli import gc, labels, library
 from mnistnn.cli.app import build_parser, run
 
 
@@ -25,6 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sweep.add_commands,
             scoring.add_commands,
             inbox.add_commands,
+            gc.add_commands,
         ),
         argv,
     )

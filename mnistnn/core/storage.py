@@ -109,6 +109,16 @@ class Store(abc.ABC):
     def list(self, prefix: str = "") -> list[str]:
         """Sorted keys starting with `prefix` (a string prefix, as on S3: "a/b" matches "a/bc")."""
 
+    def list_tags(self, prefix: str = "") -> dict[str, str]:
+        """Each key starting with `prefix` and its version token; S3 answers from the listing
+        itself (the ETags), with no request per object. This default asks per key."""
+        return {key: self.version(key) for key in self.list(prefix)}
+
+    @abc.abstractmethod
+    def list_info(self, prefix: str = "") -> dict[str, tuple[int, float]]:
+        """Each key starting with `prefix` and its (size in bytes, last modified, seconds since
+        the epoch), from one listing (retention sizes and ages with no request per object)."""
+
     @abc.abstractmethod
     def delete(self, key: str) -> None:
         """Delete `key`; a missing key is fine."""

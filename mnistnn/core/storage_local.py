@@ -88,6 +88,14 @@ class LocalStore(Store):
             ]
         return sorted(keys)
 
+    def list_info(self, prefix: str = "") -> dict[str, tuple[int, float]]:
+        info = {}
+        for key in self.list(prefix):
+            with contextlib.suppress(FileNotFoundError):  # removed meanwhile
+                found = os.stat(self._path(key))
+                info[key] = (found.st_size, found.st_mtime)
+        return info
+
     def delete(self, key: str) -> None:
         path = self._path(key)
         with _locked_current(path) as fd:

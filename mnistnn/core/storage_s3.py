@@ -123,16 +123,30 @@ class S3Store(Store):
         self._call(self.join(key), "put_object", Key=self._object(key), Body=data)
 
     def list(self, prefix: str = "") -> list[str]:
+        return sorted(self._listing(prefix))
+
+    def list_tags(self, prefix: str = "") -> dict[str, str]:
+        return {key: item["ETag"] for key, item in sorted(self._listing(prefix).items())}
+
+    def list_info(self, prefix: str = "") -> dict[str, tuple[int, float]]:
+        return {
+            key: (int(item["Size"]), item["LastModified"].timestamp())
+            for key, item in sorted(self._listing(prefix).items())
+        }
+
+    def _listing(self, prefix: str) -> dict[str, dict[str, Any]]:
+        """key -> listing entry (ETag, Size, LastModified) of every object under `prefix`."""
         check_key(prefix, prefix=True)
         root = self.prefix + "/" if self.prefix else ""
         url = f"{self.url}/{prefix}"
-        keys: list[str] = []
+        items: dict[str, dict[str, Any]] = {}
         token: dict[str, str] = {}
         while True:  # paginated by hand, so every page goes through the error mapping
             page = self._call(url, "list_objects_v2", Prefix=root + prefix, **token)
-            keys += [item["Key"][len(root) :] for item in page.get("Contents", [])]
+            for item in page.get("Contents", []):
+                items[item["Key"][len(root) :]] = {**item, "ETag": str(item["ETag"])}
             if not page.get("IsTruncated"):
-                return sorted(keys)
+                return items
             token = {"ContinuationToken": page["NextContinuationToken"]}
 
     def delete(self, key: str) -> None:

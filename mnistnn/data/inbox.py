@@ -30,7 +30,8 @@ only the scan whose record won reports the batch as `new`.
 The batches of a snapshot are those whose content is in the inbox now, in the order in which
 their contents were first seen (ties, i.e. batches first seen in the same scan, by sha256).
 Removing a file withdraws its batch from later snapshots; the ledger still remembers it, so
-putting it back restores its place in the order.
+putting it back restores its place in the order. A rescan hashes only the files whose identity
+changed and, with nothing new, reads neither batch bytes nor the ledger (`inbox_memo`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import dataclasses
 import json
 import logging
 import os
+import stat
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,6 +50,8 @@ from typing import Any
 from mnistnn.config import DataPaths
 from mnistnn.core import locations
 from mnistnn.core.locations import Location
+from mnistnn.data.inbox_ledger import merger, parse_ledger, recorded
+from mnistnn.data.inbox_memo import ScanMemo, ledger_token, local_identity
 from mnistnn.data.ingest import check_fraction
 from mnistnn.data.remote import ingest_location
 from mnistnn.errors import ConfigError, DataError
@@ -55,7 +59,6 @@ from mnistnn.errors import ConfigError, DataError
 log = logging.getLogger(__name__)
 
 LEDGER_FILE = "inbox.json"
-LEDGER_SCHEMA = 1
 SUFFIXES = (".csv", ".csv.gz")
 IGNORED_SUFFIXES = (".part", ".tmp")
 DEFAULT_SETTLE_SECONDS = 5.0
@@ -115,9 +118,12 @@ def scan_inbox(
     max_rejected_fraction: float = 0.0,
     settle_seconds: float = DEFAULT_SETTLE_SECONDS,
     now: float | None = None,
+    only_new: bool = False,
 ) -> list[Batch]:
     """Ingest what is new in the inbox (once per content), record it in the ledger, return every
-    batch whose content is in the inbox now (accepted and refused) in snapshot order.
+    batch whose content is in the inbox now (accepted and refused) in snapshot order; with
+    `only_new`, only the batches first seen by this call (a pass with nothing new then reads
+    neither batch bytes nor the ledger, see `inbox_memo`).
 
     A missing inbox folder (or an empty prefix) is an empty inbox. `now` (seconds since the
     epoch) makes the stability rule and `first_seen` deterministic in tests.
@@ -125,51 +131,37 @@ def scan_inbox(
     limit = check_fraction(max_rejected_fraction)
     settle = check_settle_seconds(settle_seconds)
     clock = time.time() if now is None else float(now)
-    ready = ready_files(incoming, settle, clock)
+    identities = ready_identities(incoming, settle, clock)
     store, key = locations.split(ledger_path(paths))
-    if not ready and not store.exists(key):
+    token = ledger_token(store, key)
+    if not identities and token is None:
         return []  # an empty inbox writes nothing: a fresh clone stays as it was
-    seen_at = _iso(clock)
-    known = _parse_ledger(store.join(key), store.read_versioned(key))
-    contents = {name: locations.sha256_of(location) for name, location in ready.items()}
-    found: dict[str, dict[str, Any]] = {}  # records of the contents this scan ingested
-    for name in sorted(ready, key=lambda n: (contents[n], n)):
-        digest = contents[name]
-        if digest in known["batches"] or digest in found:
-            continue
-        record = _ingest(ready[name], name, digest, paths, limit, seen_at)
-        if record is not None:  # None: the bytes changed while we read them: next scan
-            found[digest] = record
+    memo = ScanMemo.load(locations.as_location(incoming))
+    if only_new and memo.is_clean(identities, token):
+        memo.save(set(identities))
+        return []
+    ready = {name: locations.join(incoming, name) for name in identities}
+    known = parse_ledger(store.join(key), store.read_versioned(key))
+    contents = memo.contents(ready, identities)
+    found = _ingest_new(ready, contents, known, paths, limit, _iso(clock))
     present = {
         name: digest
         for name, digest in contents.items()
         if digest in known["batches"] or digest in found
     }
     won: set[str] = set()  # the contents whose record this scan put in (reset per attempt)
-
-    def merge(current: bytes | None) -> bytes:
-        ledger = _parse_ledger(store.join(key), None if current is None else (current, ""))
-        won.clear()
-        for name in sorted(present, key=lambda n: (present[n], n)):
-            digest = present[name]
-            record = ledger["batches"].get(digest)
-            if record is None:
-                record = json.loads(json.dumps(found[digest]))  # a copy: `merge` may rerun
-                previous = ledger["names"].get(name)
-                if previous is not None and previous != digest:
-                    record["replaces"] = previous
-                ledger["batches"][digest] = record
-                won.add(digest)
-            if name not in record["names"]:
-                record["names"].append(name)
-            ledger["names"][name] = digest
-        return _ledger_bytes(ledger)
-
-    ledger = json.loads(store.update(key, merge)) if present else known
+    if present and (found or not recorded(known, present)):
+        ledger = json.loads(store.update(key, merger(store.join(key), present, found, won)))
+        token = ledger_token(store, key)
+    else:
+        ledger = known  # everything present is recorded as it is: nothing to write
+    memo.mark_clean(set(present), token)
+    memo.save(set(ready))
     processed = paths.processed
     batches = [
         _batch(digest, ledger["batches"][digest], digest in won, processed)
         for digest in dict.fromkeys(present[name] for name in sorted(present))
+        if digest in won or not only_new
     ]
     return sorted(batches, key=lambda batch: batch.order)
 
@@ -179,52 +171,82 @@ def accepted(batches: list[Batch]) -> list[Batch]:
     return sorted((b for b in batches if b.status == ACCEPTED), key=lambda b: b.order)
 
 
-def ready_files(
+def ready_entries(
     incoming: str | os.PathLike[str], settle_seconds: float, now: float
-) -> dict[str, Location]:
-    """The inbox entries that are ready to read, by name: a local folder's `stable_files`, or
-    the top-level objects of an `s3://` inbox (whole once written, see the module doc)."""
+) -> tuple[dict[str, Location], dict[str, str]]:
+    """The entries ready to read by name, and each one's identity (`ready_identities`)."""
+    identities = ready_identities(incoming, settle_seconds, now)
+    return {name: locations.join(incoming, name) for name in identities}, identities
+
+
+def ready_identities(
+    incoming: str | os.PathLike[str], settle_seconds: float, now: float
+) -> dict[str, str]:
+    """The names ready to read (a local folder's stable files; an `s3://` inbox's top-level
+    objects, whole once written) and each one's identity for the scan memo."""
     folder = locations.as_location(incoming)
     if isinstance(folder, Path):
         if folder.exists() and not folder.is_dir():
             raise DataError(f"{folder}: the inbox is not a folder")
-        return dict(stable_files(folder, settle_seconds, now))
-    return {
-        name: locations.join(folder, name)
-        for name in locations.names_in(folder)
-        if _is_batch_name(name)
-    }
+        return _stable_identities(folder, settle_seconds, now)
+    tags = locations.store_at(folder).list_tags("")
+    return {name: tag for name, tag in tags.items() if "/" not in name and _is_batch_name(name)}
 
 
 def stable_files(folder: Path, settle_seconds: float, now: float) -> dict[str, Path]:
     """The local inbox files that are ready to read, by name (the stability rule)."""
+    return {name: folder / name for name in _stable_identities(folder, settle_seconds, now)}
+
+
+def _stable_identities(folder: Path, settle_seconds: float, now: float) -> dict[str, str]:
+    """name -> identity of each stable file: one `stat` per entry and no Path objects, since
+    this is the whole cost of a rescan with nothing new."""
     if not folder.is_dir():
         return {}
-    ready = {}
-    for path in sorted(folder.iterdir()):
-        name = path.name
-        if not _is_batch_name(name):
-            continue
+    identities = {}
+    with os.scandir(folder) as entries:
+        found = sorted((entry.name, entry) for entry in entries if _is_batch_name(entry.name))
+    for name, entry in found:
         try:
-            stat = path.stat()
+            info = entry.stat()  # follows a symlink, as Path.stat does
         except FileNotFoundError:  # removed meanwhile
             continue
-        if not path.is_file() or stat.st_size == 0:
+        if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
             continue
-        if now - stat.st_mtime < settle_seconds:
-            log.info("%s: modified %.1f s ago, waits for the next scan", path, now - stat.st_mtime)
+        if now - info.st_mtime < settle_seconds:
+            log.info(
+                "%s: modified %.1f s ago, waits for the next scan", entry.path, now - info.st_mtime
+            )
             continue
-        ready[name] = path
-    return ready
+        identities[name] = local_identity(info)
+    return identities
 
 
 # -- internals ---------------------------------------------------------------------------------
 def _is_batch_name(name: str) -> bool:
     return (
-        not name.startswith(".")
-        and not name.endswith(IGNORED_SUFFIXES)
-        and name.endswith(SUFFIXES)
+        not name.startswith(".") and not name.endswith(IGNORED_SUFFIXES) and name.endswith(SUFFIXES)
     )
+
+
+def _ingest_new(
+    ready: dict[str, Location],
+    contents: dict[str, str],
+    known: dict[str, Any],
+    paths: DataPaths,
+    limit: float,
+    seen_at: str,
+) -> dict[str, dict[str, Any]]:
+    """Ingest each content the ledger does not hold yet, once; its record by sha256."""
+    found: dict[str, dict[str, Any]] = {}
+    for name in sorted(contents, key=lambda n: (contents[n], n)):
+        digest = contents[name]
+        if digest in known["batches"] or digest in found:
+            continue
+        record = _ingest(ready[name], name, digest, paths, limit, seen_at)
+        if record is not None:  # None: the bytes changed while we read them: next scan
+            found[digest] = record
+    return found
 
 
 def _ingest(
@@ -286,29 +308,6 @@ def _batch(digest: str, record: dict[str, Any], new: bool, processed: Location) 
     )
 
 
-def _parse_ledger(where: str, stored: tuple[bytes, str] | None) -> dict[str, Any]:
-    """The ledger, or an empty one; a corrupt ledger is an error (it decides what is new)."""
-    if stored is None:
-        return {"schema": LEDGER_SCHEMA, "batches": {}, "names": {}}
-    try:
-        data = json.loads(stored[0].decode("utf-8"))
-    except ValueError as exc:
-        raise DataError(f"{where}: the inbox ledger is not valid JSON ({exc})") from exc
-    if (
-        not isinstance(data, dict)
-        or data.get("schema") != LEDGER_SCHEMA
-        or not isinstance(data.get("batches"), dict)
-        or not isinstance(data.get("names"), dict)
-    ):
-        raise DataError(f"{where}: not an inbox ledger of schema {LEDGER_SCHEMA}")
-    return data
-
-
-def _ledger_bytes(ledger: dict[str, Any]) -> bytes:
-    """Indented, key-sorted JSON: the same bytes for the same ledger, so no change writes nothing."""
-    return (json.dumps(ledger, indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
-
-
 def _iso(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="microseconds")
 
@@ -318,4 +317,12 @@ def _one_line(text: str) -> str:
     return "; ".join(lines[:3]) if lines else "refused"
 
 
-__all__ = ["Batch", "accepted", "ledger_path", "ready_files", "scan_inbox", "stable_files"]
+__all__ = [
+    "Batch",
+    "accepted",
+    "ledger_path",
+    "ready_entries",
+    "ready_identities",
+    "scan_inbox",
+    "stable_files",
+]

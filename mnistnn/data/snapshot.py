@@ -38,6 +38,7 @@ from mnistnn.config import INPUT_NODES, SCHEMA_VERSION, DataPaths
 from mnistnn.core import locations
 from mnistnn.core.files import sha256_bytes
 from mnistnn.data.parquet import read_parquet, write_rows
+from mnistnn.data.split_memo import split_counts
 from mnistnn.data.split import (
     DEFAULT_RECENT_FRACTION,
     SPLIT_RULE,
@@ -127,10 +128,13 @@ def build_snapshot(
         "base", base_sha256, int(base_rows), int(base_rows), 0, locations.name(base_parquet)
     )
     members = [base]
-    for sha, parquet in batches:
-        pixels, labels = _cached_read(_cache_key(parquet))
-        recent = int(np.count_nonzero(recent_mask(pixels, labels, fraction)))
-        rows = len(labels)
+
+    def count(index: int) -> tuple[int, int]:
+        pixels, labels = _cached_read(_cache_key(batches[index][1]))
+        return len(labels), int(np.count_nonzero(recent_mask(pixels, labels, fraction)))
+
+    counts = split_counts([(sha, fraction) for sha, _ in batches], count)  # new batches read
+    for (sha, parquet), (rows, recent) in zip(batches, counts, strict=True):
         members.append(Member("batch", sha, rows, rows - recent, recent, locations.name(parquet)))
     if len(members) == 1:
         return Snapshot(base_sha256, None, (base,), fraction, str(processed))

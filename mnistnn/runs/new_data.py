@@ -16,7 +16,6 @@ from mnistnn.core import locations
 from mnistnn.data.inbox import ACCEPTED, Batch
 from mnistnn.data.parquet import load_arrays, read_parquet
 from mnistnn.data.snapshot import Snapshot, read_manifest
-from mnistnn.data.split import recent_mask
 from mnistnn.errors import DataError
 from mnistnn.model.network import NeuralNetwork
 from mnistnn.runs.drift import DEFAULT_THRESHOLD, BatchDrift, check_threshold, drift_of, ink_stats
@@ -121,26 +120,28 @@ def assess_batches(
     *,
     threshold: float = DEFAULT_THRESHOLD,
 ) -> dict[str, BatchDrift]:
-    """The drift check of every accepted batch of the snapshot, by sha256.
+    """The drift check of each accepted batch the champion has not trained on, by sha256.
 
-    The champion is scored on the rows it never trained on: all of a batch it has not seen
-    (`champion_members`: the sha256s of the snapshot it was trained on), only the held-out
-    recent rows of one it has.
+    A batch in `champion_members` (the sha256s of the snapshot it was trained on) was checked
+    when it was new, so it is not read again: a night's check costs what is new, not the
+    history. With no champion every accepted batch is new.
     """
     limit = check_threshold(threshold)
     results: dict[str, BatchDrift] = {}
-    if not any(batch.status == ACCEPTED and batch.parquet is not None for batch in batches):
+    if not any(
+        batch.status == ACCEPTED
+        and batch.parquet is not None
+        and batch.sha256 not in champion_members
+        for batch in batches
+    ):
         return results  # nothing to compare: the base data is not even read
     base = ink_stats(*load_arrays(locations.join(snapshot.processed, snapshot.base.parquet)))
     for batch in batches:
-        if batch.status != ACCEPTED or batch.parquet is None:
+        if batch.status != ACCEPTED or batch.parquet is None or batch.sha256 in champion_members:
             continue
         pixels, labels = read_parquet(batch.parquet)
         stats = ink_stats(pixels, labels)
         scored_pixels, scored_labels = pixels, labels
-        if batch.sha256 in champion_members:
-            mask = recent_mask(pixels, labels, snapshot.recent_fraction)
-            scored_pixels, scored_labels = pixels[mask], labels[mask]
         check = drift_of(
             batch.sha256,
             scored_pixels,

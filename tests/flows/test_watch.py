@@ -218,3 +218,18 @@ def test_cli_polls_until_sigterm_and_exits_0(inbox) -> None:
         stop(process, signal.SIGTERM)
         _, errors = process.communicate()  # closes the pipes
     assert process.returncode == 0, errors
+
+
+def test_the_no_server_line_names_each_event_once_with_a_count() -> None:
+    """200 batches, 3 flagged: one short line, not 203 event names."""
+    resource = events.batch_resource(SHA, "x.csv")
+    planned = [watch_module.PlannedEvent(events.BATCH_INGESTED, resource, {})] * 200
+    planned += [watch_module.PlannedEvent(events.DATA_DRIFT, resource, {})] * 3
+    new = [{"status": "refused", "file": "x.csv", "reason": "bad"}]
+    result = watch_module.WatchPass(incoming="in", new=new, events=planned)
+    line = result.lines()[-1]
+    assert line == (
+        "no Prefect server: events not sent (200 x mnistnn.batch.ingested, 3 x mnistnn.data.drift)"
+    )
+    sent = watch_module.WatchPass(incoming="in", new=new, events=planned, sent_to="http://s")
+    assert sent.lines()[-1].endswith("(200 x mnistnn.batch.ingested, 3 x mnistnn.data.drift)")

@@ -1,0 +1,210 @@
+"""A simulated year: nightly fixed overhead and inbox rescans as history grows, disk with and
+without gc.
+
+Three measurements in one process (`benchmarks.history_sim` simulates the nights; batches of
+20 rows, so large counts are cheap):
+
+1. The scan alone: a watch pass with nothing new (`scan_inbox(only_new=True)`, the pass of
+   `mnistnn watch --once` after start-up), timed inside the process, best of 5, at 10, 100,
+   1,000 and 10,000 batches in one local inbox (and on SeaweedFS up to 1,000, when `weed`
+   is installed). Headline: the time at the largest count over the time at 10.
+2. Nightly fixed overhead (everything but training, evaluation and scoring: the watch pass,
+   ingest + inbox scan + snapshot manifest + drift check of the new batch, registration and
+   promotion, `models list`, the report) of one night at 10 batches / 10 versions and at
+   1,000 batches / 300 versions (the versions registered directly, the batches ingested by
+   one scan), each the median of 3 nights (1 with --quick).
+3. N simulated nights, then `gc --apply` (keep 10): disk before and after, and a check that
+   the champion and the challenger serve exactly as before and the champion retrains
+   bit-identically from its kept snapshot.
+
+    python -m benchmarks.bench_history          # scan to 10,000; overhead 1,000 x 300; 50 nights
+    python -m benchmarks.bench_history --quick  # scan to 1,000; overhead 300 x 60; 12 nights
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import TRAIN_CSV, parser, print_table
+from benchmarks.history_sim import FIXED, History, csv_bytes, retrain
+
+
+def scan_times(root: str | Path, scratch: Path, pool, counts: list[int]) -> dict[int, float]:  # type: ignore[no-untyped-def]
+    """Seconds of a watch pass with nothing new, at each batch count (batches added between)."""
+    from mnistnn.core import locations
+    from mnistnn.data.inbox import scan_inbox
+
+    history = History(root, scratch, pool)
+    paths, times, landed = history.paths, {}, 0
+    for count in counts:
+        for index in range(landed, count):
+            target = locations.join(paths.incoming, f"batch-{index:05d}.csv")
+            locations.write_bytes(target, csv_bytes(*history.rows(index)))
+            if isinstance(target, Path):
+                os.utime(target, (time.time() - 3600, time.time() - 3600))
+        landed = count
+        scan_inbox(paths.incoming, paths, settle_seconds=0, only_new=True)  # ingests them
+        best = []
+        for _ in range(5):
+            started = time.perf_counter()
+            assert scan_inbox(paths.incoming, paths, settle_seconds=0, only_new=True) == []
+            best.append(time.perf_counter() - started)
+        times[count] = min(best)
+    return times
+
+
+def overhead(scratch: Path, pool, batches: int, versions: int, nights: int = 3) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Median seconds of each fixed step of `nights` nights after `batches` batches and
+    `versions` versions."""
+    from mnistnn import NeuralNetwork
+    from mnistnn.data.inbox import scan_inbox
+    from mnistnn.registry.store import ModelRegistry
+
+    history = History(scratch / "data", scratch / "scratch", pool)
+    for index in range(batches):
+        history.land(10_000 + index)
+    scan_inbox(history.paths.incoming, history.paths, settle_seconds=0)
+    history.nightly_run(report=False)  # the base ingested, one real version
+    registry = ModelRegistry(history.paths.models)
+    champion = registry.load()
+    version = registry.champion()
+    assert version is not None
+    rng = np.random.default_rng(1)
+    for _ in range(versions - 1):
+        network = NeuralNetwork(champion.config)
+        network.w_input_hidden[...] = champion.w_input_hidden + rng.normal(0, 1e-3, (16, 784))
+        network.w_hidden_output[...] = champion.w_hidden_output
+        registry.register(
+            network,
+            metrics={"accuracy": version.accuracy - 0.01, "confident": 0.5, "mse": 0.1},
+            test_sha256=version.test_sha256,
+            train_sha256=version.train_sha256,
+        )
+    measured = [history.night(20_000 + night, score=False) for night in range(nights)]
+    steps = (*FIXED, "recent data")
+    return {step: statistics.median(n.get(step, 0.0) for n in measured) for step in steps}
+
+
+def year(scratch: Path, pool, nights: int) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
+    """`nights` nights, then gc: disk and the kept models' checks."""
+    from mnistnn.core import locations
+    from mnistnn.registry import retention
+    from mnistnn.registry.store import ModelRegistry
+    from mnistnn.runs.folders import RunFolder
+
+    history = History(scratch / "data", scratch / "scratch", pool)
+    for night in range(nights):
+        history.night(night, score=night % 5 == 4, report=False)
+    registry = ModelRegistry(history.paths.models)
+    kept = retention.kept_versions(registry.versions(), 10)
+    pixels = history.pixels[-200:]
+    served = {v: registry.load(v).query(pixels).tobytes() for v in kept}
+    before = history.disk()
+    done = retention.apply(history.paths, retention.Policy(keep=10), now=time.time() + 100 * 86400)
+    after = history.disk()
+    same = all(registry.load(v).query(pixels).tobytes() == served[v] for v in kept)
+    champion = registry.champion()
+    assert champion is not None and champion.run_dir is not None
+    run = json.loads(locations.read_bytes(RunFolder(champion.run_dir).run_json))
+    again = hashlib.sha256(retrain(scratch / "again", run, champion.config)).hexdigest()
+    identical = again == champion.weights_sha256
+    return [
+        (f"disk after {nights} nights, without gc", f"{before / 1e6:.1f} MB", ""),
+        ("disk after gc --apply (keep 10)", f"{after / 1e6:.1f} MB", f"{after / before:.2f}x"),
+        ("items freed", str(len(done.deleted)), f"{len(done.skipped)} skipped"),
+        ("kept models serve as before", "yes" if same else "NO", ", ".join(kept)),
+        ("champion retrains bit-identically", "yes" if identical else "NO", champion.version),
+    ]
+
+
+def main() -> None:
+    args = parser(__doc__.splitlines()[0]).parse_args()
+    from mnistnn.data.fast_csv import read_csv
+
+    pixels, labels = read_csv(TRAIN_CSV)
+    pool = (pixels[:20000], labels[:20000])
+    counts = [10, 100, 1000] if args.quick else [10, 100, 1000, 10000]
+    rows: list[tuple[str, str, str]] = [("load average at start", f"{os.getloadavg()[0]:.1f}", "")]
+    with tempfile.TemporaryDirectory(prefix="bench-history-") as tmp:
+        scratch = Path(tmp)
+        local = scan_times(scratch / "scan" / "data", scratch / "scan" / "s", pool, counts)
+        rows += _scan_rows("local", local)
+        rows += _s3_scan_rows(scratch, pool, [10, 100] if args.quick else [10, 100, 1000])
+        nights = 1 if args.quick else 3
+        small = overhead(scratch / "o10", pool, 10, 10, nights)
+        big_b, big_v = (300, 60) if args.quick else (1000, 300)
+        big = overhead(scratch / "obig", pool, big_b, big_v, nights)
+        for step in FIXED:
+            rows.append((f"nightly {step}, 10 / {big_b} batches", *_pair(small[step], big[step])))
+        recent = f"(recent test data, grows like the data) 10 / {big_b}"
+        rows.append((recent, *_pair(small["recent data"], big["recent data"])))
+        plain = [step for step in FIXED if step != "report"]
+        without = sum(small[s] for s in plain), sum(big[s] for s in plain)
+        rows.append((f"fixed overhead without the report, 10 / {big_b}", *_pair(*without)))
+        total_small, total_big = sum(small[s] for s in FIXED), sum(big[s] for s in FIXED)
+        rows.append(
+            (f"NIGHTLY FIXED OVERHEAD, 10 / {big_b} batches", *_pair(total_small, total_big))
+        )
+        rows += year(scratch / "year", pool, 12 if args.quick else 50)
+    print_table("a simulated year (batches of 20 rows)", rows)
+
+
+def _pair(small: float, big: float) -> tuple[str, str]:
+    return f"{small * 1000:.1f} / {big * 1000:.1f} ms", f"{big / small:.2f}x (target <= 2x)"
+
+
+def _scan_rows(where: str, times: dict[int, float]) -> list[tuple[str, str, str]]:
+    first = times[min(times)]
+    rows = [
+        (f"{where} rescan, nothing new, {n} batches", f"{t * 1000:.2f} ms", "")
+        for n, t in times.items()
+    ]
+    largest = max(times)
+    rows.append(
+        (
+            f"{where.upper()} RESCAN GROWTH, {largest} / 10 batches",
+            f"{times[largest] / first:.2f}x",
+            "",
+        )
+    )
+    return rows
+
+
+def _s3_scan_rows(scratch: Path, pool, counts: list[int]) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
+    try:
+        import uuid
+
+        import boto3
+
+        from tests.seaweed import ACCESS_KEY, REGION, SECRET_KEY, start_seaweed
+
+        (scratch / "seaweed").mkdir()
+        server = start_seaweed(scratch / "seaweed")
+    except (ImportError, RuntimeError) as exc:
+        return [("S3 rescan", "skipped", str(exc)[:40])]
+    try:
+        os.environ.update(
+            AWS_ENDPOINT_URL=server.endpoint,
+            AWS_ACCESS_KEY_ID=ACCESS_KEY,
+            AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+            AWS_REGION=REGION,
+            AWS_EC2_METADATA_DISABLED="true",
+        )
+        bucket = f"bench-{uuid.uuid4().hex[:12]}"
+        boto3.client("s3").create_bucket(Bucket=bucket)
+        times = scan_times(f"s3://{bucket}/data", scratch / "s3scratch", pool, counts)
+    finally:
+        server.stop()
+    return _scan_rows("SeaweedFS", times)
+
+
+if __name__ == "__main__":
+    main()

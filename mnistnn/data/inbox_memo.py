@@ -1,0 +1,148 @@
+"""The inbox scan memo: each inbox file's sha256 remembered on this machine, so a rescan hashes
+only what changed and a pass with nothing new reads no batch bytes and not even the ledger.
+
+    $TMPDIR/mnistnn-cache/inbox-scan/<sha16 of the inbox location>.json
+
+A local file is known by its identity `size:mtime_ns:inode` (from the one `stat` the stability
+rule already makes); an object by the ETag its listing returns (no request per object). A file
+whose identity is unchanged is not hashed again. The edge case: a local file rewritten in place
+with the same size *and* the same mtime to the nanosecond (and the same inode) keeps its old
+sha256; a writer that does that on purpose (`os.utime` back to the old time) must also touch
+the file or delete this memo (it is only a cache: deleting it costs one full rehash).
+
+`clean` records the ledger version (`ledger_token`) at which every name in it was known to the
+ledger with its content: when the ledger still has that version and every ready file's identity
+is one of those, nothing can be new, and the scan returns without reading the ledger.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mnistnn.core import locations
+from mnistnn.core.files import sha256_file
+from mnistnn.core.storage import Store
+
+MEMO_SCHEMA = 1
+
+
+@dataclass
+class ScanMemo:
+    """name -> (identity, sha256), and the names known clean at one ledger version."""
+
+    path: Path
+    files: dict[str, tuple[str, str]] = field(default_factory=dict)
+    ledger_token: str | None = None
+    clean: frozenset[str] = frozenset()
+    changed: bool = False
+
+    @classmethod
+    def load(cls, incoming: locations.Location) -> ScanMemo:
+        """The memo of this inbox; an empty one when absent or unreadable (it is only a cache)."""
+        where = str(incoming if isinstance(incoming, str) else Path(incoming).absolute())
+        digest = hashlib.sha256(where.encode()).hexdigest()[:16]
+        memo = cls(locations.cache_dir() / "inbox-scan" / f"{digest}.json")
+        with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+            data = json.loads(memo.path.read_bytes())
+            if data["schema"] == MEMO_SCHEMA:
+                memo.files = {str(n): (str(i), str(s)) for n, (i, s) in data["files"].items()}
+                memo.ledger_token = data["ledger_token"]
+                memo.clean = frozenset(data["clean"])
+        return memo
+
+    def sha256(self, name: str, identity: str) -> str | None:
+        """The remembered sha256 of `name` when its identity is unchanged."""
+        known = self.files.get(name)
+        return known[1] if known is not None and known[0] == identity else None
+
+    def contents(
+        self, ready: dict[str, locations.Location], identities: dict[str, str]
+    ) -> dict[str, str]:
+        """Each ready file's sha256: remembered when its identity is unchanged, else read once
+        (a file removed meanwhile is left out)."""
+        contents = {}
+        for name, location in ready.items():
+            digest = self.sha256(name, identities[name])
+            if digest is None:
+                try:
+                    digest, identity = _read_sha256(location)
+                except FileNotFoundError:
+                    continue
+                if identity == identities[name] or isinstance(location, str):
+                    self.remember(name, identity, digest)  # a file that changed: next scan
+            contents[name] = digest
+        return contents
+
+    def remember(self, name: str, identity: str, sha256: str) -> None:
+        if self.files.get(name) != (identity, sha256):
+            self.files[name] = (identity, sha256)
+            self.changed = True
+
+    def is_clean(self, identities: dict[str, str], ledger_token: str | None) -> bool:
+        """Whether nothing in `identities` (name -> identity) can be new at this ledger version."""
+        return (
+            ledger_token is not None
+            and ledger_token == self.ledger_token
+            and all(
+                name in self.clean and self.sha256(name, identity) is not None
+                for name, identity in identities.items()
+            )
+        )
+
+    def mark_clean(self, names: set[str], ledger_token: str | None) -> None:
+        if ledger_token != self.ledger_token or frozenset(names) != self.clean:
+            self.ledger_token, self.clean, self.changed = ledger_token, frozenset(names), True
+
+    def save(self, present: set[str]) -> None:
+        """Write the memo (only the names still present), if anything changed; never fails."""
+        gone = set(self.files) - present
+        if not self.changed and not gone:
+            return
+        data: dict[str, Any] = {
+            "schema": MEMO_SCHEMA,
+            "files": {name: list(self.files[name]) for name in sorted(present & set(self.files))},
+            "ledger_token": self.ledger_token,
+            "clean": sorted(self.clean & present),
+        }
+        with contextlib.suppress(OSError):
+            locations.write_bytes(self.path, json.dumps(data, separators=(",", ":")).encode())
+
+
+def ledger_token(store: Store, key: str) -> str | None:
+    """A cheap version of the ledger: a local file's `inode:mtime_ns:size` (every write is a
+    rename, so a new inode), an object's ETag (one HEAD); None when there is no ledger yet."""
+    local = store.local_path(key)
+    try:
+        if local is not None:
+            info = os.stat(local)
+            return f"{info.st_ino}:{info.st_mtime_ns}:{info.st_size}"
+        return store.version(key)
+    except FileNotFoundError:
+        return None
+
+
+def _read_sha256(location: locations.Location) -> tuple[str, str]:
+    """(sha256, identity after reading): a local file streamed, an object read once with the
+    ETag its bytes came with (so a memo never pairs an ETag with other bytes)."""
+    if isinstance(location, Path):
+        digest = sha256_file(location)
+        return digest, local_identity(location.stat())
+    store, key = locations.split(location)
+    found = store.read_versioned(key)
+    if found is None:
+        raise FileNotFoundError(location)
+    return hashlib.sha256(found[0]).hexdigest(), found[1]
+
+
+def local_identity(info: os.stat_result) -> str:
+    """What says a local file is unchanged: size, mtime in nanoseconds, inode."""
+    return f"{info.st_size}:{info.st_mtime_ns}:{info.st_ino}"
+
+
+__all__ = ["MEMO_SCHEMA", "ScanMemo", "ledger_token", "local_identity"]

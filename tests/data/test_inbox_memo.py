@@ -1,0 +1,181 @@
+"""The scan memo: a rescan hashes only what changed, and with nothing new reads no batch bytes."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnistnn.config import DataPaths
+from mnistnn.core import files
+from mnistnn.core.storage_s3 import S3Store
+from mnistnn.data import inbox_memo
+from mnistnn.data.inbox import ledger_path, scan_inbox
+from mnistnn.data.inbox_ledger import parse_ledger
+from tests.conftest import write_mnist_csv
+
+NOW = 1_900_000_000.0
+_OPENS: list[str] | None = None  # the audit hook records only while a test sets this
+
+
+def _audit(event: str, args: tuple[object, ...]) -> None:
+    if _OPENS is not None and event == "open" and isinstance(args[0], str | Path):
+        _OPENS.append(os.fspath(args[0]))
+
+
+sys.addaudithook(_audit)  # hooks cannot be removed: it does nothing outside `opened`
+
+
+@pytest.fixture
+def opened() -> Iterator[list[str]]:
+    """Every file this process opens while the test runs (through the `open` audit event)."""
+    global _OPENS
+    _OPENS = []
+    try:
+        yield _OPENS
+    finally:
+        _OPENS = None
+
+
+@pytest.fixture
+def paths(tmp_path: Path) -> DataPaths:
+    paths = DataPaths(tmp_path / "data")
+    Path(paths.incoming).mkdir(parents=True)
+    return paths
+
+
+def drop_many(paths: DataPaths, count: int, rows: tuple[np.ndarray, np.ndarray]) -> None:
+    for i in range(count):
+        path = write_mnist_csv(
+            Path(paths.incoming) / f"b{i:03d}.csv", rows[0][i : i + 20], rows[1][i : i + 20]
+        )
+        os.utime(path, (NOW - 60, NOW - 60))
+
+
+def test_a_rescan_with_nothing_new_opens_no_batch_and_not_the_ledger(
+    paths: DataPaths, mnist_train, opened: list[str]
+) -> None:
+    drop_many(paths, 5, mnist_train)
+    first = scan_inbox(paths.incoming, paths, now=NOW, only_new=True)
+    assert len(first) == 5 and all(batch.new for batch in first)
+    opened.clear()
+    assert scan_inbox(paths.incoming, paths, now=NOW + 10, only_new=True) == []
+    inbox = str(paths.incoming)
+    assert [name for name in opened if name.startswith(inbox)] == []
+    assert str(ledger_path(paths)) not in opened
+    # without only_new the batches come from the ledger, still without reading a batch
+    opened.clear()
+    assert len(scan_inbox(paths.incoming, paths, now=NOW + 20)) == 5
+    assert [name for name in opened if name.startswith(inbox)] == []
+
+
+def test_only_a_changed_file_is_hashed_again(
+    paths: DataPaths, mnist_train, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drop_many(paths, 4, mnist_train)
+    scan_inbox(paths.incoming, paths, now=NOW)
+    hashed: list[str] = []
+    original = files.sha256_file
+
+    def counted(path: str | os.PathLike[str]) -> str:
+        hashed.append(Path(path).name)
+        return original(path)
+
+    monkeypatch.setattr(inbox_memo, "sha256_file", counted)
+    changed = write_mnist_csv(Path(paths.incoming) / "b002.csv", mnist_train[0][:30], mnist_train[1][:30])
+    os.utime(changed, (NOW - 30, NOW - 30))
+    batches = scan_inbox(paths.incoming, paths, now=NOW + 10)
+    assert hashed == ["b002.csv"]
+    [new] = [batch for batch in batches if batch.new]
+    assert new.file == "b002.csv" and new.accepted == 30 and new.replaces is not None
+
+
+def test_same_size_and_mtime_rewrite_is_the_documented_blind_spot(
+    paths: DataPaths, mnist_train
+) -> None:
+    """Rewritten in place with the same size and mtime_ns (and inode): the memo believes it
+    unchanged, as inbox_memo's docstring says; dropping the memo (a cache) finds it."""
+    images, labels = mnist_train[0][:20], mnist_train[1][:20]
+    path = write_mnist_csv(Path(paths.incoming) / "a.csv", images, labels)
+    os.utime(path, ns=(int((NOW - 60) * 1e9), int((NOW - 60) * 1e9)))
+    [first] = scan_inbox(paths.incoming, paths, now=NOW)
+    data = bytearray(path.read_bytes())
+    data[0:1] = b"3" if data[0:1] != b"3" else b"4"  # another label, same size
+    with open(path, "r+b") as handle:  # in place: same inode
+        handle.write(bytes(data))
+    os.utime(path, ns=(int((NOW - 60) * 1e9), int((NOW - 60) * 1e9)))
+    assert scan_inbox(paths.incoming, paths, now=NOW + 10, only_new=True) == []
+    inbox_memo.ScanMemo.load(paths.incoming).path.unlink()
+    [changed] = scan_inbox(paths.incoming, paths, now=NOW + 20, only_new=True)
+    assert changed.sha256 != first.sha256 and changed.replaces == first.sha256
+
+
+def test_the_ledger_is_compact_and_unchanged_by_a_rescan(paths: DataPaths, mnist_train) -> None:
+    drop_many(paths, 3, mnist_train)
+    scan_inbox(paths.incoming, paths, now=NOW)
+    raw = Path(ledger_path(paths)).read_bytes()
+    assert raw.count(b"\n") == 1  # one line: no indentation
+    assert len(parse_ledger("ledger", (raw, ""))["batches"]) == 3
+    stat = Path(ledger_path(paths)).stat()
+    inbox_memo.ScanMemo.load(paths.incoming).path.unlink()  # a cold memo: hashes, writes nothing
+    scan_inbox(paths.incoming, paths, now=NOW + 10)
+    assert Path(ledger_path(paths)).stat().st_ino == stat.st_ino
+
+
+def test_a_ledger_written_by_another_scanner_is_read_again(paths: DataPaths, mnist_train) -> None:
+    """The memo is clean only at the ledger version it saw: another writer's change is read."""
+    drop_many(paths, 2, mnist_train)
+    scan_inbox(paths.incoming, paths, now=NOW, only_new=True)
+    other = DataPaths(Path(paths.root).parent / "other")  # the same ledger, another inbox
+    Path(other.incoming).mkdir(parents=True)
+    write_mnist_csv(Path(other.incoming) / "x.csv", mnist_train[0][100:120], mnist_train[1][100:120])
+    os.utime(Path(other.incoming) / "x.csv", (NOW - 60, NOW - 60))
+    shared = DataPaths(paths.root)
+    assert len(scan_inbox(other.incoming, shared, now=NOW, only_new=True)) == 1
+    token = inbox_memo.ledger_token(*_split(ledger_path(paths)))
+    assert inbox_memo.ScanMemo.load(paths.incoming).ledger_token != token
+    assert scan_inbox(paths.incoming, paths, now=NOW + 10, only_new=True) == []
+    assert inbox_memo.ScanMemo.load(paths.incoming).ledger_token == token
+
+
+def _split(location):  # type: ignore[no-untyped-def]
+    from mnistnn.core import locations
+
+    return locations.split(location)
+
+
+def test_an_s3_rescan_sends_one_listing_and_one_head(
+    s3_url: str, mnist_train, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from mnistnn.core import locations
+
+    paths = DataPaths.at(s3_url)
+    for i in range(4):
+        local = write_mnist_csv(
+            tmp_path / f"b{i}.csv", mnist_train[0][i : i + 20], mnist_train[1][i : i + 20]
+        )
+        locations.write_bytes(locations.join(paths.incoming, local.name), local.read_bytes())
+    assert len(scan_inbox(paths.incoming, paths, only_new=True)) == 4
+    calls: list[str] = []
+    fetched: list[str] = []
+    original = S3Store._call
+
+    def counted(self: S3Store, url: str, method: str, **kwargs: object) -> object:
+        calls.append(method)
+        if method == "get_object":
+            fetched.append(url.rpartition("/")[2])
+        return original(self, url, method, **kwargs)
+
+    monkeypatch.setattr(S3Store, "_call", counted)
+    assert scan_inbox(paths.incoming, paths, only_new=True) == []
+    assert sorted(calls) == ["head_object", "list_objects_v2"]  # the ledger's ETag, the listing
+    calls.clear()
+    locations.write_bytes(
+        locations.join(paths.incoming, "b1.csv"), (tmp_path / "b0.csv").read_bytes()
+    )
+    assert scan_inbox(paths.incoming, paths, only_new=True) == []  # b0's bytes: not new
+    assert [name for name in fetched if name != "inbox.json"] == ["b1.csv"]
