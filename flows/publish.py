@@ -18,6 +18,7 @@ from mnistnn.runs.records import RunLineage
 TABLE_KEY = "mnist-epoch-metrics"
 REPORT_KEY = "mnist-training-report"
 LINK_KEY = "mnist-run-folder"
+PROMOTION_KEY = "mnist-promotion"
 
 
 def publish_run(
@@ -40,6 +41,12 @@ def publish_run(
             f"accuracy {rendered.accuracy:.4f}, confident {rendered.confident:.4f} ({folder.name})"
         ),
     )
+    if rendered.promotion:
+        create_markdown_artifact(
+            key=PROMOTION_KEY,
+            markdown=rendered.promotion,
+            description=str(decision["reason"]) if decision else "promotion",
+        )
     weights = folder.weights.resolve() if isinstance(folder.weights, Path) else folder.weights
     create_link_artifact(
         key=LINK_KEY,

@@ -20,10 +20,18 @@ from prefect.artifacts import (
 )
 
 from flows.tasks import RETRYABLE, run_logger
-from mnistnn.errors import ConfigError, RegistryError
+from mnistnn.errors import CheckpointError, ConfigError, RegistryError, StorageError
+from mnistnn.inert import shown
 from mnistnn.model.network import NeuralNetwork
-from mnistnn.predict import batch, predictions, review
-from mnistnn.predict.inputs import Inbox, InboxInput, discover, identify, localise
+from mnistnn.predict import batch, predictions, refusals, review
+from mnistnn.predict.inputs import (
+    Inbox,
+    InboxInput,
+    InputRefused,
+    discover,
+    identify,
+    localise,
+)
 from mnistnn.registry.store import ModelRegistry
 
 TABLE_KEY: Final = "mnist-batch-predictions"
@@ -85,7 +93,7 @@ def discover_task(inbox: str) -> Inbox:
     found = discover(inbox)
     logger = run_logger()
     for skipped in found.skipped:
-        logger.warning("skipped %s", skipped)
+        logger.warning("skipped %s", shown(skipped))
     logger.info("inbox %s: %d input(s)", inbox, len(found.inputs))
     return found
 
@@ -100,10 +108,36 @@ def score_task(
     chunk_rows: int,
     progress: ProgressSpan | None,
 ) -> predictions.ScoreResult:
-    """Identify one input and score it with the pinned models (nothing to do if already done)."""
+    """Identify one input and score it with the pinned models (nothing to do if already done).
+
+    No poison pill: whatever reading this input raises (a limit, bad data, MemoryError, an
+    unexpected library error) becomes InputRefused with one line, so that the flow records it
+    as this input's failure and scores the others; only the store's transient errors are
+    retried.
+    """
+    try:
+        return _score_one(
+            item, models, predictions_dir, review_dir, threshold, chunk_rows, progress
+        )
+    except (InputRefused, ConfigError, RegistryError, CheckpointError, StorageError, OSError):
+        raise  # refused already, or the run's problem (a setting, the model, the store)
+    except refusals.REFUSALS as exc:
+        raise InputRefused(refusals.reason(item.name, exc)) from exc
+
+
+def _score_one(
+    item: InboxInput,
+    models: PinnedModels,
+    predictions_dir: str,
+    review_dir: str,
+    threshold: float,
+    chunk_rows: int,
+    progress: ProgressSpan | None,
+) -> predictions.ScoreResult:
     logger = run_logger()
     item = localise(item)  # an object is downloaded once, then hashed and read locally
     sha256 = identify(item)
+    name = shown(item.name)
     champion = batch.PinnedModel(models.champion, _load(models.models_dir, models.champion))
     challenger = (
         None
@@ -122,11 +156,11 @@ def score_task(
         progress=_reporter(progress),
     )
     if result.reused:
-        logger.info("%s (sha256 %s) already scored: %s", item.name, sha256[:16], result.output)
+        logger.info("%s (sha256 %s) already scored: %s", name, sha256[:16], result.output)
     else:
         logger.info(
             "%s: %d rows, %d scored, %d failed, %d to review, in %.2f s -> %s",
-            item.name,
+            name,
             result.rows,
             result.scored,
             result.failed,
@@ -135,7 +169,8 @@ def score_task(
             result.output,
         )
     for source, row, reason in () if result.reused else result.first_failures[:5]:
-        logger.warning("failed %s%s: %s", source, "" if row is None else f" row {row}", reason)
+        where = shown(source) + ("" if row is None else f" row {row}")
+        logger.warning("failed %s: %s", where, shown(reason))
     return result
 
 

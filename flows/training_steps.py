@@ -14,6 +14,7 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 
+from flows.approval import ask_person, waits_for_person
 from flows.server import claim_run_folder
 from flows.tasks import ingest_task, run_logger
 from flows.training_tasks import (
@@ -137,17 +138,25 @@ def register(
     promotion: PromotionParams,
     recent: dict[str, Any] | None,
 ) -> dict[str, Any] | None:
-    """Hand the final model to the registry (None when `register_model` is off)."""
+    """Hand the final model to the registry (None when `register_model` is off); a close call
+    under `approval="ask"` then waits for a person (flows.approval)."""
     if not promotion.register_model:
         return None
-    return register_task(
+    ask = promotion.approval == "ask"
+    decision = register_task(
         str(folder.path),
         str(paths.models),
         test.parquet,
         lineage,
         promotion.min_delta,
-        recent if promotion.promote_on_recent else None,
+        recent,
+        promotion.promote_on_recent,
+        promotion.rule(),
+        ask,
     )
+    if ask and waits_for_person(decision):
+        decision = ask_person(str(paths.models), decision, promotion.approval_timeout)
+    return decision
 
 
 def _train_lineage(train: IngestSummary, new: NewData) -> DataLineage:

@@ -24,6 +24,7 @@ from mnistnn.errors import ConfigError
 from mnistnn.model.checkpoint import load_weights
 from mnistnn.model.metrics import accuracy
 from mnistnn.registry.from_run import register_run
+from mnistnn.registry.policy import PromotionPolicy
 from mnistnn.registry.store import ModelRegistry
 from mnistnn.runs import steps as training
 from mnistnn.runs.drift import BatchDrift
@@ -192,65 +193,44 @@ def register_task(
     lineage: RunLineage,
     min_delta: float,
     recent: dict[str, Any] | None = None,
+    decide_on_recent: bool = False,
+    rule: PromotionPolicy | None = None,
+    ask: bool = False,
 ) -> dict[str, Any]:
-    """Hand the final model to the registry; it becomes champion only if it is better.
+    """Hand the final model to the registry; the promotion gate decides (mnistnn.registry.gate).
 
-    With `recent` (promote_on_recent), the registry's rule compares both models on the recent
-    test data instead of the fixed test set.
+    With `recent` data the same test runs on it as a guardrail, or, with `decide_on_recent`
+    (promote_on_recent), the recent data decides instead of the fixed test set.
     """
-    if recent is None:
-        decision = register_run(
-            RunFolder(run_dir),
-            models_dir,
-            test_parquet,
-            lineage,
-            min_delta=min_delta,
-            flow_run_id=flow_run.get_id(),
-        )
-    else:
-        decision = _register_on_recent(run_dir, models_dir, lineage, min_delta, recent)
-    run_logger().info("model registry: %s", decision["reason"])
-    return decision
-
-
-def _register_on_recent(
-    run_dir: str,
-    models_dir: str,
-    lineage: RunLineage,
-    min_delta: float,
-    recent: dict[str, Any],
-) -> dict[str, Any]:
-    """The registry's rule with the recent test data as "the same test data" of both models."""
-    folder = RunFolder(run_dir)
-    test_scores = training.read_metrics(folder).final
-
-    def rescore(champion: Any) -> float:
-        pixels, labels = load_arrays(recent["parquet"])
-        return accuracy(champion.query(pixels), labels)
-
-    registry = ModelRegistry(models_dir)
-    known = {version.version for version in registry.versions()}
-    decision = registry.register(
-        load_weights(folder.weights),
-        metrics={
+    metrics = None
+    if recent is not None and decide_on_recent:
+        test_scores = training.read_metrics(RunFolder(run_dir)).final
+        metrics = {
             "accuracy": recent["model_accuracy"],
             "compared_on": "recent test data",
             "test_accuracy": test_scores.accuracy,
             "confident": test_scores.confident,
             "mse": test_scores.mse,
-        },
-        test_sha256=recent["sha256"],
-        train_sha256=lineage.train.sha256,
-        run_dir=str(folder.path),
-        flow_run_id=flow_run.get_id(),
+        }
+    decision = register_run(
+        RunFolder(run_dir),
+        models_dir,
+        test_parquet,
+        lineage,
         min_delta=min_delta,
-        rescore=rescore,
-    ).to_dict()
-    decision["reason"] = f"on the recent test data ({recent['rows']} rows): {decision['reason']}"
-    if decision["version"] in known:  # a re-run of a finished run: nothing new was registered
+        flow_run_id=flow_run.get_id(),
+        rule=rule,
+        recent_parquet=None if recent is None else recent["parquet"],
+        recent_sha256=None if recent is None else recent["sha256"],
+        decide_on_recent=decide_on_recent,
+        ask=ask,
+        metrics=metrics,
+    )
+    if recent is not None and decide_on_recent:
         decision["reason"] = (
-            f"already registered as {decision['version']} (then: {decision['reason']})"
+            f"on the recent test data ({recent['rows']} rows): {decision['reason']}"
         )
+    run_logger().info("model registry: %s", decision["reason"])
     return decision
 
 

@@ -7,8 +7,7 @@ the flows' parameters and so the Prefect UI form (`flows.parameters.flow_signatu
 validation (`parse`, run by the CLI before any server starts and by the flow at its start) and
 the settings a run records (`flat`, in the report and `--json`).
 
-Network fields default to None: None means "the preset's value, else the reference's", so an
-explicit value always wins over the preset and an absent one never hides it (`presets.resolve`).
+Network fields default to None ("the preset's value, else the reference's": `presets.resolve`).
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ from mnistnn.data.split import check_recent_fraction
 from mnistnn.errors import ConfigError
 from mnistnn.predict.batch import CHUNK_ROWS, DEFAULT_THRESHOLD
 from mnistnn.presets import PRESETS, SETTINGS, Resolved, resolve
+from mnistnn.registry import policy as gate
 from mnistnn.registry.promotion import check_min_delta
 from mnistnn.runs.drift import DEFAULT_THRESHOLD as DEFAULT_DRIFT_THRESHOLD
 from mnistnn.runs.drift import check_threshold
@@ -156,6 +156,28 @@ class PromotionParams(Group):
     promote_on_recent: bool = Field(
         False, description="compare with the champion on the recent test data, not the test set"
     )
+    policy: gate.Policy = Field(
+        gate.DEFAULT_POLICY,
+        description="significant: promote only when McNemar's exact test says the new model is "
+        "better (p < alpha); better: accuracy >= the champion's + min_delta",
+    )
+    alpha: Annotated[float, AfterValidator(gate.check_alpha)] = Field(
+        gate.DEFAULT_ALPHA, description="significance level (0..1) of the significant policy"
+    )
+    min_accuracy: Annotated[float, AfterValidator(gate.check_min_accuracy)] = Field(
+        0.0, description="no model below this test accuracy (0..1) becomes champion"
+    )
+    approval: gate.Approval = Field(
+        "auto", description="ask: a close call pauses the run until a person approves or rejects"
+    )
+    approval_timeout: Annotated[float, AfterValidator(gate.check_approval_timeout)] = Field(
+        gate.DEFAULT_APPROVAL_TIMEOUT,
+        description="seconds a close call waits for a person (then it stays a challenger)",
+    )
+
+    def rule(self) -> gate.PromotionPolicy:
+        """The promotion policy these parameters declare."""
+        return gate.PromotionPolicy(self.policy, self.alpha, self.min_delta, self.min_accuracy)
 
 
 class RunOptions(Group):
@@ -170,9 +192,7 @@ class RunOptions(Group):
     )
     publish_report: bool = Field(True, description="publish the report and figures as artifacts")
     threads: Literal[1, 2] | None = Field(
-        None,
-        description="threads of the per-sample engine (empty: $MNISTNN_THREADS, else measured "
-        "as the epoch goes); the weights are the same either way",
+        None, description="per-sample engine threads (empty: $MNISTNN_THREADS or measured)"
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import itertools
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +28,11 @@ TRAIN_CSV = ROOT / "data" / "raw" / "mnist_train.csv.gz"
 TEST_CSV = ROOT / "data" / "raw" / "mnist_test.csv.gz"
 
 Arrays = tuple[np.ndarray, np.ndarray]
+
+# Tests write a digit file and score it at once: the scoring inbox's settle time (5 s by default,
+# for files still being written) is 0 in tests, processes they start included; the settle rule
+# itself is tested with an explicit settle time (tests/predict/test_hostile_inputs.py).
+os.environ.setdefault("MNISTNN_SETTLE_SECONDS", "0")
 
 
 @pytest.fixture(scope="session")

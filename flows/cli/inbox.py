@@ -18,6 +18,7 @@ from mnistnn.cli.app import EXIT_OK, positive_int
 from mnistnn.cli.options import add_options, values
 from mnistnn.config import DataPaths
 from mnistnn.errors import MnistnnError
+from mnistnn.inert import shown
 from mnistnn.parameters import WatchParameters, parse
 
 if TYPE_CHECKING:
@@ -66,7 +67,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
                 if args.once:
                     raise
                 # polling: a failed pass (a full disk, a registry locked too long) is retried
-                print(f"mnistnn: watch: pass failed, retrying: {exc}", file=sys.stderr, flush=True)
+                failed = shown(f"mnistnn: watch: pass failed, retrying: {exc}")
+                print(failed, file=sys.stderr, flush=True)
             else:
                 _show(result, args.json)
             if args.once or stop.wait(args.interval):
@@ -76,7 +78,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 def _show(result: WatchPass, as_json: bool) -> None:
     if not as_json:
         for line in result.lines():
-            print(line, flush=True)
+            print(shown(line), flush=True)  # a name cannot forge a line nor drive the terminal
         return
     print(json.dumps(result.to_dict(), default=str), flush=True)
     if result.events and result.sent_to is None:

@@ -12,6 +12,7 @@ from mnistnn.cli.app import EXIT_OK, EXIT_PARTIAL
 from mnistnn.cli.options import add_options, values
 from mnistnn.config import DataPaths
 from mnistnn.errors import MnistnnError
+from mnistnn.inert import shown
 from mnistnn.parameters import ScoringParameters, parse
 
 #: The keys of each input in `score --json`, in order.
@@ -59,7 +60,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         _print_text(result)
     for record in records:
         if record.get("error"):
-            print(f"mnistnn: error: {record['error']}", file=sys.stderr)
+            print(f"mnistnn: error: {shown(record['error'])}", file=sys.stderr)
     partial = any(record.get("error") or record.get("failed") for record in records)
     return EXIT_PARTIAL if partial else EXIT_OK
 
@@ -69,23 +70,24 @@ def _print_text(result: dict[str, Any]) -> None:
     print(
         f"model {result['model_version']}"
         + (f", challenger {challenger}" if challenger else ", no challenger")
-        + f"; inbox {result['inbox']}"
+        + f"; inbox {shown(result['inbox'])}"
     )
     if not result["inputs"]:
         print("nothing to score: the inbox is empty")
     for record in result["inputs"]:
         if record.get("error"):
-            print(f"  {record['file']}: refused")
+            print(f"  {shown(record['file'])}: refused")
             continue
         status = "already scored" if record.get("reused") else "scored"
         agreement = record.get("agreement")
         shadow = "" if agreement is None else f", agreement {agreement:.2%}"
         print(
-            f"  {record['file']}: {status}: {record['rows']} rows, {record['scored']} scored, "
-            f"{record['failed']} failed, {record['review_rows']} to review{shadow}"
+            f"  {shown(record['file'])}: {status}: {record['rows']} rows, "
+            f"{record['scored']} scored, {record['failed']} failed, "
+            f"{record['review_rows']} to review{shadow}"
         )
-        print(f"    predictions: {record['output']}")
+        print(f"    predictions: {shown(record['output'])}")
         if record.get("review"):
-            print(f"    review:      {record['review']}")
+            print(f"    review:      {shown(record['review'])}")
         if record.get("failures_file"):
-            print(f"    failures:    {record['failures_file']}")
+            print(f"    failures:    {shown(record['failures_file'])}")

@@ -18,6 +18,7 @@ from mnistnn.cli.app import EXIT_OK
 from mnistnn.cli.options import add_options, values
 from mnistnn.config import DataPaths
 from mnistnn.errors import MnistnnError
+from mnistnn.inert import shown
 from mnistnn.parameters import TrainingParameters, flat, parse
 from mnistnn.registry.answer import Answer
 from mnistnn.runs.records import EpochRecord, RunResult
@@ -123,7 +124,7 @@ def _print_summary(args: argparse.Namespace, result: RunResult) -> int:
         )
         print(f"{row.epoch:>5}  {scores}  {row.train_seconds:>7.2f}")
     for batch in (result.snapshot or {}).get("batches", []):
-        print(_batch_line(batch))
+        print(shown(_batch_line(batch)))  # names from the inbox stay inert
     print(f"run folder: {result.run_dir}")
     if result.decision is not None:
         print(f"registry: {result.decision['reason']}")
@@ -135,9 +136,9 @@ def _batch_line(batch: dict[str, object]) -> str:
     if batch["status"] != "accepted":
         return f"refused {batch['file']}: {batch['reason']}"
     score = batch["champion_accuracy"]
-    shown = "no champion yet" if score is None else f"champion {score:.4f}"
+    champion = "no champion yet" if score is None else f"champion {score:.4f}"
     drift = f"DRIFT ({batch['drift_reason']})" if batch["drift"] else "no drift"
-    return f"batch {batch['file']}: {batch['accepted']} rows, {shown}, {drift}"
+    return f"batch {batch['file']}: {batch['accepted']} rows, {champion}, {drift}"
 
 
 @contextlib.contextmanager

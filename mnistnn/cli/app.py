@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 
 from mnistnn.config import DataPaths
 from mnistnn.errors import MnistnnError
+from mnistnn.inert import shown
 
 EXIT_OK, EXIT_ERROR, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -43,9 +44,11 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     try:
         status: int = args.handler(args)
-    except (MnistnnError, ValueError, OSError) as exc:
+    except (MnistnnError, ValueError, OSError, MemoryError, RecursionError) as exc:
         message = str(exc).strip() or type(exc).__name__
-        print(f"mnistnn: error: {message}", file=sys.stderr)
+        if isinstance(exc, MemoryError | RecursionError):
+            message = f"out of memory ({type(exc).__name__}); see `mnistnn.limits` for the limits"
+        print(f"mnistnn: error: {shown(message)}", file=sys.stderr)  # a name cannot forge a line
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("mnistnn: interrupted", file=sys.stderr)

@@ -10,8 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from mnistnn.cli.app import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL
+from mnistnn.cli.models import add_models
 from mnistnn.config import DataPaths
-from mnistnn.errors import MnistnnError
+from mnistnn.data.ingest import check_fraction
+from mnistnn.errors import MnistnnError, one_line
+from mnistnn.inert import cell, shown
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -21,15 +24,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     ingest.add_argument("--max-rejected-fraction", type=float, default=0.0)
     ingest.set_defaults(handler=cmd_ingest)
 
-    models = commands.add_parser("models", help="list, show, promote or roll back models")
-    models_commands = models.add_subparsers(dest="models_command", required=True)
-    models_commands.add_parser("list", help="every registered version")
-    show = models_commands.add_parser("show", help="one version's metadata")
-    show.add_argument("version")
-    promote = models_commands.add_parser("promote", help="make a version the champion")
-    promote.add_argument("version")
-    models_commands.add_parser("rollback", help="return to the previous champion")
-    models.set_defaults(handler=cmd_models)
+    add_models(commands)
 
     evaluate = commands.add_parser("evaluate", help="score a model on a labelled test CSV")
     _model_option(evaluate)
@@ -62,35 +57,19 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from mnistnn.data.remote import ingest_location as ingest_csv
 
     processed = DataPaths.at(args.data_dir).processed
-    for path in args.paths:
-        summary = ingest_csv(path, processed, max_rejected_fraction=args.max_rejected_fraction)
+    check_fraction(args.max_rejected_fraction)
+    failed = 0
+    for path in args.paths:  # one bad file never stops the others: each failure is one line
+        try:
+            summary = ingest_csv(path, processed, max_rejected_fraction=args.max_rejected_fraction)
+        except (MnistnnError, MemoryError, RecursionError) as exc:
+            failed += 1
+            print(f"mnistnn: error: {shown(one_line(exc))}", file=sys.stderr)
+            continue
         print(summary.describe())
-    return EXIT_OK
-
-
-def cmd_models(args: argparse.Namespace) -> int:
-    """Registry commands; the champion is marked `*` and named in words."""
-    from mnistnn.registry.store import ModelRegistry
-
-    registry = ModelRegistry(DataPaths.at(args.data_dir).models)
-    if args.models_command == "list":
-        versions = registry.versions()
-        if not versions:
-            print("no models registered yet: run `mnistnn train` first")
-        for version in versions:
-            mark, role = ("*", "champion  ") if version.is_champion else (" ", "challenger")
-            print(
-                f"{mark} {version.version}  {role}  accuracy {version.accuracy:.4f}  "
-                f"{version.created}  hidden {version.config.get('hidden_nodes')}  "
-                f"lr {version.config.get('learning_rate')}"
-            )
-    elif args.models_command == "show":
-        print(json.dumps(registry.get(args.version).to_dict(), indent=2))
-    elif args.models_command == "promote":
-        print(f"champion is now {registry.promote(args.version).version}")
-    else:
-        print(f"champion is now {registry.rollback().version}")
-    return EXIT_OK
+    if not failed:
+        return EXIT_OK
+    return EXIT_ERROR if failed == len(args.paths) else EXIT_PARTIAL
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -156,9 +135,9 @@ def _print_predictions(
     if json_output:
         print(json.dumps([p.to_dict() for p in predictions]))
         return
-    if as_csv or out:
+    if as_csv or out:  # a CSV people open: quoted, formula-safe paths
         lines = ["path,digit,confidence"] + [
-            f"{p.path},{p.digit},{p.confidence:.4f}" for p in predictions
+            f"{_csv_cell(shown(p.path))},{p.digit},{p.confidence:.4f}" for p in predictions
         ]
         if out:
             from mnistnn.core.files import write_bytes_atomic
@@ -170,4 +149,10 @@ def _print_predictions(
         return
     for p in predictions:
         top = ", ".join(f"{digit} ({score:.2f})" for digit, score in p.top3)
-        print(f"{p.path}: {p.digit}  confidence {p.confidence:.2f}  top 3: {top}")
+        print(f"{shown(p.path)}: {p.digit}  confidence {p.confidence:.2f}  top 3: {top}")
+
+
+def _csv_cell(value: str) -> str:
+    """One CSV field, spreadsheet-safe, quoted when it holds a comma or a quote."""
+    value = cell(value)
+    return f'"{value.replace(chr(34), chr(34) * 2)}"' if any(c in value for c in ',"') else value

@@ -8,7 +8,9 @@ The inbox and the data folder are each a local folder or an `s3://` prefix, in a
 through the storage layer (`mnistnn.core.locations`).
 
 Which files are read (the stability rule): top-level entries of the inbox whose name ends `.csv`
-or `.csv.gz`; names starting with `.` or ending `.part` / `.tmp` are ignored. In a local folder,
+or `.csv.gz`; names starting with `.` or ending `.part` / `.tmp` are ignored. Only regular files
+really in the folder: a symbolic link (even to a file inside), a FIFO, a device or a socket is
+refused with one logged line and never opened. In a local folder,
 a file whose mtime is within `settle_seconds` (default 5) of now, or that is still empty, is being
 written and waits for the next scan. An object is whole from the moment its PUT succeeds (S3 has
 no partial objects), so an object is ready at once, whatever `settle_seconds` says; an empty
@@ -54,7 +56,9 @@ from mnistnn.data.inbox_ledger import merger, parse_ledger, recorded
 from mnistnn.data.inbox_memo import ScanMemo, ledger_token, local_identity
 from mnistnn.data.ingest import check_fraction
 from mnistnn.data.remote import ingest_location
+from mnistnn.data.text import file_kind
 from mnistnn.errors import ConfigError, DataError
+from mnistnn.inert import shown
 
 log = logging.getLogger(__name__)
 
@@ -208,14 +212,23 @@ def _stable_identities(folder: Path, settle_seconds: float, now: float) -> dict[
         found = sorted((entry.name, entry) for entry in entries if _is_batch_name(entry.name))
     for name, entry in found:
         try:
-            info = entry.stat()  # follows a symlink, as Path.stat does
+            info = entry.stat(follow_symlinks=False)  # a link is never followed out of the inbox
         except FileNotFoundError:  # removed meanwhile
             continue
-        if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
+        if not stat.S_ISREG(info.st_mode):
+            log.warning(
+                "refused %s: %s, not a regular file (never read)",
+                shown(name),
+                file_kind(info.st_mode),
+            )
+            continue
+        if info.st_size == 0:
             continue
         if now - info.st_mtime < settle_seconds:
             log.info(
-                "%s: modified %.1f s ago, waits for the next scan", entry.path, now - info.st_mtime
+                "%s: modified %.1f s ago, waits for the next scan",
+                shown(entry.path),
+                now - info.st_mtime,
             )
             continue
         identities[name] = local_identity(info)
@@ -262,11 +275,12 @@ def _ingest(
     }
     try:
         summary = ingest_location(location, paths.processed, max_rejected_fraction=limit)
-    except DataError as exc:
+    except (DataError, MemoryError, RecursionError) as exc:  # this batch's failure, not the scan's
         if locations.sha256_of(location) != digest:
             return None
-        reason = _one_line(str(exc)).replace(str(location), name)
-        log.warning("refused %s: %s", name, reason)
+        reason = _one_line(str(exc) or type(exc).__name__)
+        reason = reason.replace(shown(location), shown(name)).replace(str(location), shown(name))
+        log.warning("refused %s: %s", shown(name), reason)
         return {
             **record,
             "status": REFUSED,
@@ -278,7 +292,10 @@ def _ingest(
     if summary.sha256 != digest:
         return None
     log.info(
-        "accepted %s: %d rows, %d rejected", name, summary.rows_accepted, summary.rows_rejected
+        "accepted %s: %d rows, %d rejected",
+        shown(name),
+        summary.rows_accepted,
+        summary.rows_rejected,
     )
     return {
         **record,

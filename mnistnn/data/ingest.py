@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import io
 import json
 import logging
@@ -18,22 +19,21 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from mnistnn.config import N_CLASSES
-from mnistnn.core.files import (
-    clean_temp_files,
-    sha256_bytes,
-    write_bytes_atomic,
-    write_json_atomic,
-)
+from mnistnn.core.files import clean_temp_files, write_bytes_atomic, write_json_atomic
 from mnistnn.core.locks import exclusive
 from mnistnn.core.records import Fields, is_number
+from mnistnn.data import text
 from mnistnn.data.parquet import parquet_matches, parquet_metadata, write_parquet
 from mnistnn.data.parse import Parsed, read_and_parse
+from mnistnn.data.text import READ_SIZE
 from mnistnn.errors import ConfigError, DataError
+from mnistnn.inert import cell, shown
+from mnistnn.limits import DECODED_BYTES, Budget, LimitExceeded
 
 logger = logging.getLogger(__name__)
 
@@ -102,13 +102,14 @@ class IngestSummary:
         """A few human lines for the CLI."""
         how = "reused (source unchanged)" if self.reused else "converted"
         lines = [
-            f"{self.source_name}: {self.rows_read} rows read, {self.rows_accepted} accepted, "
-            f"{self.rows_rejected} rejected; {how} in {self.seconds:.2f} s",
-            f"  parquet: {self.parquet}",
+            f"{shown(self.source_name)}: {self.rows_read} rows read, "
+            f"{self.rows_accepted} accepted, {self.rows_rejected} rejected; "
+            f"{how} in {self.seconds:.2f} s",
+            f"  parquet: {shown(self.parquet)}",
             f"  label counts 0-9: {' '.join(str(count) for count in self.label_counts)}",
         ]
         if self.rejects is not None:
-            lines.append(f"  rejected rows: {self.rejects}")
+            lines.append(f"  rejected rows: {shown(self.rejects)}")
         return "\n".join(lines)
 
 
@@ -158,11 +159,23 @@ def ingest_csv(
     started = time.perf_counter()
     limit = check_fraction(max_rejected_fraction)
     source = Path(path)
-    raw = _read_source(source)
-    digest = sha256_bytes(raw)
-    folder = Path(processed_dir)
+    with text.open_regular(source) as handle:
+        digest = _hash_source(source, handle)
+        return _ingest_open(source, str(path), handle, digest, Path(processed_dir), limit, started)
+
+
+def _ingest_open(
+    source: Path,
+    given: str,
+    handle: BinaryIO,
+    digest: str,
+    folder: Path,
+    limit: float,
+    started: float,
+) -> IngestSummary:
+    """`ingest_csv` once the source is open and hashed."""
     folder.mkdir(parents=True, exist_ok=True)
-    job = _Job(source, str(path), digest, _Outputs.for_digest(folder, digest), limit, started)
+    job = _Job(source, given, digest, _Outputs.for_digest(folder, digest), limit, started)
     # One flock on the folder serialises cleanup, reuse checks and writes, across processes and
     # threads: temp files exist only while their writer holds it, so cleaning them under it never
     # hits a live write. Parsing runs unlocked: train and test ingests still overlap.
@@ -171,12 +184,16 @@ def ingest_csv(
         stored = _reusable_summary(job)
     if stored is not None:
         return _reuse(stored, job)
-    text, parsed = read_and_parse(source, raw)  # unlocked: other ingests may parse meanwhile
+    handle.seek(0)
+    again = hashlib.sha256()
+    parsed = read_and_parse(Path(shown(source)), handle, Budget(shown(source)), again)
+    if again.hexdigest() != digest:
+        raise DataError(f"{shown(source)}: changed while it was being read; try again")
     with exclusive(folder, timeout=None):
         stored = _reusable_summary(job)  # the same content may have been ingested meanwhile
         if stored is not None:
             return _reuse(stored, job)
-        return _publish(job, text, parsed)
+        return _publish(job, parsed)
 
 
 # --------------------------------------------------------------------------------------------
@@ -190,19 +207,25 @@ def check_fraction(value: float) -> float:
     return float(value)
 
 
-def _read_source(source: Path) -> bytes:
-    """The source bytes (hashed as they are, compressed or not), with file-level errors."""
+def _hash_source(source: Path, handle: BinaryIO) -> str:
+    """sha256 of the source's bytes as they are (compressed or not), with file-level errors.
+
+    A file larger than the decoded-bytes limit is refused unread (its text is at least as long).
+    """
+    size = os.fstat(handle.fileno()).st_size
+    if size == 0:
+        raise DataError(f"{shown(source)}: empty file (0 bytes)")
+    if size > DECODED_BYTES.value():
+        raise LimitExceeded(shown(source), DECODED_BYTES, f"{size:,} bytes on disk")
+    digest = hashlib.sha256()
+    budget = Budget(shown(source))
     try:
-        raw = source.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{source}: no such file") from None
-    except IsADirectoryError:
-        raise DataError(f"{source}: is a directory, not a CSV file") from None
+        for block in iter(lambda: handle.read(READ_SIZE), b""):
+            digest.update(block)
+            budget.check_time()
     except OSError as exc:
-        raise DataError(f"{source}: cannot be read ({exc.strerror or exc})") from exc
-    if not raw:
-        raise DataError(f"{source}: empty file (0 bytes)")
-    return raw
+        raise DataError(f"{shown(source)}: cannot be read ({exc.strerror or exc})") from exc
+    return digest.hexdigest()
 
 
 def _reusable_summary(job: _Job) -> IngestSummary | None:
@@ -242,20 +265,20 @@ def _reuse(stored: IngestSummary, job: _Job) -> IngestSummary:
         reused=True,
     )
     logger.info(
-        "%s: unchanged (sha256 %s), reusing %s", job.given, job.digest[:16], summary.parquet
+        "%s: unchanged (sha256 %s), reusing %s", shown(job.given), job.digest[:16], summary.parquet
     )
     return summary
 
 
-def _publish(job: _Job, text: bytes, parsed: Parsed) -> IngestSummary:
+def _publish(job: _Job, parsed: Parsed) -> IngestSummary:
     """Write rejects (if any), enforce the policy, then the Parquet, then the summary (last)."""
-    rejects = _write_rejects(job.outputs.rejects, text, parsed)
+    rejects = _write_rejects(job.outputs.rejects, parsed)
     read, rejected = parsed.rows_read, len(parsed.reject_lines)
     if _too_many(rejected, read, job.limit):
         first = list(zip(parsed.reject_lines, parsed.reject_reasons, strict=True))
         raise _policy_error(job, rejected, read, first[:SHOWN_REJECTS], rejects)
     if len(parsed.labels) == 0:
-        raise DataError(f"{job.given}: none of the {read} rows is valid; see {rejects}")
+        raise DataError(f"{shown(job.given)}: none of the {read} rows is valid; see {rejects}")
     metadata = parquet_metadata(job.source.name, job.digest, parsed)
     write_parquet(job.outputs.parquet, parsed, metadata)
     summary = IngestSummary(
@@ -272,7 +295,7 @@ def _publish(job: _Job, text: bytes, parsed: Parsed) -> IngestSummary:
         reused=False,
     )
     write_json_atomic(job.outputs.summary, summary.to_dict())
-    logger.info("%s: %d rows accepted, %d rejected", job.given, len(parsed.labels), rejected)
+    logger.info("%s: %d rows accepted, %d rejected", shown(job.given), len(parsed.labels), rejected)
     return summary
 
 
@@ -287,9 +310,9 @@ def _policy_error(
     """One line: the file, how many rows are bad, the first few with line and reason."""
     listed = "; ".join(f"line {line}: {reason}" for line, reason in first[:SHOWN_REJECTS])
     return DataError(
-        f"{job.given}: {rejected} of {read} rows are invalid ({rejected / read:.2%}, more than "
-        f"max_rejected_fraction={job.limit:g}); first {min(len(first), SHOWN_REJECTS)}: "
-        f"{listed}; all bad rows are in {rejects}"
+        f"{shown(job.given)}: {rejected} of {read} rows are invalid "
+        f"({rejected / read:.2%}, more than max_rejected_fraction={job.limit:g}); "
+        f"first {min(len(first), SHOWN_REJECTS)}: {listed}; all bad rows are in {rejects}"
     )
 
 
@@ -307,28 +330,21 @@ def _first_rejects_in_file(path: Path) -> list[tuple[int, str]]:
 # The rejects file
 
 
-def _write_rejects(path: Path, text: bytes, parsed: Parsed) -> str | None:
-    """Write `<hash>.rejects.csv` (line_number, reason, raw_line), or remove a stale one."""
+def _write_rejects(path: Path, parsed: Parsed) -> str | None:
+    """Write `<hash>.rejects.csv` (line_number, reason), or remove a stale one.
+
+    Line numbers and reasons only, never the line itself: the evidence names where to look in
+    the source (kept as it is), and a line from a file that should not have been read (a
+    secret) is never copied into the project's data. Reasons are spreadsheet-safe cells.
+    """
     if not parsed.reject_lines:
         path.unlink(missing_ok=True)
         return None
     out = io.StringIO(newline="")
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["line_number", "reason", "raw_line"])
-    raw_lines = _raw_lines(text, parsed.reject_lines)
-    writer.writerows(zip(parsed.reject_lines, parsed.reject_reasons, raw_lines, strict=True))
+    writer.writerow(["line_number", "reason"])
+    reasons = [cell(reason) for reason in parsed.reject_reasons]
+    writer.writerows(zip(parsed.reject_lines, reasons, strict=True))
     write_bytes_atomic(path, out.getvalue().encode("utf-8"))
     logger.warning("%d rejected rows written to %s", len(parsed.reject_lines), path)
     return str(path)
-
-
-def _raw_lines(text: bytes, line_numbers: list[int]) -> list[str]:
-    """The original text of the given 1-based lines, without their line ending."""
-    newlines = np.flatnonzero(np.frombuffer(text, dtype=np.uint8) == ord("\n"))
-    result = []
-    for number in line_numbers:
-        begin = int(newlines[number - 2]) + 1 if number > 1 else 0
-        stop = int(newlines[number - 1]) if number - 1 < len(newlines) else len(text)
-        line = text[begin:stop]
-        result.append(line.removesuffix(b"\r").decode("utf-8", errors="replace"))
-    return result

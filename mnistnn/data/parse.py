@@ -1,21 +1,21 @@
 """CSV text to arrays: the accepted rows as uint8 labels and pixels, the rejected ones with reasons.
 
-Two paths. The fast path hands the whole text to pyarrow's multithreaded CSV parser with uint8
+The text is read in blocks of whole lines (`text.line_blocks`, within the limits of
+`mnistnn.limits`), each parsed on its own, so the memory is the parsed rows plus one block. Two
+paths per block. The fast path hands the whole text to pyarrow's multithreaded CSV parser with uint8
 columns: on a clean file that parse *is* the validation (785 integer fields per line, each in
-0..255), leaving only the label range to check with numpy. When pyarrow refuses the text, the
-slow path classifies every line with vectorised Arrow kernels (count the commas, one regular
-expression for anything doubtful), parses the certainly valid lines with pyarrow again, and
-sends only the doubtful lines through Python, one by one, for a precise reason.
-"""
+0..255), leaving only the label range to check with numpy. When pyarrow refuses the text, the slow
+path classifies every line with vectorised Arrow kernels (count the commas, one regular expression
+for anything doubtful), parses the certainly valid lines with pyarrow again, and sends only the
+doubtful lines through Python, one by one, for a precise reason."""
 
 from __future__ import annotations
 
 import io
 import logging
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +25,8 @@ import pyarrow.csv as pacsv
 
 from mnistnn.config import INPUT_NODES
 from mnistnn.data import rules, text
+from mnistnn.errors import DataError
+from mnistnn.limits import Budget
 from mnistnn.types import LabelArray, PixelArray
 
 logger = logging.getLogger(__name__)
@@ -49,60 +51,111 @@ class Parsed:
         return len(self.labels) + len(self.reject_lines)
 
 
-def read_and_parse(source: Path, raw: bytes) -> tuple[bytes, Parsed]:
-    """The text (for raw lines of rejects) and the parsed rows.
+def read_and_parse(source: Path, handle: BinaryIO, budget: Budget, digest: Any = None) -> Parsed:
+    """Parse an open CSV (plain or gzip) block by block, within the budget's limits.
 
-    A gzip source is first parsed while it is being inflated (see `text.GunzipStream`). If
-    pyarrow refuses it, the slow path takes the inflated text; if the gzip data itself is in
-    doubt, the sequential path decides: decompress (with precise errors), check the text, then
-    parse.
+    The text is never held whole: each block of whole lines (`text.line_blocks`) is checked
+    (encoding, binary data) and parsed, then dropped; only the parsed rows and the rejected
+    line numbers and reasons are kept. `digest` (a hashlib object) sees the raw bytes.
     """
-    data, parsed = _parse_streamed(source, raw) if text.is_gzip(raw) else (None, None)
-    if parsed is not None and data is not None:
-        return data, parsed
-    try_fast = data is None
-    if data is None:
-        data = text.strip_bom(text.decompress(source, raw))
-    text.check_text(source, data)
-    return data, parse(source, data, try_fast)
+    blocks = text.line_blocks(source, text.decoded_chunks(source, handle, budget, digest), budget)
+    rows = _Rows(budget.max_rows)
+    held: tuple[int, bytes] | None = None
+    for item in blocks:
+        if held is not None:
+            line, block = held
+            kept, rest = _split_trailing_blanks(block)
+            if kept:
+                rows.add(parse_block(source, kept, line, first=rows.empty))
+            held = (line + kept.count(b"\n"), rest + item[1]) if rest else item
+        else:
+            held = item
+        budget.check_time()
+    if held is not None:
+        rows.add(parse_block(source, held[1], held[0], first=rows.empty))
+    parsed = rows.parsed()
+    if parsed.rows_read == 0 and parsed.header is None:
+        raise DataError(f"{source}: empty file (no data rows)")
+    return parsed
 
 
-def _parse_streamed(source: Path, raw: bytes) -> tuple[bytes | None, Parsed | None]:
-    """The fast path on a gzip source while it inflates.
-
-    Returns (text, parsed) on success, (text, None) when the rows need the slow path, and
-    (None, None) when the sequential path must decide (bad gzip data, a very long first line).
-    """
-    head = text.gunzip_head(raw)
-    newline = head.find(b"\n")
-    if newline < 0:
-        return None, None
-    has_header = text.header_of(head[:newline]) is not None
-    stream = text.GunzipStream(raw)
-    try:
-        reader = io.BufferedReader(stream, text.CSV_BLOCK_SIZE)
-        table = read_csv_table(reader, pa.uint8(), has_header)
-    except (pa.ArrowException, OSError, ValueError, EOFError, zlib.error):
-        return stream.drain(), None
-    data = stream.drain()
-    if data is None:
-        return None, None
-    text.check_text(source, data)
-    start, end, first_line, header = text.body_bounds(source, data)
-    if not _fast_path_safe(data, start, end) or table.num_rows != data.count(b"\n", start, end) + 1:
-        return data, None
-    labels, pixels = _table_columns(table)
-    return data, _drop_bad_labels(labels, pixels, first_line, header)
+def _split_trailing_blanks(block: bytes) -> tuple[bytes, bytes]:
+    """(whole lines up to the last non-blank one, the blank lines after it): blank lines at a
+    block's end go with the next block, so that only the file's last ones are dropped."""
+    stripped = len(block.rstrip(b" \t\r\n"))
+    if stripped == 0:
+        return b"", block
+    cut = block.find(b"\n", stripped) + 1 or len(block)
+    return block[:cut], block[cut:]
 
 
-def parse(source: Path, data: bytes, try_fast: bool = True) -> Parsed:
-    """Fast path when pyarrow accepts the whole text, else the line-locating slow path."""
-    start, end, first_line, header = text.body_bounds(source, data)
-    fast = _parse_fast(data, start, end) if try_fast else None
+def parse_block(source: Path, data: bytes, first_line: int, *, first: bool) -> Parsed:
+    """One block of whole lines starting at `first_line`: fast path when pyarrow accepts it,
+    else the line-locating slow path. The first block may start with a BOM and a header."""
+    if first:
+        data = text.strip_bom(data)
+    text.check_text(source, data, first_line)
+    if first:
+        start, end, line, header = text.body_bounds(source, data)
+    else:
+        start, end, line, header = 0, len(data.rstrip(b" \t\r\n")), first_line, None
+    if start >= end:
+        return Parsed(_no_labels(), _no_pixels(), [], [], header)
+    fast = _parse_fast(data, start, end)
     if fast is not None:
-        return _drop_bad_labels(*fast, first_line, header)
+        return _drop_bad_labels(*fast, line, header)
     logger.info("%s: not a clean CSV, locating the bad lines", source)
-    return _parse_slow(source, memoryview(data)[start:end], first_line, header)
+    return _parse_slow(source, memoryview(data)[start:end], line, header, first)
+
+
+class _Rows:
+    """The accepted rows so far, copied into one array reserved for up to `max_rows` rows (at
+    most 2**21, then doubled): untouched pages cost nothing, so the peak is the rows, not twice."""
+
+    def __init__(self, max_rows: int) -> None:
+        self.capacity = max(1, min(max_rows, 1 << 21))
+        self.count = 0
+        self.labels = _no_labels()
+        self.pixels = _no_pixels()
+        self.lines: list[int] = []
+        self.reasons: list[str] = []
+        self.header: str | None = None
+        self.empty = True
+
+    def add(self, part: Parsed) -> None:
+        if self.empty:
+            self.header = part.header
+            self.empty = False
+            self.labels = np.empty(self.capacity, dtype=np.uint8)
+            self.pixels = np.empty((self.capacity, INPUT_NODES), dtype=np.uint8)
+        stop = self.count + len(part.labels)
+        while stop > len(self.labels):
+            grown = np.empty((2 * len(self.labels), INPUT_NODES), dtype=np.uint8)
+            grown[: self.count] = self.pixels[: self.count]
+            self.pixels = grown
+            self.labels = np.concatenate((self.labels, np.empty_like(self.labels)))
+        self.labels[self.count : stop] = part.labels
+        self.pixels[self.count : stop] = part.pixels
+        self.count = stop
+        self.lines.extend(part.reject_lines)
+        self.reasons.extend(part.reject_reasons)
+
+    def parsed(self) -> Parsed:
+        return Parsed(
+            self.labels[: self.count],
+            self.pixels[: self.count],
+            self.lines,
+            self.reasons,
+            self.header,
+        )
+
+
+def _no_labels() -> LabelArray:
+    return np.empty(0, dtype=np.uint8)
+
+
+def _no_pixels() -> PixelArray:
+    return np.empty((0, INPUT_NODES), dtype=np.uint8)
 
 
 def _parse_fast(data: bytes, start: int, end: int) -> tuple[LabelArray, PixelArray] | None:
@@ -176,7 +229,9 @@ def _drop_bad_labels(
     return Parsed(labels[keep], np.ascontiguousarray(pixels[keep]), lines, reasons, header)
 
 
-def _parse_slow(source: Path, body: memoryview, first_line: int, header: str | None) -> Parsed:
+def _parse_slow(
+    source: Path, body: memoryview, first_line: int, header: str | None, first: bool
+) -> Parsed:
     """Classify every line with vectorised pyarrow kernels, parse the clean ones, explain the rest.
 
     Each kernel (count commas, one RE2 regex) streams once over the bytes, line by line, without
@@ -185,7 +240,7 @@ def _parse_slow(source: Path, body: memoryview, first_line: int, header: str | N
     lines = _lines_array(body)
     fields = pc.count_substring(lines, ",").to_numpy() + 1
     wrong_count = fields != rules.N_FIELDS
-    if wrong_count.all():
+    if first and wrong_count.all():  # the first block: the file's columns are wrong
         raise rules.field_count_error(source, fields)
     suspicious = _matches(lines, rules.SUSPICIOUS_LINE) & ~wrong_count
     clean = ~(wrong_count | suspicious)

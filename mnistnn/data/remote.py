@@ -1,25 +1,29 @@
 """Ingest where the CSV or the processed folder is an `s3://` URL, through the storage layer.
 
-The conversion itself is `ingest_csv`, unchanged, run on local copies: a CSV URL is downloaded
-into `<tmp>/mnistnn-cache/src-<sha16>/` (`locations.local_copy`) and, when `processed_dir` is a URL, the outputs are
-converted into `<tmp>/mnistnn-cache/processed/` and then uploaded under their content-addressed
-names, rejects and Parquet first and the summary JSON (which vouches that the others are
-complete) last, so another machine sees either no summary or whole outputs. A summary already in
-the bucket for the same content is reused without converting again.
+The conversion itself is `ingest_csv`, unchanged, run on local copies: a CSV URL is downloaded into
+`<tmp>/mnistnn-cache/src-<sha16>/` (`locations.local_copy`) and, when `processed_dir` is a URL, the
+outputs are converted into `<tmp>/mnistnn-cache/processed/` and then uploaded under their
+content-addressed names, rejects and Parquet first and the summary JSON (which vouches that the
+others are complete) last, so another machine sees either no summary or whole outputs. A summary
+already in the bucket for the same content is reused without converting again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from mnistnn.core import locations
 from mnistnn.data.ingest import IngestSummary, ingest_csv
 from mnistnn.errors import DataError, NotFound, StorageUnavailable
+from mnistnn.inert import shown
+from mnistnn.limits import DECODED_BYTES, LimitExceeded
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +41,8 @@ def ingest_location(
     digest = hashlib.sha256(raw).hexdigest()
     local = locations.local_copy(given, raw)
     if not locations.is_url(processed_dir):
-        summary = ingest_csv(local, processed_dir, max_rejected_fraction=max_rejected_fraction)
+        with _named_as(local, given):
+            summary = ingest_csv(local, processed_dir, max_rejected_fraction=max_rejected_fraction)
         return dataclasses.replace(summary, source=given)
     stem = digest[:16]
     remote_summary = locations.join(processed_dir, f"{stem}.json")
@@ -45,7 +50,17 @@ def ingest_location(
     if stored is not None:
         log.info("%s: unchanged (sha256 %s), reusing %s", given, stem, stored.parquet)
         return dataclasses.replace(stored, source=given, reused=True)
-    staged = ingest_csv(local, locations.cache_dir() / "processed", max_rejected_fraction)
+    staging = locations.cache_dir() / "processed"
+    try:
+        with _named_as(local, given):
+            staged = ingest_csv(local, staging, max_rejected_fraction)
+    except DataError as exc:  # refused by the policy: its rejects go to the bucket all the same
+        cached = staging / f"{stem}.rejects.csv"
+        if not (cached.is_file() and str(cached) in str(exc)):
+            raise
+        remote_rejects = str(locations.join(processed_dir, f"{stem}.rejects.csv"))
+        locations.write_bytes(remote_rejects, cached.read_bytes())
+        raise DataError(str(exc).replace(str(cached), remote_rejects)) from exc
     parquet = str(locations.join(processed_dir, f"{stem}.parquet"))
     rejects = None
     if staged.rejects is not None:
@@ -58,8 +73,24 @@ def ingest_location(
     return summary
 
 
-def _read_input(given: str) -> bytes:
+@contextlib.contextmanager
+def _named_as(local: Path, given: str) -> Iterator[None]:
+    """Errors about the cached copy name the object, not a path on this machine."""
     try:
+        yield
+    except DataError as exc:
+        message = str(exc).replace(shown(local), shown(given)).replace(str(local), given)
+        raise DataError(message) from exc
+
+
+def _read_input(given: str) -> bytes:
+    """The object's bytes, read whole: refused first when larger than the decoded-bytes limit
+    (its text is at least that long), so a huge object never reaches memory."""
+    try:
+        store, key = locations.split(given)
+        size = store.size(key)
+        if size > DECODED_BYTES.value():
+            raise LimitExceeded(shown(given), DECODED_BYTES, f"{size:,} bytes stored")
         return locations.read_bytes(given)
     except StorageUnavailable:
         raise

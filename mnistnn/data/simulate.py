@@ -158,7 +158,7 @@ def _skewed_rows(labels: LabelArray, rows: int, rng: np.random.Generator) -> np.
     """SKEW_SHARE of the rows from two digits chosen at random, the rest from the others."""
     favoured = rng.choice(N_CLASSES, size=2, replace=False)
     is_favoured = np.isin(labels, favoured)
-    n_favoured = min(int(round(rows * SKEW_SHARE)), int(is_favoured.sum()))
+    n_favoured = min(round(rows * SKEW_SHARE), int(is_favoured.sum()))
     n_others = rows - n_favoured
     picked = np.concatenate(
         [

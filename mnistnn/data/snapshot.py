@@ -38,13 +38,13 @@ from mnistnn.config import INPUT_NODES, SCHEMA_VERSION, DataPaths
 from mnistnn.core import locations
 from mnistnn.core.files import sha256_bytes
 from mnistnn.data.parquet import read_parquet, write_rows
-from mnistnn.data.split_memo import split_counts
 from mnistnn.data.split import (
     DEFAULT_RECENT_FRACTION,
     SPLIT_RULE,
     check_recent_fraction,
     recent_mask,
 )
+from mnistnn.data.split_memo import split_counts
 from mnistnn.errors import DataError, StorageUnavailable
 from mnistnn.types import LabelArray, PixelArray
 

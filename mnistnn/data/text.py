@@ -6,18 +6,20 @@ these checks is one file-level DataError, never thousands of rejected rows.
 
 from __future__ import annotations
 
-import gzip
-import io
 import logging
 import os
 import re
-import threading
+import stat
 import zlib
+from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+
+import numpy as np
 
 from mnistnn.data.rules import NUMBER_RE
 from mnistnn.errors import DataError
+from mnistnn.limits import Budget
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +27,8 @@ GZIP_MAGIC = b"\x1f\x8b"
 UTF8_BOM = b"\xef\xbb\xbf"
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 CSV_BLOCK_SIZE = 1 << 22  # 4 MiB blocks: measured fastest for 785-column rows on 2 cores
-HEAD_SIZE = 1 << 16  # enough decompressed bytes to see the first line (a header or a row)
+READ_SIZE = 1 << 20  # bytes read (and inflated) at a time
+BLOCK_BYTES = 32 << 20  # text parsed at once (~18,000 rows): bounds a block's temporaries
 _TRAILING_BLANKS = b" \t\r\n"
 NON_BLANK_RE = re.compile(rb"[^ \t\r\n]")
 
@@ -41,112 +44,192 @@ def is_gzip_file(path: str | os.PathLike[str]) -> bool:
         return is_gzip(handle.read(2))
 
 
-def decompress(source: Path, raw: bytes) -> bytes:
-    """Gunzip when the bytes say gzip; a `.gz` name without gzip bytes is an error too."""
-    if is_gzip(raw):
-        try:
-            return gzip.decompress(raw)
-        except EOFError:
-            raise DataError(
-                f"{source}: truncated gzip file (it ends before the compressed data does)"
-            ) from None
-        except (OSError, zlib.error) as exc:
-            raise DataError(f"{source}: corrupt gzip file ({exc})") from None
-    if source.name.lower().endswith(".gz"):
-        raise DataError(f"{source}: corrupt gzip file (named .gz but has no gzip header)")
-    return raw
+def open_regular(path: str | os.PathLike[str], shown: object = None) -> BinaryIO:
+    """Open a file for reading only if it is a regular file; never blocks.
 
-
-def gunzip_head(raw: bytes) -> bytes:
-    """The first decompressed bytes (BOM removed), or b"" when the gzip data is bad."""
-    try:
-        return strip_bom(zlib.decompressobj(wbits=31).decompress(raw[: 1 << 20], HEAD_SIZE))
-    except zlib.error:
-        return b""
-
-
-class GunzipStream(io.RawIOBase):
-    """Inflate gzip members on demand and keep the output.
-
-    pyarrow's reader thread pulls blocks from this stream while its parser threads work on the
-    previous ones, and zlib releases the GIL: decompression and parsing overlap, and the text is
-    kept for the checks and the rejects. The original note: about 30% faster on the train file
-    than one after the other (idle cores). Re-measured on the 60,000-row train file, fast path to
-    arrays, best of 7-12, four runs on 2 cores shared with other jobs (load 2-4): 1.37-1.77 s
-    with this stream, 1.74-2.07 s parsing from pyarrow's `CompressedInputStream` (which leaves
-    the text to inflate a second time): 2-22% faster, median 17%; but 1.43-1.59 s inflating
-    first with `gzip.decompress`, then parsing: no win when no core is idle (9% faster to 24%
-    slower).
+    Opened with O_NONBLOCK and checked with fstat on the open descriptor (no race with a rename):
+    a FIFO, a device or a socket is refused with one line instead of blocking a reader forever.
     """
+    name = path if shown is None else shown
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise DataError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise DataError(f"{name}: is a directory, not a file") from None
+    except OSError as exc:
+        raise DataError(f"{name}: cannot be read ({exc.strerror or exc})") from exc
+    mode = os.fstat(descriptor).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(descriptor)
+        if stat.S_ISDIR(mode):
+            raise DataError(f"{name}: is a directory, not a file")
+        raise DataError(f"{name}: {file_kind(mode)}, not a regular file; refused")
+    os.set_blocking(descriptor, True)
+    return os.fdopen(descriptor, "rb")
 
-    def __init__(self, raw: bytes) -> None:
-        super().__init__()
-        self._inflater = zlib.decompressobj(wbits=31)
-        self._input = raw
-        self._parts: list[bytes] = []
-        self._lock = threading.Lock()  # pyarrow's reader thread versus `drain`
 
-    def readable(self) -> bool:
-        return True
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words (for one-line refusals)."""
+    kinds = (
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a directory"),
+    )
+    return next((words for test, words in kinds if test(mode)), "not a regular file")
 
-    @property
-    def complete(self) -> bool:
-        """True when the last gzip member ended with no input left (not truncated)."""
-        return self._inflater.eof and not self._input
 
-    def readinto(self, buffer: Any) -> int:
-        with self._lock:
-            return self._inflate_into(buffer)
+def decoded_chunks(
+    source: object, handle: BinaryIO, budget: Budget, digest: Any = None, size: int = READ_SIZE
+) -> Iterator[bytes]:
+    """The file's text in chunks of at most `size` bytes, gunzipped on the fly when its
+    bytes say gzip (several members allowed); `digest` (a hashlib object) sees the raw bytes.
 
-    def _inflate_into(self, buffer: Any) -> int:
-        while not self.complete:
-            out = self._inflater.decompress(self._input, len(buffer))
-            self._input = self._inflater.unconsumed_tail
-            if self._inflater.eof and self._inflater.unused_data:
-                self._input = self._inflater.unused_data  # another gzip member follows
-                self._inflater = zlib.decompressobj(wbits=31)
-            if out:
-                buffer[: len(out)] = out
-                self._parts.append(out)
-                return len(out)
-            if not self._input:
-                break  # truncated: the caller sees `complete` is False
-        return 0
+    Never inflates more than one chunk ahead: a decompression bomb costs one chunk of memory
+    and is refused by the budget (decoded bytes, time) or the first check on its text.
+    """
+    first = handle.read(size)
+    if digest is not None:
+        digest.update(first)
+    gzipped = is_gzip(first)
+    if not gzipped and getattr(source, "name", str(source)).lower().endswith(".gz") and first:
+        raise DataError(f"{source}: corrupt gzip file (named .gz but has no gzip header)")
+    raw = _raw_chunks(handle, first, digest, size)
+    chunks = _inflated(source, raw, size) if gzipped else raw
+    for chunk in chunks:
+        budget.add_bytes(len(chunk))
+        yield chunk
 
-    def drain(self) -> bytes | None:
-        """The whole text, inflating what pyarrow did not read; None when the gzip data is bad."""
-        chunk = memoryview(bytearray(CSV_BLOCK_SIZE))
-        try:
-            while self.readinto(chunk):
-                pass
-        except zlib.error:
-            return None
-        return strip_bom(b"".join(self._parts)) if self.complete else None
+
+def _raw_chunks(handle: BinaryIO, first: bytes, digest: Any, size: int) -> Iterator[bytes]:
+    data = first
+    while data:
+        yield data
+        data = handle.read(size)
+        if digest is not None:
+            digest.update(data)
+
+
+def _inflated(source: object, raw: Iterator[bytes], size: int) -> Iterator[bytes]:
+    inflater = zlib.decompressobj(wbits=31)
+    member_open = False  # input fed to a member that has not ended yet: truncated if it stays
+    padding = False  # after the last member: only NUL bytes may follow
+    try:
+        for data in raw:
+            if padding and data.strip(b"\x00"):
+                raise zlib.error("data after the zero padding that ends the last member")
+            while data and not padding:
+                member_open = True
+                out = inflater.decompress(data, size)
+                if out:
+                    yield out
+                if not inflater.eof:
+                    data = inflater.unconsumed_tail
+                    continue
+                member_open = False
+                data = inflater.unused_data
+                padding = not data.strip(b"\x00")  # zero padding after the last member
+                if padding:
+                    break
+                inflater = zlib.decompressobj(wbits=31)  # another gzip member follows
+        if member_open:
+            tail = inflater.flush()
+            if tail:
+                yield tail
+            if not inflater.eof:
+                raise DataError(
+                    f"{source}: truncated gzip file (it ends before the compressed data does)"
+                )
+    except zlib.error as exc:
+        raise DataError(f"{source}: corrupt gzip file ({exc})") from None
+
+
+def line_blocks(
+    source: object, chunks: Iterable[bytes], budget: Budget, block_bytes: int = BLOCK_BYTES
+) -> Iterator[tuple[int, bytes]]:
+    """(number of its first line, block) for blocks of whole lines of about `block_bytes`.
+
+    Linear whatever the input: each chunk is searched once for its last newline, and a line
+    longer than the budget's line limit is refused as soon as it is (a newline-free input
+    costs one line's worth of memory). The first chunk is checked for UTF-16 and binary data,
+    every chunk for NUL bytes, so a bomb of zeros stops after its first chunk. Every line
+    counts against the row limit.
+    """
+    pending = bytearray()
+    line = 1  # the number of pending's first line
+    cut = 0  # pending[:cut] is whole lines
+    first = True
+    for chunk in chunks:
+        if first:
+            _check_start(source, chunk)
+            first = False
+        if b"\x00" in chunk:
+            raise DataError(f"{source}: binary data, not CSV text (NUL byte near line {line})")
+        newline = chunk.rfind(b"\n")
+        if newline >= 0:
+            cut = len(pending) + newline + 1
+        pending += chunk
+        if len(pending) - cut > budget.max_line:  # the open line; numbered only when refused
+            budget.check_line(len(pending) - cut, line + pending.count(b"\n", 0, cut))
+        if cut and len(pending) >= block_bytes:
+            block = bytes(pending[:cut])
+            del pending[:cut]
+            cut = 0
+            line = yield from _emit(budget, line, block)
+    if pending:
+        yield from _emit(budget, line, bytes(pending))
+
+
+def _emit(budget: Budget, line: int, block: bytes) -> Generator[tuple[int, bytes], None, int]:
+    """Yield one block after its line-length and row checks; the number of the next line."""
+    ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == ord("\n"))
+    starts = np.concatenate(([0], ends[:-1] + 1)) if len(ends) else np.zeros(1, dtype=np.int64)
+    lengths = (ends if len(ends) else np.array([len(block)])) - starts
+    if lengths.size and int(lengths.max()) > budget.max_line:
+        budget.check_line(int(lengths.max()), line + int(np.argmax(lengths)))
+    count = len(ends) + (0 if block.endswith(b"\n") else 1)
+    budget.add_rows(count)
+    yield line, block
+    return line + len(ends)
+
+
+def _check_start(source: object, chunk: bytes) -> None:
+    """UTF-16 (with or without a byte-order mark) is one file-level error, not rows of garbage."""
+    head = chunk[:4096]
+    half = len(head) // 2
+    odd, even = head[1::2].count(b"\x00"), head[0::2].count(b"\x00")
+    if head.startswith(UTF16_BOMS) or (
+        half >= 4 and max(odd, even) > 0.4 * half > 4 * min(odd, even)
+    ):
+        raise DataError(f"{source}: UTF-16 text; save it as UTF-8 (or ASCII) CSV")
 
 
 def strip_bom(text: bytes) -> bytes:
     return text[len(UTF8_BOM) :] if text.startswith(UTF8_BOM) else text
 
 
-def check_text(source: Path, text: bytes) -> None:
-    """Binary, UTF-16 or non-UTF-8 content is a file-level error, not 60,000 bad rows."""
-    if text.startswith(UTF16_BOMS):
+def check_text(source: object, text: bytes, first_line: int = 1) -> None:
+    """Binary, UTF-16 or non-UTF-8 content is a file-level error, not 60,000 bad rows.
+
+    `text` is whole lines starting at line `first_line` of the file (one block of it).
+    """
+    if first_line == 1 and text.startswith(UTF16_BOMS):
         raise DataError(f"{source}: UTF-16 text; save it as UTF-8 (or ASCII) CSV")
     nul = text.find(b"\x00")
     if nul >= 0:
-        raise DataError(
-            f"{source}: binary data, not CSV text (NUL byte at line {_line_of(text, nul)})"
-        )
+        line = first_line - 1 + _line_of(text, nul)
+        raise DataError(f"{source}: binary data, not CSV text (NUL byte at line {line})")
     if not text.isascii():
         try:
             text.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise DataError(
                 f"{source}: not UTF-8 text (byte 0x{text[exc.start]:02x} at line "
-                f"{_line_of(text, exc.start)}); binary data or another encoding"
+                f"{first_line - 1 + _line_of(text, exc.start)}); binary data or another encoding"
             ) from None
-    if NON_BLANK_RE.search(text) is None:
-        raise DataError(f"{source}: empty file (no data rows)")
 
 
 def _line_of(text: bytes, offset: int) -> int:
@@ -164,9 +247,7 @@ def header_of(first_line: bytes) -> str | None:
 
 def body_bounds(source: Path, text: bytes) -> tuple[int, int, int, str | None]:
     """(start, end, line number at start, header): the data rows are text[start:end]."""
-    end = len(text)
-    while end and text[end - 1] in _TRAILING_BLANKS:
-        end -= 1  # a missing or extra final newline is not a row
+    end = len(text.rstrip(_TRAILING_BLANKS))  # a missing or extra final newline is not a row
     newline = text.find(b"\n", 0, end)
     header = header_of(text[: newline if newline >= 0 else end])
     if header is None:

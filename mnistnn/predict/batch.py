@@ -16,6 +16,10 @@ challenger finds it and does no work. A new challenger (or none) is a new key, s
 columns are computed for it: every file says exactly which two models produced it.
 Nothing the challenger says changes the champion's columns.
 
+An input refused as a whole (whatever the reason: a limit, bad text, an unexpected error, even
+MemoryError) is recorded as `predictions/<sha16>.refused.json` and raises `InputRefused` (one
+line); later runs refuse the same bytes at once, without reading them (`refusals`).
+
 `p0..p9` and `confidence` are shares of the network's outputs (`predictions.PROBABILITIES`); the
 Parquet schema, its stored summary and the side files are in `predictions`.
 """
@@ -38,9 +42,10 @@ import pyarrow.parquet as pq
 
 from mnistnn.config import N_CLASSES, SCHEMA_VERSION
 from mnistnn.core import locations
+from mnistnn.errors import ConfigError
 from mnistnn.model.network import NeuralNetwork
-from mnistnn.predict import review
-from mnistnn.predict.inputs import Chunk, InboxInput, RowFailure
+from mnistnn.predict import refusals, review
+from mnistnn.predict.inputs import Chunk, InboxInput, InputRefused, RowFailure
 from mnistnn.predict.predict import output_shares, predict_pixels
 from mnistnn.predict.predictions import (
     META_KEY,
@@ -103,6 +108,34 @@ def score_input(
     stored = read_result(paths.parquet)
     if stored is not None and stored.sha256 == sha256:
         return dataclasses.replace(stored, reused=True, seconds=time.perf_counter() - started)
+    refused = refusals.stored(paths.refused, sha256)
+    if refused is not None:
+        raise InputRefused(f"{refused} (refused before; not read again until its bytes change)")
+    try:
+        result = _score(
+            item, sha256, champion, challenger, paths, threshold, chunk_rows, block_bytes, progress
+        )
+    except ConfigError:
+        raise  # a bad setting (a limit's variable) is the run's error, not this input's
+    except refusals.REFUSALS as exc:
+        reason = refusals.reason(item.name, exc)
+        refusals.record(paths.refused, sha256, reason)
+        raise InputRefused(reason) from exc
+    return dataclasses.replace(result, seconds=round(time.perf_counter() - started, 4))
+
+
+def _score(
+    item: InboxInput,
+    sha256: str,
+    champion: PinnedModel,
+    challenger: PinnedModel | None,
+    paths: OutputPaths,
+    threshold: float,
+    chunk_rows: int,
+    block_bytes: int,
+    progress: Progress | None,
+) -> ScoreResult:
+    """`score_input` once it is known that there is work to do."""
     tally = _Tally(threshold)
     pending: list[pa.RecordBatch] = []
     buffered = 0
@@ -136,7 +169,7 @@ def score_input(
         )
     if queue.review_rows == 0:
         review.discard_untouched(paths.review)
-    return dataclasses.replace(result, seconds=round(time.perf_counter() - started, 4))
+    return result
 
 
 def _score_chunk(

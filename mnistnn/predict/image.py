@@ -28,7 +28,10 @@ import scipy.ndimage as ndi
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mnistnn.config import IMAGE_SIDE
-from mnistnn.errors import DataError, one_line
+from mnistnn.data import text
+from mnistnn.errors import DataError, MnistnnError, one_line
+from mnistnn.inert import shown
+from mnistnn.limits import IMAGE_BYTES, IMAGE_PIXELS, LimitExceeded
 from mnistnn.types import FloatArray, PixelArray
 
 #: File name suffixes (lower case) treated as images when a folder is expanded.
@@ -64,27 +67,33 @@ def load_image(path: str | os.PathLike[str]) -> FloatArray:
     ink on "paper"); 16-bit images are scaled down to 0..255; EXIF rotation is applied, since
     phone photos are often stored sideways. Pillow's decompression-bomb limit stays on: an image
     over `Image.MAX_IMAGE_PIXELS` is refused here (without touching the global warning filters,
-    which are not thread-safe), as is anything missing, unreadable, corrupt or truncated.
+    which are not thread-safe), and so is one over our limits on pixels and decoded bytes
+    (`mnistnn.limits`), before decoding; so is anything missing, not a regular file (a FIFO
+    never blocks), unreadable, corrupt or truncated, or with NaN or infinite pixel values.
     """
     source = Path(path)
-    if not source.is_file():
-        raise DataError(f"{source}: no such file")
+    name = shown(source)
+    if not source.exists():
+        raise DataError(f"{name}: no such file")
     try:
-        with Image.open(source) as opened:
-            _check_pixel_count(opened, source)
+        with text.open_regular(source, name) as handle, Image.open(handle) as opened:
+            _check_pixel_count(opened, name)
             opened.load()
-            image = ImageOps.exif_transpose(opened)
-            return _to_gray(image, source)
+            image = _reduced_image(ImageOps.exif_transpose(opened))
+            return _to_gray(image, name)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise DataError(f"{source}: refused as a decompression bomb ({exc})") from exc
+        raise DataError(f"{name}: refused as a decompression bomb ({exc})") from exc
     except UnidentifiedImageError as exc:
-        raise DataError(f"{source}: not an image, or not a format Pillow can read") from exc
+        raise DataError(f"{name}: not an image, or not a format Pillow can read") from exc
+    except MnistnnError:
+        raise
     except _DECODE_ERRORS as exc:
-        raise DataError(f"{source}: corrupt or truncated image ({one_line(exc)})") from exc
+        raise DataError(f"{name}: corrupt or truncated image ({one_line(exc)})") from exc
 
 
-def _check_pixel_count(image: Image.Image, source: Path) -> None:
-    """Refuse oversized images before decoding, whatever the warnings filter says."""
+def _check_pixel_count(image: Image.Image, source: str) -> None:
+    """Refuse oversized images before decoding: Pillow's bomb limit, whatever the warnings
+    filter says, then ours on pixels and on decoded bytes (`mnistnn.limits`)."""
     limit = Image.MAX_IMAGE_PIXELS
     pixels = image.width * image.height
     if limit is not None and pixels > limit:
@@ -92,12 +101,44 @@ def _check_pixel_count(image: Image.Image, source: Path) -> None:
             f"{source}: refused as a decompression bomb "
             f"({image.width}x{image.height} = {pixels} pixels > limit {limit})"
         )
+    if pixels > IMAGE_PIXELS.value():
+        raise LimitExceeded(source, IMAGE_PIXELS, f"{image.width}x{image.height} pixels")
+    decoded = pixels * _bytes_per_pixel(image.mode)
+    if decoded > IMAGE_BYTES.value():
+        raise LimitExceeded(
+            source,
+            IMAGE_BYTES,
+            f"{image.width}x{image.height} {image.mode} = {decoded:,} bytes decoded",
+        )
 
 
-def _to_gray(image: Image.Image, source: Path) -> FloatArray:
+def _bytes_per_pixel(mode: str) -> int:
+    """What Pillow holds per pixel once decoded: 1 (L, P, 1), 2 (16-bit grey) or 4 (the rest:
+    RGB is stored as 4 bytes, and 16-bit colour is decoded to 8 bits a channel)."""
+    if mode in ("1", "L", "P"):
+        return 1
+    return 2 if mode.startswith("I;16") else 4
+
+
+def _reduced_image(image: Image.Image) -> Image.Image:
+    """Shrink a very large image by an integer factor (box average) while it is still compact
+    (1-4 bytes a pixel): the float copies of the later steps then stay small."""
+    factor = math.ceil(max(image.size) / MAX_WORKING_SIDE)
+    if factor <= 1:
+        return image
+    try:
+        return image.reduce(factor)
+    except ValueError:  # a mode Pillow cannot reduce: the float steps reduce it later
+        return image
+
+
+def _to_gray(image: Image.Image, source: str) -> FloatArray:
     """Any Pillow mode -> float64 luminance in 0..255 (transparency composited onto white)."""
     if image.mode.startswith("I") or image.mode == "F":
-        return _wide_to_gray(np.asarray(image, dtype=np.float64), image.mode == "F")
+        values = np.asarray(image, dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise DataError(f"{source}: pixel values that are not finite numbers (NaN or inf)")
+        return _wide_to_gray(values, image.mode == "F")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
         rgba = np.asarray(image.convert("RGBA"), dtype=np.float64)
         alpha = rgba[..., 3] / 255.0
@@ -138,7 +179,7 @@ def preprocess_array(gray: FloatArray | PixelArray, *, source: str = "<array>") 
 
 def preprocess_image(path: str | os.PathLike[str]) -> PixelArray:
     """Load an image file and preprocess it: (784,) uint8 ready for `NeuralNetwork.query`."""
-    return preprocess_array(load_image(path), source=str(path))
+    return preprocess_array(load_image(path), source=shown(path))
 
 
 def _checked_gray(gray: FloatArray | PixelArray, source: str) -> FloatArray:

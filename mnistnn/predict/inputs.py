@@ -8,8 +8,12 @@ An inbox (`DataPaths().unlabelled`, i.e. `data/unlabelled/`) holds, at its top l
     a sub-folder        its image files (`IMAGE_SUFFIXES`, not recursive): one input per folder
     image files         the images lying directly in the inbox together form one input, `.`
 
-Names starting with `.` or `_` (a writer's temporary files) are ignored; any other file is
-skipped with a reason. Each input is identified by the sha256 of its bytes (a folder: of its
+Names starting with `.` or `_`, or ending `.part` / `.tmp` (a writer's temporary files) are
+ignored, and so is a local file modified within the settle time (`discover`); a symbolic link,
+FIFO, device or socket is skipped with one line and never opened; any other file is skipped
+with a reason. On S3 an object is whole once written, so it is ready at once.
+
+Each input is identified by the sha256 of its bytes (a folder: of its
 images' names and contents), so a renamed copy is recognised and a changed file is new.
 
 The inbox may be an `s3://` prefix: its objects are listed by the same rules (a "sub-folder" is
@@ -24,13 +28,19 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final, Literal
 
 from mnistnn.core import locations
 from mnistnn.core.files import sha256_file
+from mnistnn.data.inbox import DEFAULT_SETTLE_SECONDS, IGNORED_SUFFIXES, check_settle_seconds
+from mnistnn.data.text import file_kind
 from mnistnn.errors import DataError, one_line
+from mnistnn.inert import shown
+from mnistnn.limits import DECODED_BYTES, LimitExceeded
 from mnistnn.predict.image import IMAGE_SUFFIXES
 from mnistnn.types import IntArray, PixelArray
 
@@ -38,6 +48,8 @@ Kind = Literal["csv", "parquet", "images"]
 
 #: The name of the input made of the images lying directly in the inbox.
 LOOSE_IMAGES: Final = "."
+#: Sets the default settle time of a local scoring inbox (seconds).
+SETTLE_ENV: Final = "MNISTNN_SETTLE_SECONDS"
 
 
 class InputRefused(DataError):
@@ -97,29 +109,42 @@ class Chunk:
 
 
 # -- discovery -------------------------------------------------------------------------------
-def discover(inbox: str | os.PathLike[str]) -> Inbox:
-    """The inputs of an inbox folder (see the module docstring); a missing folder is empty."""
+def discover(
+    inbox: str | os.PathLike[str], settle_seconds: float | None = None, now: float | None = None
+) -> Inbox:
+    """The inputs of an inbox folder (see the module docstring); a missing folder is empty.
+
+    Only regular files really in the folder are read: a symbolic link (even to a file inside),
+    a FIFO, a device or a socket is skipped with one line, never opened. A local file modified
+    within `settle_seconds` (default: $MNISTNN_SETTLE_SECONDS, else the labelled inbox's 5 s) is
+    still being written and waits for the next run, as do names ending `.part` / `.tmp`.
+    """
     if locations.is_url(inbox):
         return _discover_objects(str(inbox).rstrip("/"))
     root = Path(inbox)
     if not root.exists():
         return Inbox(str(root), ())
     if not root.is_dir():
-        raise DataError(f"{root}: the scoring inbox must be a folder")
+        raise DataError(f"{shown(root)}: the scoring inbox must be a folder")
+    settle = settle_default() if settle_seconds is None else check_settle_seconds(settle_seconds)
+    clock = time.time() if now is None else now
     inputs: list[InboxInput] = []
     skipped: list[str] = []
     loose: list[Path] = []
     for entry in sorted(root.iterdir()):
         name = entry.name
-        if name.startswith((".", "_")):
+        if name.startswith((".", "_")) or name.endswith(IGNORED_SUFFIXES):
+            continue
+        why = _not_ready(entry, settle, clock)
+        if why is not None:
+            if why:
+                skipped.append(f"{shown(name)}: {why}")
             continue
         lower = name.lower()
-        if entry.is_dir():
-            images = _images_in(entry)
+        if stat.S_ISDIR(entry.lstat().st_mode):
+            images = _images_in(entry, skipped)
             size = sum(path.stat().st_size for path in images)
             inputs.append(InboxInput(name, str(entry), "images", size, tuple(map(str, images))))
-        elif not entry.is_file():
-            skipped.append(f"{name}: not a regular file")
         elif lower.endswith((".csv", ".csv.gz")):
             inputs.append(InboxInput(name, str(entry), "csv", entry.stat().st_size))
         elif lower.endswith(".parquet"):
@@ -127,12 +152,36 @@ def discover(inbox: str | os.PathLike[str]) -> Inbox:
         elif entry.suffix.lower() in IMAGE_SUFFIXES:
             loose.append(entry)
         else:
-            skipped.append(f"{name}: not a .csv, .csv.gz, .parquet, image or folder of images")
+            skipped.append(
+                f"{shown(name)}: not a .csv, .csv.gz, .parquet, image or folder of images"
+            )
     if loose:
         size = sum(path.stat().st_size for path in loose)
         members = tuple(map(str, loose))
         inputs.append(InboxInput(LOOSE_IMAGES, str(root), "images", size, members))
     return Inbox(str(root), tuple(sorted(inputs, key=lambda item: item.name)), tuple(skipped))
+
+
+def settle_default() -> float:
+    """$MNISTNN_SETTLE_SECONDS when set, else the labelled inbox's default."""
+    given = os.environ.get(SETTLE_ENV, "").strip()
+    return check_settle_seconds(float(given)) if given else DEFAULT_SETTLE_SECONDS
+
+
+def _not_ready(entry: Path, settle: float, now: float) -> str | None:
+    """None for a settled regular file or a real folder; "" for one still being written
+    (silent: it waits); else why the entry is refused (never followed, never opened)."""
+    try:
+        info = entry.lstat()
+    except FileNotFoundError:
+        return ""  # removed meanwhile
+    if stat.S_ISDIR(info.st_mode):
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        return f"{file_kind(info.st_mode)}, not a regular file; refused (never read)"
+    if info.st_size == 0 or now - info.st_mtime < settle:
+        return ""
+    return None
 
 
 def _discover_objects(root: str) -> Inbox:
@@ -144,7 +193,7 @@ def _discover_objects(root: str) -> Inbox:
     loose: list[str] = []
     for key in locations.list_folder(root):
         name, _, rest = key.partition("/")
-        if name.startswith((".", "_")):
+        if name.startswith((".", "_")) or (not rest and name.endswith(IGNORED_SUFFIXES)):
             continue
         lower = name.lower()
         if rest:
@@ -160,7 +209,9 @@ def _discover_objects(root: str) -> Inbox:
         elif _is_image(name):
             loose.append(key)
         else:
-            skipped.append(f"{name}: not a .csv, .csv.gz, .parquet, image or folder of images")
+            skipped.append(
+                f"{shown(name)}: not a .csv, .csv.gz, .parquet, image or folder of images"
+            )
     for name, keys in folders.items():
         size = sum(store.size(key) for key in keys)
         members = tuple(f"{root}/{key}" for key in keys)
@@ -181,26 +232,39 @@ def localise(item: InboxInput) -> InboxInput:
     into the per-machine cache under its own name; a local input as it is."""
     if not locations.is_url(item.path):
         return item
+    if item.kind != "images" and item.size > DECODED_BYTES.value():  # never downloaded whole
+        raise LimitExceeded(shown(item.name), DECODED_BYTES, f"{item.size:,} bytes stored")
     try:
         if item.kind != "images":
             return replace(item, path=str(locations.local_copy(item.path)))
         members = tuple(str(locations.local_copy(member)) for member in item.members)
     except FileNotFoundError:  # NotFound: removed since it was listed
-        raise InputRefused(f"{item.name}: no longer in the inbox") from None
+        raise InputRefused(f"{shown(item.name)}: no longer in the inbox") from None
     return replace(item, members=members)
 
 
-def _images_in(folder: Path) -> list[Path]:
+def _images_in(folder: Path, skipped: list[str] | None = None) -> list[Path]:
+    """The folder's image files: regular files only (a link or a FIFO is skipped with why)."""
+    images = []
     try:
-        return sorted(
-            entry
-            for entry in folder.iterdir()
-            if entry.suffix.lower() in IMAGE_SUFFIXES
-            and entry.is_file()
-            and not entry.name.startswith(".")
-        )
+        entries = sorted(folder.iterdir())
     except OSError as exc:
-        raise InputRefused(f"{folder}: cannot list folder ({one_line(exc)})") from exc
+        raise InputRefused(f"{shown(folder.name)}: cannot list folder ({one_line(exc)})") from exc
+    for entry in entries:
+        if entry.suffix.lower() not in IMAGE_SUFFIXES or entry.name.startswith("."):
+            continue
+        try:
+            mode = entry.lstat().st_mode
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(mode):
+            images.append(entry)
+        elif skipped is not None:
+            skipped.append(
+                f"{shown(folder.name)}/{shown(entry.name)}: {file_kind(mode)}, not a regular "
+                "file; refused (never read)"
+            )
+    return images
 
 
 def identify(item: InboxInput) -> str:
@@ -213,7 +277,7 @@ def identify(item: InboxInput) -> str:
             digest.update(f"{Path(member).name}\t{sha256_file(member)}\n".encode())
         return digest.hexdigest()
     except OSError as exc:
-        raise InputRefused(f"{item.name}: cannot read ({one_line(exc)})") from exc
+        raise InputRefused(f"{shown(item.name)}: cannot read ({one_line(exc)})") from exc
 
 
 __all__ = [

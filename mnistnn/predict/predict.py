@@ -21,8 +21,11 @@ import pyarrow.csv as pacsv
 
 from mnistnn.config import INPUT_NODES
 from mnistnn.core.files import write_bytes_atomic
+from mnistnn.data import text
 from mnistnn.data.text import is_gzip_file
 from mnistnn.errors import DataError, one_line
+from mnistnn.inert import shown
+from mnistnn.limits import Budget
 from mnistnn.model.network import NeuralNetwork
 from mnistnn.predict.image import IMAGE_SUFFIXES, preprocess_image
 from mnistnn.types import FloatArray, IntArray, PixelArray
@@ -122,14 +125,23 @@ def predict_paths(
     for item in _expand(paths, failures):
         try:
             rows.append(preprocess_image(item))
-        except DataError as exc:
-            failures.append(PredictFailure(str(item), one_line(exc)))
+        except Exception as exc:  # no poison pill: any error fails this image only
+            failures.append(PredictFailure(str(item), _failure_line(item, exc)))
         else:
             kept.append(str(item))
     if not rows:
         return [], failures
     _, outputs = predict_pixels(network, np.stack(rows))
     return [_prediction(path, out) for path, out in zip(kept, outputs, strict=True)], failures
+
+
+def _failure_line(item: str | os.PathLike[str], exc: Exception) -> str:
+    """One line naming the image (escaped) and what went wrong, whatever the exception."""
+    if isinstance(exc, DataError):
+        return one_line(exc)
+    if isinstance(exc, MemoryError):
+        return f"{shown(item)}: out of memory while decoding (see the limits in mnistnn.limits)"
+    return f"{shown(item)}: unreadable image ({type(exc).__name__}: {shown(one_line(exc))})"
 
 
 def _expand(
@@ -183,7 +195,8 @@ def read_unlabelled_csv(path: str | os.PathLike[str]) -> PixelArray:
     """
     source = Path(path)
     if not source.is_file():
-        raise DataError(f"{source}: no such file")
+        raise DataError(f"{shown(source)}: no such file")
+    _check_limits(source)
     gzipped = is_gzip_file(source)
     has_header = _check_header(source, gzipped)
     try:
@@ -195,6 +208,16 @@ def read_unlabelled_csv(path: str | os.PathLike[str]) -> PixelArray:
     if len(values) == 0:
         raise DataError(f"{source}: no data rows")
     return values.astype(np.uint8)
+
+
+def _check_limits(source: Path) -> None:
+    """One streaming pass within the limits (`mnistnn.limits`) before pyarrow reads the file:
+    a bomb, a newline-free or binary file is refused after its first chunk, not inflated."""
+    budget = Budget(shown(source))
+    with text.open_regular(source, shown(source)) as handle:
+        chunks = text.decoded_chunks(shown(source), handle, budget)
+        for _ in text.line_blocks(shown(source), chunks, budget):
+            pass
 
 
 def _open_text(source: Path, gzipped: bool) -> IO[str]:

@@ -30,6 +30,7 @@ from mnistnn.config import N_CLASSES
 from mnistnn.core import locations
 from mnistnn.core.locations import Location
 from mnistnn.errors import DataError
+from mnistnn.inert import cell
 from mnistnn.predict import review
 from mnistnn.predict.inputs import Chunk, RowFailure
 from mnistnn.types import IntArray
@@ -53,6 +54,7 @@ class OutputPaths:
     parquet: Location
     failures: Location
     review: Location
+    refused: Location  # `<sha16>.refused.json`: the input as a whole was refused (any model)
 
     @classmethod
     def of(
@@ -69,6 +71,7 @@ class OutputPaths:
             locations.join(predictions_dir, f"{key}.parquet"),
             locations.join(predictions_dir, f"{key}.failures.csv"),
             locations.join(review_dir, f"{sha256[:16]}.csv"),
+            locations.join(predictions_dir, f"{sha256[:16]}.refused.json"),
         )
 
 
@@ -197,9 +200,9 @@ class LazyFiles:
         self._failures.write_table(
             pa.table(
                 {
-                    "source": [failure.source for failure in failures],
+                    "source": [cell(failure.source) for failure in failures],  # spreadsheet-safe
                     "row": pa.array([failure.row for failure in failures], pa.int64()),
-                    "reason": [failure.reason for failure in failures],
+                    "reason": [cell(failure.reason) for failure in failures],
                 },
                 schema=_FAILURE_SCHEMA,
             )

@@ -13,6 +13,7 @@ import numpy as np
 
 from mnistnn.config import INPUT_NODES
 from mnistnn.errors import DataError, one_line
+from mnistnn.inert import shown
 from mnistnn.predict.image import IMAGE_SUFFIXES, preprocess_image
 from mnistnn.predict.inputs import Chunk, InboxInput, InputRefused, RowFailure
 from mnistnn.predict.tabular import BLOCK_BYTES, csv_chunks, parquet_chunks
@@ -36,9 +37,20 @@ def read_chunks(item: InboxInput, *, block_bytes: int = BLOCK_BYTES) -> Iterator
 
 
 # -- images ----------------------------------------------------------------------------------
+def image_failure(member: str, exc: Exception) -> str:
+    """One line for an image that failed: our message without its path, or what went wrong."""
+    if isinstance(exc, DataError):
+        return one_line(exc).replace(f"{shown(member)}: ", "", 1)
+    if isinstance(exc, MemoryError):
+        return "out of memory while decoding (see the image limits in mnistnn.limits)"
+    return f"unreadable image ({type(exc).__name__}: {shown(one_line(exc))})"
+
+
 def _image_chunks(item: InboxInput) -> Iterator[Chunk]:
     if not item.members:
-        raise InputRefused(f"{item.name}: no image files ({' '.join(sorted(IMAGE_SUFFIXES))})")
+        raise InputRefused(
+            f"{shown(item.name)}: no image files ({' '.join(sorted(IMAGE_SUFFIXES))})"
+        )
     total = len(item.members)
     for start in range(0, total, IMAGE_BATCH):
         rows: list[PixelArray] = []
@@ -48,9 +60,8 @@ def _image_chunks(item: InboxInput) -> Iterator[Chunk]:
             source = item.member_name(member)
             try:
                 rows.append(preprocess_image(member))
-            except DataError as exc:
-                reason = one_line(exc).replace(f"{member}: ", "", 1)
-                failures.append(RowFailure(source, None, reason))
+            except Exception as exc:  # no poison pill: any error fails this image only
+                failures.append(RowFailure(source, None, image_failure(member, exc)))
             else:
                 sources.append(source)
         pixels = np.stack(rows) if rows else np.empty((0, INPUT_NODES), dtype=np.uint8)

@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
+import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -32,7 +35,10 @@ import pyarrow.csv as pacsv
 
 from mnistnn.config import INPUT_NODES, N_CLASSES
 from mnistnn.core import locations
-from mnistnn.errors import DataError
+from mnistnn.data import text
+from mnistnn.errors import DataError, one_line
+from mnistnn.inert import cell, shown
+from mnistnn.limits import Budget
 from mnistnn.types import IntArray, PixelArray
 
 PIXELS: Final = [f"pixel{i}" for i in range(INPUT_NODES)]
@@ -79,8 +85,9 @@ def queue_table(
             parts.append(f"challenger {version} says {other_digits[index]}")
         reasons.append("; ".join(parts))
     columns = np.ascontiguousarray(pixels[indices].T)
+    sources = [cell(value) for value in chosen.column("source").to_pylist()]
     arrays = [
-        chosen.column("source"),
+        pa.array(sources, pa.string()),  # the file people open in a spreadsheet: no formulas
         chosen.column("row"),
         pa.array(reasons, pa.string()),
         chosen.column("predicted"),
@@ -218,18 +225,22 @@ def import_reviewed(path: str | Path, incoming_dir: str | Path) -> ImportSummary
     skipped. Writes nothing when no row is usable. DataError when it is not a review file.
     Either may be an `s3://` URL (the review file in a bucket, a remote labelled inbox).
     """
-    if not locations.exists(path):
-        raise DataError(f"{path}: no such file")
-    shown = str(path)
+    if not (os.path.lexists(path) if not locations.is_url(path) else locations.exists(path)):
+        raise DataError(f"{shown(path)}: no such file")  # a FIFO exists: open_regular refuses it
+    name = shown(path)
     source = locations.local_copy(path)
     lines: list[str] = []
     problems: list[str] = []
     rows = unlabelled = bad = 0
+    budget = Budget(name)
     try:
-        with open(source, encoding="utf-8-sig", newline="") as handle:
-            reader = csv.reader(handle)
+        with (
+            text.open_regular(source, name) as raw,
+            io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as handle,
+        ):
+            reader = csv.reader(_bounded_lines(handle, budget))
             header = next(reader, None)
-            label_at, pixels_at = _columns(shown, header)
+            label_at, pixels_at = _columns(name, header)
             for number, record in enumerate(reader, start=2):
                 if not any(value.strip() for value in record):
                     continue
@@ -247,23 +258,56 @@ def import_reviewed(path: str | Path, incoming_dir: str | Path) -> ImportSummary
                 pixels = ",".join(record[pixels_at + i].strip() for i in range(INPUT_NODES))
                 lines.append(f"{int(label)},{pixels}")
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{shown}: unreadable review file ({exc})") from exc
-    summary = ImportSummary(shown, rows, len(lines), unlabelled, bad, tuple(problems))
+        raise DataError(f"{name}: unreadable review file ({shown(one_line(exc))})") from exc
+    summary = ImportSummary(name, rows, len(lines), unlabelled, bad, tuple(problems))
     if not lines:
         return summary
     data = ("\n".join(lines) + "\n").encode("ascii")
     target = locations.join(incoming_dir, f"reviewed-{hashlib.sha256(data).hexdigest()[:16]}.csv")
-    already = locations.exists(target)
+    already = _already_there(target, data)
     if not already:
-        locations.write_bytes(target, data)
+        locations.write_bytes(target, data)  # a rename: replaces a link there, never follows it
     return ImportSummary(
-        shown, rows, len(lines), unlabelled, bad, tuple(problems), str(target), already
+        name, rows, len(lines), unlabelled, bad, tuple(problems), str(target), already
     )
+
+
+def _bounded_lines(handle: io.TextIOWrapper, budget: Budget) -> Iterator[str]:
+    """The file's lines, each checked against the line limit as it is read (a newline-free
+    file costs one line's worth of memory), all against the row and time limits."""
+    number = 0
+    while True:
+        line = handle.readline(budget.max_line + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > budget.max_line:
+            budget.check_line(len(line), number)
+        budget.add_rows(1)
+        budget.add_bytes(len(line))
+        yield line
+
+
+def _already_there(target: locations.Location, data: bytes) -> bool:
+    """True only when these very bytes are already written there as a regular file (not a
+    link, dangling or not, and not another content under the name)."""
+    if not locations.is_url(target):
+        path = Path(target)
+        if not path.exists() or path.is_symlink() or not path.is_file():
+            return False
+        return path.stat().st_size == len(data) and path.read_bytes() == data
+    return locations.exists(target) and locations.read_bytes(target) == data
 
 
 def _columns(source: str, header: list[str] | None) -> tuple[int, int]:
     """Positions of `label` and `pixel0` (pixel0..pixel783 must follow in order)."""
     names = [name.strip() for name in header or []]
+    repeated = sorted({name for name in names if names.count(name) > 1 and name})
+    if repeated:
+        raise DataError(
+            f"{source}: column {', '.join(repeated)} appears more than once in the header; "
+            "keep one (which to trust is not for mnistnn to guess)"
+        )
     if "label" not in names or "pixel0" not in names:
         raise DataError(
             f"{source}: not a review file (its header needs a label column and "

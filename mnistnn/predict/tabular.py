@@ -10,12 +10,10 @@ the labelled inbox. Rows are numbered from 1 among the data rows (no header, no 
 
 from __future__ import annotations
 
-import gzip
 import os
 import re
 from collections.abc import Iterator
-from pathlib import Path
-from typing import IO, Final, cast
+from typing import Final
 
 import numpy as np
 import pyarrow as pa
@@ -24,7 +22,10 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from mnistnn.config import INPUT_NODES
-from mnistnn.errors import one_line
+from mnistnn.data import text
+from mnistnn.errors import DataError, one_line
+from mnistnn.inert import shown
+from mnistnn.limits import Budget
 from mnistnn.predict.inputs import Chunk, InboxInput, InputRefused, RowFailure
 from mnistnn.types import IntArray, PixelArray
 
@@ -33,7 +34,6 @@ BLOCK_BYTES: Final = 8 << 20
 #: Rows of a Parquet input read at once.
 BLOCK_ROWS: Final = 8192
 
-_GZIP_MAGIC: Final = b"\x1f\x8b"
 _BOM: Final = b"\xef\xbb\xbf"
 _INTEGER: Final = re.compile(rb"\s*[+-]?\d+\s*")
 _NAMES: Final = [f"pixel{i}" for i in range(INPUT_NODES)]
@@ -45,45 +45,50 @@ _LABELLED: Final = (
 
 # -- CSV -------------------------------------------------------------------------------------
 def csv_chunks(item: InboxInput, block_bytes: int) -> Iterator[Chunk]:
-    """A CSV input's rows, `block_bytes` of text at a time (`readers.read_chunks`'s CSV case)."""
-    path = Path(item.path)
+    """A CSV input's rows, `block_bytes` of text at a time (`readers.read_chunks`'s CSV case).
+
+    Read through `text.line_blocks` within the limits of `mnistnn.limits` (decoded bytes, rows,
+    line length, time): a gzip file is inflated a chunk at a time, a newline-free input is
+    refused at the line limit, binary or UTF-16 text is one file-level refusal.
+    """
+    name = shown(item.name)
+    budget = Budget(name)
     try:
-        with open(path, "rb") as raw:
-            gzipped = raw.read(2) == _GZIP_MAGIC
-            raw.seek(0)
-            handle = cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw)
+        with text.open_regular(item.path, name) as raw:
             total = max(1, os.fstat(raw.fileno()).st_size)
             row = 0
             first = True
-            for block in _line_blocks(handle, block_bytes):
+            size = min(text.READ_SIZE, block_bytes)
+            chunks = text.decoded_chunks(name, raw, budget, size=size)
+            for _, block in text.line_blocks(name, chunks, budget, block_bytes):
                 if first:
-                    block = _without_header(item.name, block)
+                    block = _without_header(name, block)
                     first = False
-                pixels, rows, failures, count = _parse_block(item.name, block, row + 1)
+                _check_utf8(name, block, row)
+                pixels, rows, failures, count = _parse_block(name, block, row + 1)
                 row += count
                 yield Chunk(pixels, rows, None, failures, min(1.0, raw.tell() / total))
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise InputRefused(f"{item.name}: cannot read ({one_line(exc)})") from exc
+    except InputRefused:
+        raise
+    except DataError as exc:
+        raise InputRefused(one_line(exc)) from exc
+    except (OSError, EOFError) as exc:
+        raise InputRefused(f"{name}: cannot read ({one_line(exc)})") from exc
     if first or row == 0:
-        raise InputRefused(f"{item.name}: no data rows")
+        raise InputRefused(f"{name}: no data rows")
 
 
-def _line_blocks(handle: IO[bytes], block_bytes: int) -> Iterator[bytes]:
-    """Blocks of whole lines, each about `block_bytes` long and ending with a newline."""
-    rest = b""
-    while True:
-        data = handle.read(block_bytes)
-        if not data:
-            break
-        data = rest + data
-        cut = data.rfind(b"\n") + 1
-        if cut == 0:
-            rest = data
-            continue
-        rest = data[cut:]
-        yield data[:cut]
-    if rest.strip():
-        yield rest + b"\n"
+def _check_utf8(name: str, block: bytes, row: int) -> None:
+    """Text in another encoding is one file-level refusal, not a failure per row."""
+    if block.isascii():
+        return
+    try:
+        block.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputRefused(
+            f"{name}: not UTF-8 text (byte 0x{block[exc.start]:02x} after data row {row}); "
+            "save it as UTF-8 (or ASCII) CSV"
+        ) from None
 
 
 def _without_header(name: str, block: bytes) -> bytes:

@@ -1,7 +1,7 @@
-"""The registry's records: a version's meta.json and registry.json, written and read back.
+"""The registry's records: a version's meta.json and the decision in it, written and read back.
 
-`PromotionDecision` and `ModelVersion` are the public views; `RegistryState` (registry.json)
-and `VersionMeta` (one meta.json) are validated as they are parsed, with the project's one
+`PromotionDecision` and `ModelVersion` are the public views; `VersionMeta` (one meta.json;
+registry.json is mnistnn.registry.log's) is validated as they are parsed, with the project's one
 record validator, so a corrupt or hand-edited file is a RegistryError naming the file and field.
 The checks on values going into a new record (metrics, data hashes) live here too.
 """
@@ -19,13 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from mnistnn.config import SCHEMA_VERSION
 from mnistnn.core.records import Fields, is_number
 from mnistnn.errors import RegistryError
 
 #: A version's name: "v" and at least four digits (v0001, v0002, ..., v10000).
 VERSION_NAME = re.compile(r"^v(\d{4,})$")
-_ACTIONS = ("register", "promote", "rollback")
 
 
 def now_utc() -> str:
@@ -48,6 +46,9 @@ class PromotionDecision:
 
     `champion_version` / `champion_accuracy` describe the champion it was compared with (None for
     the first model); `champion_rescored` says that accuracy was computed on the new test data.
+    `policy`, `evidence` (and `recent_evidence`, `mnistnn.registry.evidence.Evidence` as dicts),
+    `guardrail` (the one that refused it), `close_call` and `approval` (who answered a close call,
+    when, and how) are the promotion gate's record; older records read back with their defaults.
     """
 
     promoted: bool
@@ -58,6 +59,12 @@ class PromotionDecision:
     min_delta: float
     reason: str
     champion_rescored: bool = False
+    policy: str = "better"
+    guardrail: str | None = None
+    close_call: bool = False
+    evidence: dict[str, Any] | None = None
+    recent_evidence: dict[str, Any] | None = None
+    approval: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict of every field."""
@@ -67,6 +74,10 @@ class PromotionDecision:
     def from_dict(cls, data: object, source: str | Path = "decision") -> PromotionDecision:
         """Inverse of `to_dict`; RegistryError naming `source` when a field is wrong."""
         fields = Fields(data, source, error=RegistryError)
+
+        def optional_obj(key: str) -> dict[str, Any] | None:
+            return None if fields.data.get(key) is None else fields.obj(key)
+
         return cls(
             promoted=fields.boolean("promoted"),
             version=version_field(fields, "version"),
@@ -76,6 +87,12 @@ class PromotionDecision:
             min_delta=fields.number("min_delta"),
             reason=fields.string("reason"),
             champion_rescored=fields.boolean("champion_rescored", default=False),
+            policy=fields.data.get("policy") or "better",
+            guardrail=fields.optional_string("guardrail"),
+            close_call=fields.boolean("close_call", default=False),
+            evidence=optional_obj("evidence"),
+            recent_evidence=optional_obj("recent_evidence"),
+            approval=optional_obj("approval"),
         )
 
 
@@ -139,77 +156,6 @@ def check_sha(name: str, value: object) -> None:
     """Data hashes are what makes comparisons fair, so they must be real strings."""
     if not isinstance(value, str) or not value:
         raise ValueError(f"{name} must be a non-empty sha256 hex string, got {value!r}")
-
-
-# -- registry.json --------------------------------------------------------------------------------
-@dataclass
-class RegistryState:
-    """The content of registry.json."""
-
-    versions: list[str]
-    champion: str | None
-    history: list[dict[str, Any]]
-
-    def change_champion(self, version: str, action: str, reason: str) -> None:
-        """Point at a new champion and record why in the history."""
-        entry = {
-            "at": now_utc(),
-            "action": action,
-            "champion": version,
-            "previous": self.champion,
-            "reason": reason,
-        }
-        self.history.append(entry)
-        self.champion = version
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "versions": self.versions,
-            "champion": self.champion,
-            "history": self.history,
-        }
-
-
-def parse_state(data: object, path: Path | str) -> RegistryState:
-    """Validate registry.json's structure and its internal consistency."""
-    fields = Fields(
-        data, path, error=RegistryError, what="a JSON object with versions, champion and history"
-    )
-    versions = fields.array("versions")
-    for index, item in enumerate(versions):
-        if not isinstance(item, str) or not VERSION_NAME.match(item):
-            raise RegistryError(f"{path}: versions[{index}] is not a version name: {item!r}")
-    if len(set(versions)) != len(versions):
-        raise RegistryError(f"{path}: versions lists a version twice")
-    champion = fields.optional_string("champion")
-    if champion is not None and champion not in versions:
-        raise RegistryError(f"{path}: champion {champion!r} is not in versions")
-    history = fields.array("history")
-    for index, entry in enumerate(history):
-        item = Fields(entry, f"{path}: history[{index}]", error=RegistryError)
-        if item.string("action") not in _ACTIONS:
-            item.fail("action", f"one of {', '.join(_ACTIONS)}")
-        if item.string("champion") not in versions:
-            item.fail("champion", "a registered version")
-        item.optional_string("previous")
-    stack = champion_stack(history, path)
-    if (stack[-1] if stack else None) != champion:
-        raise RegistryError(f"{path}: champion {champion!r} does not match its history")
-    return RegistryState(list(versions), champion, list(history))
-
-
-def champion_stack(history: list[dict[str, Any]], path: Path | str) -> list[str]:
-    """Replay the history: register/promote push a champion, rollback pops back to the last."""
-    stack: list[str] = []
-    for index, entry in enumerate(history):
-        if entry["action"] != "rollback":
-            stack.append(entry["champion"])
-            continue
-        if len(stack) < 2 or stack[-2] != entry["champion"]:
-            raise RegistryError(f"{path}: history[{index}] rolls back to a champion it never had")
-        stack.pop()
-    return stack
 
 
 # -- meta.json ------------------------------------------------------------------------------------

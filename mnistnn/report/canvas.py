@@ -12,6 +12,7 @@ input (`FIGURE_SIZES`, width x height at `DPI`):
     backward_query      800 x 380
     time_to_accuracy    800 x 450
     sweep               800 x 450
+    promotion_recall    800 x 400
 
 The rendered image is palette-quantised (256 colours, no dithering) and saved with PNG
 optimisation: every figure is a few flat colours plus one colour map, so nothing visible is
@@ -47,6 +48,7 @@ FIGURE_SIZES: dict[str, tuple[int, int]] = {
     "backward_query": (800, 380),
     "time_to_accuracy": (800, 450),
     "sweep": (800, 450),
+    "promotion_recall": (800, 400),
 }
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

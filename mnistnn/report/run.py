@@ -18,7 +18,7 @@ from mnistnn.data.parquet import load_arrays
 from mnistnn.model.checkpoint import load_weights
 from mnistnn.model.metrics import confusion_matrix, precision_recall
 from mnistnn.report import markdown as report
-from mnistnn.report import new_data
+from mnistnn.report import new_data, promotion
 from mnistnn.report.digits import backward_query_images, confident_mistakes, hidden_weight_tiles
 from mnistnn.report.figures import confusion_heatmap, learning_curve, time_to_accuracy
 from mnistnn.runs.folders import RunFolder, read_json
@@ -35,6 +35,7 @@ class RunReport:
     figures: dict[str, str]
     accuracy: float
     confident: float
+    promotion: str = ""
 
 
 def comparison_line(decision: dict[str, Any] | None) -> str | None:
@@ -71,18 +72,13 @@ def render_run_report(
         ),
         "time_to_accuracy": time_to_accuracy([row.train_seconds for row in history], accuracy),
     }
-    figure_paths = {}
-    names = report.figure_filenames(figures)
-    for key, png in figures.items():
-        path = locations.join(folder.figures, names[key])
-        locations.write_bytes(path, png)
-        figure_paths[key] = str(path)
     snapshot = lineage.snapshot
     new_figures = new_data.draw(snapshot)
-    for key, png in new_figures.items():
-        path = locations.join(folder.figures, new_data.FIGURE_FILES[key])
-        locations.write_bytes(path, png)
-        figure_paths[key] = str(path)
+    names = {**report.figure_filenames(figures), **new_data.FIGURE_FILES}
+    figure_paths = {
+        key: _write_figure(folder, names[key], png)
+        for key, png in {**figures, **new_figures}.items()
+    }
     markdown = report.markdown_report(
         title=f"MNIST training run {folder.name}",
         config=(read_json(folder.run_json) or {}).get("config", {}),
@@ -98,6 +94,8 @@ def render_run_report(
         new_data_headline=new_data.headline(snapshot),
         new_data=new_data.section(snapshot, new_figures),
     )
+    promotion_md = _promotion(folder, decision, figure_paths)
+    markdown = markdown.rstrip("\n") + "\n\n" + promotion_md if promotion_md else markdown
     locations.write_bytes(folder.report, markdown.encode("utf-8"))
     return RunReport(
         markdown=markdown,
@@ -105,4 +103,21 @@ def render_run_report(
         figures=figure_paths,
         accuracy=float(history[-1].accuracy or 0.0),
         confident=float(history[-1].confident or 0.0),
+        promotion=promotion_md,
     )
+
+
+def _write_figure(folder: RunFolder, name: str, png: bytes) -> str:
+    """Write one figure into the run's `figures/`; its path or URL."""
+    path = locations.join(folder.figures, name)
+    locations.write_bytes(path, png)
+    return str(path)
+
+
+def _promotion(folder: RunFolder, decision: dict[str, Any] | None, paths: dict[str, str]) -> str:
+    """The Promotion section, its per-class recall figure written beside the others."""
+    evidence = (decision or {}).get("evidence")
+    png = None if not evidence else promotion.recall_figure(evidence)
+    if png is not None:
+        paths["promotion_recall"] = _write_figure(folder, promotion.FIGURE_FILE, png)
+    return promotion.section(decision, png)

@@ -86,7 +86,9 @@ def test_only_a_changed_file_is_hashed_again(
         return original(path)
 
     monkeypatch.setattr(inbox_memo, "sha256_file", counted)
-    changed = write_mnist_csv(Path(paths.incoming) / "b002.csv", mnist_train[0][:30], mnist_train[1][:30])
+    changed = write_mnist_csv(
+        Path(paths.incoming) / "b002.csv", mnist_train[0][:30], mnist_train[1][:30]
+    )
     os.utime(changed, (NOW - 30, NOW - 30))
     batches = scan_inbox(paths.incoming, paths, now=NOW + 10)
     assert hashed == ["b002.csv"]
@@ -132,7 +134,9 @@ def test_a_ledger_written_by_another_scanner_is_read_again(paths: DataPaths, mni
     scan_inbox(paths.incoming, paths, now=NOW, only_new=True)
     other = DataPaths(Path(paths.root).parent / "other")  # the same ledger, another inbox
     Path(other.incoming).mkdir(parents=True)
-    write_mnist_csv(Path(other.incoming) / "x.csv", mnist_train[0][100:120], mnist_train[1][100:120])
+    write_mnist_csv(
+        Path(other.incoming) / "x.csv", mnist_train[0][100:120], mnist_train[1][100:120]
+    )
     os.utime(Path(other.incoming) / "x.csv", (NOW - 60, NOW - 60))
     shared = DataPaths(paths.root)
     assert len(scan_inbox(other.incoming, shared, now=NOW, only_new=True)) == 1

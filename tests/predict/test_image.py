@@ -282,7 +282,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_folder_is_not_an_image_file(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="no such file"):
+    with pytest.raises(DataError, match="is a directory, not a file"):
         load_image(tmp_path)
 
 

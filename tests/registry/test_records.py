@@ -10,13 +10,8 @@ import pytest
 
 from mnistnn.core.records import Fields
 from mnistnn.errors import RegistryError
-from mnistnn.registry.records import (
-    PromotionDecision,
-    champion_stack,
-    parse_meta,
-    parse_state,
-    version_field,
-)
+from mnistnn.registry.log import champion_stack, parse_state
+from mnistnn.registry.records import PromotionDecision, parse_meta, version_field
 from mnistnn.registry.store import ModelRegistry
 from tests.registry.conftest import register
 
@@ -160,11 +155,13 @@ def test_written_files_keep_the_earlier_format(registry: ModelRegistry) -> None:
     registry.rollback()
     data = json.loads(registry.store.read_bytes("registry.json"))
     assert set(data) == set(_OLD_REGISTRY)
-    assert [set(entry) for entry in data["history"]] == [set(e) for e in _OLD_REGISTRY["history"]]
+    # the history log adds fields (seq, version, actor, decision) and keeps every earlier one
+    assert all(set(e) >= set(_OLD_REGISTRY["history"][0]) for e in data["history"])
     assert [e["reason"] for e in data["history"]] == [e["reason"] for e in _OLD_REGISTRY["history"]]
     meta = json.loads(registry.store.read_bytes("v0002/meta.json"))
     assert set(meta) == set(_OLD_META)
-    assert meta["decision"] == _OLD_META["decision"]
+    # the promotion gate adds its fields (policy, evidence, ...) beside every earlier one
+    assert {k: meta["decision"][k] for k in _OLD_META["decision"]} == _OLD_META["decision"]
     assert (meta["weights_file"], meta["schema_version"]) == ("weights.npz", 1)
 
 

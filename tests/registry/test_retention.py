@@ -42,7 +42,7 @@ def _served(history: History, version: str) -> tuple[str, bytes, float]:
 
 def _shown(data_dir: str, version: str, capsys: pytest.CaptureFixture[str]) -> dict:  # type: ignore[type-arg]
     capsys.readouterr()
-    assert main(["--data-dir", data_dir, "models", "show", version]) == 0
+    assert main(["--data-dir", data_dir, "models", "show", version, "--json"]) == 0
     return json.loads(capsys.readouterr().out)  # type: ignore[no-any-return]
 
 

@@ -18,6 +18,7 @@ def test_documented_sizes_are_the_registered_ones() -> None:
         "backward_query": (800, 380),
         "time_to_accuracy": (800, 450),
         "sweep": (800, 450),
+        "promotion_recall": (800, 400),
     }
 
 

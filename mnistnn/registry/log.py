@@ -1,0 +1,175 @@
+"""registry.json and the champion's history: an append-only log, its tail kept in registry.json.
+
+Every register, promote, rollback and approval appends one entry (`seq`, time, action, the
+version it concerns, the champion after it and before it, the actor, the decision, the reason)
+in the same compare-and-swap that changes the champion, so the log and the champion can never
+disagree. registry.json carries only the newest entries: once the tail reaches `2 * SEGMENT`
+entries, the oldest `SEGMENT` move to an immutable segment object `log/<first seq>.json`
+(created before the commit, with content fixed by the entries, so a retried or racing writer
+creates the same bytes) and registry.json keeps `compacted` (entries moved out) and `base_stack`
+(the champion stack they leave). Reading the champion costs at most 2 * SEGMENT entries however
+long the history grows; `models history` reads the segments once and the tail.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mnistnn.config import SCHEMA_VERSION
+from mnistnn.core.records import Fields
+from mnistnn.core.storage import Store
+from mnistnn.errors import RegistryError
+from mnistnn.registry.records import VERSION_NAME, now_utc
+
+ACTIONS = ("register", "promote", "rollback", "approval")
+#: Entries per immutable log segment (registry.json holds fewer than twice this many).
+SEGMENT = 50
+LOG_PREFIX = "log/"
+
+
+@dataclass
+class RegistryState:
+    """The content of registry.json: versions, the champion and the newest history entries."""
+
+    versions: list[str]
+    champion: str | None
+    history: list[dict[str, Any]]
+    compacted: int = 0
+    base_stack: list[str] = field(default_factory=list)
+
+    def append(
+        self,
+        action: str,
+        version: str,
+        *,
+        champion: str | None,
+        reason: str,
+        actor: str | None = None,
+        decision: str | None = None,
+    ) -> dict[str, Any]:
+        """Log one entry and make `champion` the champion (the same one: no change)."""
+        entry = {
+            "seq": self.compacted + len(self.history) + 1,
+            "at": now_utc(),
+            "action": action,
+            "version": version,
+            "champion": champion,
+            "previous": self.champion,
+            "actor": actor,
+            "decision": decision,
+            "reason": reason,
+        }
+        self.history.append(entry)
+        self.champion = champion
+        return entry
+
+    def change_champion(
+        self, version: str, action: str, reason: str, actor: str | None = None
+    ) -> None:
+        """Point at a new champion and log why."""
+        self.append(action, version, champion=version, reason=reason, actor=actor, decision=action)
+
+    def stack(self, where: Path | str) -> list[str]:
+        """The champion stack after every entry (rollback pops it)."""
+        return champion_stack(self.history, where, self.base_stack)
+
+    def compact(self, store: Store) -> None:
+        """Move the oldest SEGMENT entries to their segment object once the tail is long."""
+        if len(self.history) < 2 * SEGMENT:
+            return
+        moved = self.history[:SEGMENT]
+        store.create(segment_key(self.compacted + 1), json_bytes(moved))  # exists: same bytes
+        self.base_stack = champion_stack(moved, "log", self.base_stack)
+        self.history = self.history[SEGMENT:]
+        self.compacted += SEGMENT
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "versions": self.versions,
+            "champion": self.champion,
+            "history": self.history,
+        }
+        if self.compacted:
+            data["compacted"] = self.compacted
+            data["base_stack"] = self.base_stack
+        return data
+
+
+def segment_key(first_seq: int) -> str:
+    return f"{LOG_PREFIX}{first_seq:08d}.json"
+
+
+def json_bytes(obj: Any) -> bytes:
+    """Indented, key-sorted JSON, as every record of the project is written."""
+    return (json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
+
+
+def parse_state(data: object, path: Path | str) -> RegistryState:
+    """Validate registry.json's structure and its internal consistency."""
+    fields = Fields(
+        data, path, error=RegistryError, what="a JSON object with versions, champion and history"
+    )
+    versions = fields.array("versions")
+    for index, item in enumerate(versions):
+        if not isinstance(item, str) or not VERSION_NAME.match(item):
+            raise RegistryError(f"{path}: versions[{index}] is not a version name: {item!r}")
+    if len(set(versions)) != len(versions):
+        raise RegistryError(f"{path}: versions lists a version twice")
+    champion = fields.optional_string("champion")
+    if champion is not None and champion not in versions:
+        raise RegistryError(f"{path}: champion {champion!r} is not in versions")
+    history = fields.array("history")
+    for index, entry in enumerate(history):
+        item = Fields(entry, f"{path}: history[{index}]", error=RegistryError)
+        if item.string("action") not in ACTIONS:
+            item.fail("action", f"one of {', '.join(ACTIONS)}")
+        if item.optional_string("champion") not in [*versions, None]:
+            item.fail("champion", "a registered version")
+        item.optional_string("previous")
+    compacted = fields.integer("compacted") if "compacted" in fields.data else 0
+    base = fields.array("base_stack") if "base_stack" in fields.data else []
+    stack = champion_stack(history, path, base)
+    if (stack[-1] if stack else None) != champion:
+        raise RegistryError(f"{path}: champion {champion!r} does not match its history")
+    return RegistryState(list(versions), champion, list(history), compacted, list(base))
+
+
+def champion_stack(
+    history: list[dict[str, Any]], path: Path | str, base: list[str] | None = None
+) -> list[str]:
+    """Replay the history: a change of champion pushes it, a rollback pops back to the last."""
+    stack: list[str] = list(base or [])
+    for index, entry in enumerate(history):
+        if entry["action"] == "rollback":
+            if len(stack) < 2 or stack[-2] != entry["champion"]:
+                raise RegistryError(
+                    f"{path}: history[{index}] rolls back to a champion it never had"
+                )
+            stack.pop()
+        elif entry["champion"] is not None and entry["champion"] != entry.get("previous", -1):
+            stack.append(entry["champion"])
+    return stack
+
+
+def read_history(store: Store, state: RegistryState, where: str) -> list[dict[str, Any]]:
+    """Every entry, oldest first: the committed segments, then registry.json's tail."""
+    entries: list[dict[str, Any]] = []
+    for key in store.list(LOG_PREFIX):
+        try:
+            segment = json.loads(store.read_bytes(key).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise RegistryError(f"{where}/{key}: unreadable history segment ({exc})") from exc
+        if not isinstance(segment, list):
+            raise RegistryError(f"{where}/{key}: a history segment must be a JSON list")
+        entries += [
+            e for e in segment if isinstance(e, dict) and e.get("seq", 0) <= state.compacted
+        ]
+    entries.sort(key=lambda entry: entry["seq"])
+    if [entry["seq"] for entry in entries] != list(range(1, state.compacted + 1)):
+        raise RegistryError(f"{where}/{LOG_PREFIX}: history segments are missing entries")
+    base = state.compacted
+    return entries + [{**e, "seq": base + i + 1} for i, e in enumerate(state.history)]
