@@ -62,7 +62,7 @@ def train_pipeline(**values: Any) -> RunResult:
         )
         steps.train_and_evaluate(
             folder, resolved, resume, new.snapshot.train_data, test, lineage,
-            params.run.keep_checkpoints, initial,
+            params.run, initial,
         )  # fmt: skip
         clock.lap("train_and_evaluate")
         records = finish_run_task(str(folder.path), resolved.epochs)

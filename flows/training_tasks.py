@@ -148,9 +148,12 @@ def train_epoch_task(
     train_parquet: str,
     lineage: RunLineage,
     initial: str | None = None,
+    threads: int | None = None,
 ) -> training.EpochOutcome:
     """Train one epoch from the previous checkpoint and write checkpoint `epoch`."""
-    return training.train_epoch(RunFolder(run_dir), epoch, config, train_parquet, lineage, initial)
+    return training.train_epoch(
+        RunFolder(run_dir), epoch, config, train_parquet, lineage, initial, threads=threads
+    )
 
 
 @task(name="score-recent", task_run_name="score on recent data", **RETRYABLE)
