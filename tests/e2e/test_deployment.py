@@ -39,6 +39,7 @@ ARTIFACT_KEYS = {
     "mnist-training-report": "markdown",
     "mnist-run-folder": "markdown",  # a link artifact; the API stores links as markdown
     "mnist-training-progress": "progress",
+    "mnist-promotion": "markdown",  # the promotion gate's evidence (flows/publish.py)
 }
 RUN_TIMEOUT = 180.0
 README_SECTION = "Scheduled retraining"

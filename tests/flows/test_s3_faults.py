@@ -28,7 +28,7 @@ from mnistnn.core.files import sha256_bytes
 from mnistnn.core.storage_s3 import S3Store
 from mnistnn.errors import StorageUnavailable
 from mnistnn.model import checkpoint
-from mnistnn.registry import store as registry_store
+from mnistnn.registry import files as registry_files
 from tests.flows.test_training import HIDDEN, direct_weights
 from tests.seaweed import SeaweedServer
 
@@ -95,7 +95,7 @@ def test_store_killed_mid_checkpoint_upload_is_retried_and_bit_identical(
         return network
 
     monkeypatch.setattr(checkpoint, "weights_from_bytes", spy)
-    monkeypatch.setattr(registry_store, "weights_from_bytes", spy)
+    monkeypatch.setattr(registry_files, "weights_from_bytes", spy)
     data_dir = f"{s3_url}/data"
     try:
         result = flow_module.train_pipeline(
