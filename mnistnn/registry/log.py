@@ -28,6 +28,8 @@ ACTIONS = ("register", "promote", "rollback", "approval")
 #: Entries per immutable log segment (registry.json holds fewer than twice this many).
 SEGMENT = 50
 LOG_PREFIX = "log/"
+#: Hex digits of a weights sha256 that key the weights index (a match is checked in full).
+WEIGHTS_KEY = 16
 
 
 @dataclass
@@ -39,6 +41,9 @@ class RegistryState:
     history: list[dict[str, Any]]
     compacted: int = 0
     base_stack: list[str] = field(default_factory=list)
+    #: The weights index: the first WEIGHTS_KEY hex digits of a version's weights' sha256 -> the
+    #: version (weights never change, so this never goes stale; versions before it are absent).
+    weights: dict[str, str] = field(default_factory=dict)
 
     def append(
         self,
@@ -93,6 +98,8 @@ class RegistryState:
             "champion": self.champion,
             "history": self.history,
         }
+        if self.weights:
+            data["weights"] = self.weights
         if self.compacted:
             data["compacted"] = self.compacted
             data["base_stack"] = self.base_stack
@@ -135,7 +142,12 @@ def parse_state(data: object, path: Path | str) -> RegistryState:
     stack = champion_stack(history, path, base)
     if (stack[-1] if stack else None) != champion:
         raise RegistryError(f"{path}: champion {champion!r} does not match its history")
-    return RegistryState(list(versions), champion, list(history), compacted, list(base))
+    weights = fields.obj("weights") if "weights" in fields.data else {}
+    if not all(isinstance(v, str) for v in weights.values()):
+        raise RegistryError(f"{path}: weights must map weights sha256 prefixes to versions")
+    state = RegistryState(list(versions), champion, list(history), compacted, list(base))
+    state.weights = weights
+    return state
 
 
 def champion_stack(
