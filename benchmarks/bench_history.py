@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import TEST_CSV, TRAIN_CSV, parser, print_table
+from benchmarks.common import TEST_CSV, TRAIN_CSV, best_of, parser, print_table
 from benchmarks.history_sim import FIXED, History, csv_bytes, retrain
 
 
@@ -95,6 +95,43 @@ def overhead(  # type: ignore[no-untyped-def]
     ]
     steps = (*FIXED, "recent data")
     return {step: statistics.median(n.get(step, 0.0) for n in measured) for step in steps}
+
+
+def registry_reads(root: Path, counts: list[int]) -> dict[int, dict[str, float]]:
+    """Seconds (best of 5) of each registry read a night makes, at each number of versions: the
+    `models list` read, the champion and challenger lookup of scoring, the weights lookup of the
+    no-server answer (a finished run's weights found registered), and one registration."""
+    from mnistnn import NetworkConfig, NeuralNetwork
+    from mnistnn.cli.models import LAST
+    from mnistnn.core.files import sha256_bytes
+    from mnistnn.model.checkpoint import weights_bytes
+    from mnistnn.registry.store import ModelRegistry
+
+    registry = ModelRegistry(root)
+    rng = np.random.default_rng(2)
+    network = NeuralNetwork(NetworkConfig(hidden_nodes=4, seed=0))
+    first = sha256_bytes(weights_bytes(network))
+
+    def register() -> None:
+        network.w_hidden_output[...] = rng.normal(0, 0.1, network.w_hidden_output.shape)
+        metrics = {"accuracy": 0.9 if registry.names() else 0.95}
+        registry.register(network, metrics=metrics, test_sha256="a" * 64, train_sha256="b" * 64)
+
+    def lookup() -> None:
+        champion = registry.champion()
+        assert champion is not None and registry.challenger(champion.version) is not None
+
+    times: dict[int, dict[str, float]] = {}
+    for count in counts:
+        while len(registry.names()) < count - 1:
+            register()
+        times[count] = {
+            "register": best_of(1, register),  # the count-th version
+            "models list": best_of(5, lambda: registry.newest(LAST)),
+            "champion + challenger": best_of(5, lookup),
+            "answer's weights lookup": best_of(5, lambda: registry.find_by_weights(first)),
+        }
+    return times
 
 
 def year(scratch: Path, pool, nights: int, keep: int = 10) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
@@ -163,6 +200,8 @@ def main() -> None:
         rows.append(
             (f"NIGHTLY FIXED OVERHEAD, 10 / {big_b} batches", *_pair(total_small, total_big))
         )
+        reads = registry_reads(scratch / "registry", [10, 60] if args.quick else [10, 300, 1000])
+        rows += _read_rows(reads)
         nights_kept = (6, 3) if args.quick else (50, 10)
         rows += year(scratch / "year", pool, *nights_kept)
     print_table("a simulated year (batches of 20 rows)", rows)
@@ -170,6 +209,17 @@ def main() -> None:
 
 def _pair(small: float, big: float) -> tuple[str, str]:
     return f"{small * 1000:.1f} / {big * 1000:.1f} ms", f"{big / small:.2f}x (target <= 2x)"
+
+
+def _read_rows(reads: dict[int, dict[str, float]]) -> list[tuple[str, str, str]]:
+    counts = sorted(reads)
+    rows = []
+    for step in reads[counts[0]]:
+        figures = " / ".join(f"{reads[n][step] * 1000:.2f}" for n in counts)
+        ratio = reads[counts[-1]][step] / reads[counts[0]][step]
+        what = f"registry {step}, {' / '.join(map(str, counts))} versions"
+        rows.append((what, f"{figures} ms", f"{ratio:.2f}x (target <= 2x)"))
+    return rows
 
 
 def _scan_rows(where: str, times: dict[int, float]) -> list[tuple[str, str, str]]:

@@ -14,6 +14,7 @@ long the history grows; `models history` reads the segments once and the tail.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,20 +122,23 @@ def parse_state(data: object, path: Path | str) -> RegistryState:
         data, path, error=RegistryError, what="a JSON object with versions, champion and history"
     )
     versions = fields.array("versions")
-    for index, item in enumerate(versions):
-        if not isinstance(item, str) or not VERSION_NAME.match(item):
-            raise RegistryError(f"{path}: versions[{index}] is not a version name: {item!r}")
-    if len(set(versions)) != len(versions):
+    if not _all_names(versions):  # one C-speed check; the slow walk only to name the bad one
+        for index, item in enumerate(versions):
+            if not isinstance(item, str) or not VERSION_NAME.match(item):
+                raise RegistryError(f"{path}: versions[{index}] is not a version name: {item!r}")
+    known = set(versions)
+    if len(known) != len(versions):
         raise RegistryError(f"{path}: versions lists a version twice")
     champion = fields.optional_string("champion")
-    if champion is not None and champion not in versions:
+    if champion is not None and champion not in known:
         raise RegistryError(f"{path}: champion {champion!r} is not in versions")
     history = fields.array("history")
     for index, entry in enumerate(history):
         item = Fields(entry, f"{path}: history[{index}]", error=RegistryError)
         if item.string("action") not in ACTIONS:
             item.fail("action", f"one of {', '.join(ACTIONS)}")
-        if item.optional_string("champion") not in [*versions, None]:
+        named = item.optional_string("champion")
+        if named is not None and named not in known:  # a set: this is per entry
             item.fail("champion", "a registered version")
         item.optional_string("previous")
     compacted = fields.integer("compacted") if "compacted" in fields.data else 0
@@ -143,11 +147,21 @@ def parse_state(data: object, path: Path | str) -> RegistryState:
     if (stack[-1] if stack else None) != champion:
         raise RegistryError(f"{path}: champion {champion!r} does not match its history")
     weights = fields.obj("weights") if "weights" in fields.data else {}
-    if not all(isinstance(v, str) for v in weights.values()):
+    if not {type(v) for v in weights.values()} <= {str}:
         raise RegistryError(f"{path}: weights must map weights sha256 prefixes to versions")
     state = RegistryState(list(versions), champion, list(history), compacted, list(base))
     state.weights = weights
     return state
+
+
+_NAMES = re.compile(r"(?:v\d{4,}\n)*")
+
+
+def _all_names(versions: list[Any]) -> bool:
+    """Whether every item is a version name (a newline never is in one, so joining is exact)."""
+    if not {type(item) for item in versions} <= {str}:
+        return False
+    return _NAMES.fullmatch("\n".join([*versions, ""])) is not None
 
 
 def champion_stack(
