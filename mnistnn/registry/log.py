@@ -154,7 +154,7 @@ def parse_state(data: object, path: Path | str) -> RegistryState:
     return state
 
 
-_NAMES = re.compile(r"(?:v\d{4,}\n)*")
+_NAMES = re.compile(r"(?:v\d{4,}\n)*")  # VERSION_NAME, each followed by a newline
 
 
 def _all_names(versions: list[Any]) -> bool:

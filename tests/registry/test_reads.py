@@ -102,3 +102,21 @@ def test_the_challenger_is_found_reading_from_the_newest(
     assert challenger is not None and challenger.version == "v0007"
     assert read == ["v0007"]
     assert local_registry.challenger("v0007") is None
+
+
+@pytest.mark.parametrize(
+    ("versions", "message"),
+    [
+        (["v0001", "v12"], r"registry.json: versions\[1\] is not a version name: 'v12'"),
+        (["v0001", 7], r"registry.json: versions\[1\] is not a version name: 7"),
+        (["v0001\n"], r"registry.json: versions\[0\] is not a version name: 'v0001\\n'"),
+        (["v0001", "v0001"], r"registry.json: versions lists a version twice"),
+    ],
+)
+def test_a_bad_versions_list_is_refused_naming_the_item(
+    local_registry: ModelRegistry, versions: list[Any], message: str
+) -> None:
+    register(local_registry, 1, 0.5)
+    _edit_state(local_registry, lambda state: state.update(versions=versions))
+    with pytest.raises(RegistryError, match=message):
+        local_registry.names()
