@@ -20,11 +20,12 @@ help:  ## list the targets
 
 # The venv counts as made only once pip is in it: a first `make` interrupted while the venv was
 # being made left .venv/bin/python without pip, and every later `make` then failed at "No module
-# named pip". The mark is written last, so an interrupted set-up is redone from scratch.
+# named pip". The mark is written last; a venv without it is kept if its pip answers (one made
+# before the mark existed) and made again from scratch otherwise.
 $(VENV)/.made:
-	rm -rf $(VENV)
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip --version >/dev/null 2>&1 || { \
+	    rm -rf $(VENV) && $(PYTHON) -m venv $(VENV) && \
+	    $(BIN)/python -m pip install --quiet --upgrade pip; }
 	touch $@
 
 # One pip run each: `make run` installs the package, `make test` the package with its dev extras

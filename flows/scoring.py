@@ -27,7 +27,7 @@ from flows.scoring_tasks import (
     resolve_models_task,
     score_task,
 )
-from flows.tasks import run_logger
+from flows.tasks import log_attempt, run_logger
 from mnistnn.config import DataPaths
 from mnistnn.core import locations
 from mnistnn.core.locations import Location
@@ -103,7 +103,7 @@ def batch_predict(**values: Any) -> dict[str, Any]:
     data_dir, options = params.data.data_dir, params.scoring
     inbox_dir = inbox_of(data_dir, options.unlabelled)
     threshold, challenger, chunk_rows = options.threshold, options.challenger, options.chunk_rows
-    logger = run_logger()
+    logger = log_attempt(run_logger())
     paths = DataPaths.at(data_dir)
     models = resolve_models_task(str(paths.models), challenger)
     logger.info(

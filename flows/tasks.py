@@ -38,6 +38,24 @@ def run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
         return logging.getLogger("flows")
 
 
+def log_attempt(
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+) -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """Log which attempt of its flow run this is, when it is not the first (a re-run after a
+    crash, automatic or by hand: Prefect's run count); returns `logger`."""
+    from prefect.runtime import flow_run
+
+    attempt = int(flow_run.run_count or 1)
+    if attempt > 1:
+        logger.warning(
+            "attempt %d of flow run %s: run again after it crashed or failed; it resumes from "
+            "what the earlier attempts left (checkpoints, registry)",
+            attempt,
+            flow_run.get_id(),
+        )
+    return logger
+
+
 def is_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
     """Retry OSError and time-outs; never our own errors, ValueError or TypeError."""
     try:

@@ -17,7 +17,7 @@ from prefect.runtime import flow_run
 
 from flows import training_steps as steps
 from flows.parameters import declared
-from flows.tasks import run_logger
+from flows.tasks import log_attempt, run_logger
 from flows.training_steps import epoch_listener
 from flows.training_tasks import (
     finish_run_task,
@@ -45,7 +45,7 @@ def train_pipeline(**values: Any) -> RunResult:
     """
     params = parse(TrainingParameters, values)
     resolved = params.network.resolve()
-    run_logger().info("settings: %s", resolved.describe())
+    log_attempt(run_logger()).info("settings: %s", resolved.describe())
     paths = DataPaths.at(params.data.data_dir)
     clock = steps.Stopwatch()
     train, test = steps.ingest(params, paths)
@@ -62,7 +62,7 @@ def train_pipeline(**values: Any) -> RunResult:
         )
         steps.train_and_evaluate(
             folder, resolved, resume, new.snapshot.train_data, test, lineage,
-            params.run.keep_checkpoints, initial,
+            params.run, initial,
         )  # fmt: skip
         clock.lap("train_and_evaluate")
         records = finish_run_task(str(folder.path), resolved.epochs)

@@ -27,7 +27,7 @@ from flows.training_tasks import (
 from mnistnn.config import DataPaths
 from mnistnn.data.ingest import IngestSummary
 from mnistnn.model.checkpoint import load_weights
-from mnistnn.parameters import PromotionParams, TrainingParameters, flat
+from mnistnn.parameters import PromotionParams, RunOptions, TrainingParameters, flat
 from mnistnn.presets import Resolved
 from mnistnn.runs import steps as training
 from mnistnn.runs.folders import RunFolder, open_run, shorter_run
@@ -220,7 +220,7 @@ def train_and_evaluate(
     train_data: str,
     test: IngestSummary,
     lineage: RunLineage,
-    keep_checkpoints: int,
+    options: RunOptions,
     initial: str | None = None,
 ) -> list[EpochRecord]:
     """Train the missing epochs in order; score every `evaluate_every`-th epoch and the last.
@@ -233,6 +233,7 @@ def train_and_evaluate(
     the weights are the same either way.
     """
     config, epochs, evaluate_every = resolved.config, resolved.epochs, resolved.evaluate_every
+    keep_checkpoints = options.keep_checkpoints
     logger = run_logger()
     progress_id, lost = _start(folder, resume, epochs, evaluate_every)
     records: list[EpochRecord] = []
@@ -241,7 +242,7 @@ def train_and_evaluate(
         outcome = None
         if epoch > resume:
             state = train_epoch_task(
-                str(folder.path), epoch, config, train_data, lineage, initial,
+                str(folder.path), epoch, config, train_data, lineage, initial, options.threads,
                 wait_for=previous, return_state=True,
             )  # fmt: skip
             outcome = state.result()  # raises when the epoch failed for good

@@ -14,6 +14,7 @@ from prefect.artifacts import (
 )
 from prefect.runtime import flow_run
 
+from flows import events
 from flows.tasks import RETRYABLE, run_logger
 from mnistnn.config import DataPaths, NetworkConfig
 from mnistnn.data.inbox import Batch, accepted, scan_inbox
@@ -147,9 +148,12 @@ def train_epoch_task(
     train_parquet: str,
     lineage: RunLineage,
     initial: str | None = None,
+    threads: int | None = None,
 ) -> training.EpochOutcome:
     """Train one epoch from the previous checkpoint and write checkpoint `epoch`."""
-    return training.train_epoch(RunFolder(run_dir), epoch, config, train_parquet, lineage, initial)
+    return training.train_epoch(
+        RunFolder(run_dir), epoch, config, train_parquet, lineage, initial, threads=threads
+    )
 
 
 @task(name="score-recent", task_run_name="score on recent data", **RETRYABLE)
@@ -228,6 +232,7 @@ def register_task(
             f"on the recent test data ({recent['rows']} rows): {decision['reason']}"
         )
     run_logger().info("model registry: %s", decision["reason"])
+    events.announce(events.decision_events(decision))
     return decision
 
 

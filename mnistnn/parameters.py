@@ -7,8 +7,7 @@ the flows' parameters and so the Prefect UI form (`flows.parameters.flow_signatu
 validation (`parse`, run by the CLI before any server starts and by the flow at its start) and
 the settings a run records (`flat`, in the report and `--json`).
 
-Network fields default to None: None means "the preset's value, else the reference's", so an
-explicit value always wins over the preset and an absent one never hides it (`presets.resolve`).
+Network fields default to None ("the preset's value, else the reference's": `presets.resolve`).
 """
 
 from __future__ import annotations
@@ -192,6 +191,9 @@ class RunOptions(Group):
         False, description="fine-tune the champion's weights instead of training from scratch"
     )
     publish_report: bool = Field(True, description="publish the report and figures as artifacts")
+    threads: Literal[1, 2] | None = Field(
+        None, description="per-sample engine threads (empty: $MNISTNN_THREADS or measured)"
+    )
 
 
 class Parameters(BaseModel):

@@ -118,6 +118,7 @@ def prefect_harness() -> object:
 #: (`--no-loadscope-reorder`), so longest first keeps both busy to the end; started last,
 #: one of these would run alone while the other worker sits idle.
 LONG_FILES = (
+    "tests/e2e/test_automations.py",  # 270-410 s serial (2026-12-03)
     "tests/test_benchmarks.py",
     "tests/e2e/test_s3_workers.py",
     "tests/e2e/test_retrain_loop.py",

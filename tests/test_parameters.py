@@ -178,3 +178,12 @@ def test_train_help_shows_each_preset_value(capsys: pytest.CaptureFixture[str]) 
     out = " ".join(capsys.readouterr().out.split())
     assert "hidden nodes (reference 88, best 800)" in out
     assert "--min-delta X margin (>= 0)" in out
+
+
+def test_threads_from_the_cli_as_an_integer_choice() -> None:
+    _, sub = subparser("train")
+    args = sub.parse_args(["--threads", "1"])
+    assert args.threads == 1
+    assert parse(TrainingParameters, {"threads": args.threads}).run.threads == 1
+    with pytest.raises(ConfigError, match="^threads must be one of 1 or 2; got 3$"):
+        parse(TrainingParameters, {"threads": 3})

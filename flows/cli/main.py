@@ -1,8 +1,9 @@
 """`mnistnn`, the console script: the library's commands plus those that run a flow.
 
-train, sweep, serve, score, watch and simulate-batches live in this package because they run
-Prefect flows; ingest, models, evaluate, predict and label come from `mnistnn.cli`, which never
-imports Prefect. Only this module imports the others (no cycle).
+train, sweep, serve, score, watch, simulate-batches and automations live in this package because
+they use Prefect; ingest, models, evaluate, predict and label come from `mnistnn.cli`, which never
+imports Prefect (`automations` wraps `models promote`/`rollback` to send events). Only this
+module imports the others (no cycle).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from flows.cli import inbox, scoring, sweep, train
+from flows.cli import automations, inbox, scoring, sweep, train
 from mnistnn.cli import gc, labels, library
 from mnistnn.cli.app import build_parser, run
 
@@ -26,6 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             scoring.add_commands,
             inbox.add_commands,
             gc.add_commands,
+            automations.add_commands,  # last: it wraps the library's `models`
         ),
         argv,
     )

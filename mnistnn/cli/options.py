@@ -59,7 +59,7 @@ def values(args: argparse.Namespace, model: type[Parameters]) -> dict[str, Any]:
     return found
 
 
-def _base_type(annotation: Any) -> tuple[type, list[str] | None]:
+def _base_type(annotation: Any) -> tuple[type, list[Any] | None]:
     """The argparse type of an annotation: `int` of `Annotated[int, ...] | None`, `str` with
     choices of a Literal."""
     origin = get_origin(annotation)
@@ -68,7 +68,8 @@ def _base_type(annotation: Any) -> tuple[type, list[str] | None]:
         return _base_type(inner[0])
     if origin is Annotated:
         return _base_type(get_args(annotation)[0])
-    if origin is Literal:
-        return str, [str(value) for value in get_args(annotation)]
+    if origin is Literal:  # choices of one type: ("legacy", "default") or (1, 2)
+        choices = list(get_args(annotation))
+        return type(choices[0]), choices
     assert isinstance(annotation, type), annotation
     return annotation, None

@@ -24,7 +24,7 @@ from mnistnn.presets import Resolved
 from mnistnn.registry.store import ModelRegistry
 from mnistnn.runs.folders import RunFolder, read_json, run_folder
 from mnistnn.runs.records import RunResult
-from mnistnn.runs.steps import is_scheduled, read_metrics, recorded_epochs
+from mnistnn.runs.steps import RunMetrics, is_scheduled, read_metrics, recorded_epochs
 
 #: What `reason` says when nothing ran.
 REASON = "finished run, model already registered, same data: nothing to train"
@@ -71,21 +71,10 @@ def existing_result(
         if not _ingested_within(paths.processed, digest, max_rejected_fraction):
             return None
     epochs = resolved.epochs
-    folder = run_folder(paths.runs, resolved.config, train_sha256, test_sha256)
-    if recorded_epochs(folder) > epochs:
-        folder = RunFolder(locations.join(folder.path, f"upto-{epochs:04d}"))
-    if recorded_epochs(folder) != epochs or not locations.exists(folder.report):
+    found = _finished(run_folder(paths.runs, resolved.config, train_sha256, test_sha256), resolved)
+    if found is None:
         return None
-    try:
-        metrics = read_metrics(folder)
-    except CheckpointError:  # not finished, or damaged: the flow meets (and reports) it
-        return None
-    if metrics.epochs != epochs or any(
-        record.accuracy is None
-        for record in metrics.records
-        if is_scheduled(record.epoch, epochs, resolved.evaluate_every)
-    ):  # a denser schedule than the run was trained with: the flow scores what it can
-        return None
+    folder, metrics = found
     weights_sha = _final_weights_sha(folder, epochs)
     if weights_sha is None:
         return None
@@ -110,6 +99,26 @@ def existing_result(
             reason=REASON,
         )
     )
+
+
+def _finished(folder: RunFolder, resolved: Resolved) -> tuple[RunFolder, RunMetrics] | None:
+    """The run (or its `upto-N` shorter run) with every epoch, score and report asked for."""
+    epochs = resolved.epochs
+    if recorded_epochs(folder) > epochs:
+        folder = RunFolder(locations.join(folder.path, f"upto-{epochs:04d}"))
+    if recorded_epochs(folder) != epochs or not locations.exists(folder.report):
+        return None
+    try:
+        metrics = read_metrics(folder)
+    except CheckpointError:  # not finished, or damaged: the flow meets (and reports) it
+        return None
+    if metrics.epochs != epochs or any(
+        record.accuracy is None
+        for record in metrics.records
+        if is_scheduled(record.epoch, epochs, resolved.evaluate_every)
+    ):  # a denser schedule than the run was trained with: the flow scores what it can
+        return None
+    return folder, metrics
 
 
 def _ingested_within(

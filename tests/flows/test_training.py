@@ -291,6 +291,24 @@ def test_fewer_epochs_answer_from_the_longer_run_without_touching_it(
     assert len(list((root / "checkpoints").glob("*.json"))) == 4
 
 
+def test_threads_reach_every_epoch(
+    small_csvs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[int | None] = []
+    train_epoch = training.train_epoch
+
+    def recording(*args: Any, threads: int | None = None) -> Any:
+        seen.append(threads)
+        return train_epoch(*args, threads=threads)
+
+    monkeypatch.setattr(training, "train_epoch", recording)
+    result = run_flow(small_csvs, tmp_path, epochs=2, threads=1, register_model=False)
+    assert seen == [1, 1] and result["parameters"]["threads"] == 1
+    assert weights_sha(result["run_dir"]) == weights_sha(
+        run_flow(small_csvs, tmp_path / "auto", epochs=2, register_model=False)["run_dir"]
+    )  # the same weights with the engine's own choice
+
+
 def test_epoch_listener_is_scoped_to_its_block(small_csvs, tmp_path: Path) -> None:
     seen: list[tuple[int, int]] = []
     with flow_module.epoch_listener(lambda record, epochs: seen.append((record.epoch, epochs))):
