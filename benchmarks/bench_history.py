@@ -12,13 +12,13 @@ Three measurements in one process (`benchmarks.history_sim` simulates the nights
    ingest + inbox scan + snapshot manifest + drift check of the new batch, registration and
    promotion, `models list`, the report) of one night at 10 batches / 10 versions and at
    1,000 batches / 300 versions (the versions registered directly, the batches ingested by
-   one scan), each the median of 3 nights (1 with --quick).
-3. N simulated nights, then `gc --apply` (keep 10): disk before and after, and a check that
-   the champion and the challenger serve exactly as before and the champion retrains
-   bit-identically from its kept snapshot.
+   one scan), each the median of 3 nights (1 with --quick, and no report figures there).
+3. N simulated nights, then `gc --apply` (keep 10; 3 with --quick): disk before and after,
+   and a check that the champion and the challenger serve exactly as before and the champion
+   retrains bit-identically from its kept snapshot.
 
     python -m benchmarks.bench_history          # scan to 10,000; overhead 1,000 x 300; 50 nights
-    python -m benchmarks.bench_history --quick  # scan to 1,000; overhead 300 x 60; 12 nights
+    python -m benchmarks.bench_history --quick  # scan to 40; overhead 40 x 20; 6 nights, keep 3
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import TRAIN_CSV, parser, print_table
+from benchmarks.common import TEST_CSV, TRAIN_CSV, best_of, parser, print_table
 from benchmarks.history_sim import FIXED, History, csv_bytes, retrain
 
 
@@ -61,9 +61,11 @@ def scan_times(root: str | Path, scratch: Path, pool, counts: list[int]) -> dict
     return times
 
 
-def overhead(scratch: Path, pool, batches: int, versions: int, nights: int = 3) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def overhead(  # type: ignore[no-untyped-def]
+    scratch: Path, pool, batches: int, versions: int, nights: int = 3, report: bool = True
+) -> dict[str, float]:
     """Median seconds of each fixed step of `nights` nights after `batches` batches and
-    `versions` versions."""
+    `versions` versions (the report's figures skipped without `report`)."""
     from mnistnn import NeuralNetwork
     from mnistnn.data.inbox import scan_inbox
     from mnistnn.registry.store import ModelRegistry
@@ -88,13 +90,52 @@ def overhead(scratch: Path, pool, batches: int, versions: int, nights: int = 3) 
             test_sha256=version.test_sha256,
             train_sha256=version.train_sha256,
         )
-    measured = [history.night(20_000 + night, score=False) for night in range(nights)]
+    measured = [
+        history.night(20_000 + night, score=False, report=report) for night in range(nights)
+    ]
     steps = (*FIXED, "recent data")
     return {step: statistics.median(n.get(step, 0.0) for n in measured) for step in steps}
 
 
-def year(scratch: Path, pool, nights: int) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
-    """`nights` nights, then gc: disk and the kept models' checks."""
+def registry_reads(root: Path, counts: list[int]) -> dict[int, dict[str, float]]:
+    """Seconds (best of 5) of each registry read a night makes, at each number of versions: the
+    `models list` read, the champion and challenger lookup of scoring, the weights lookup of the
+    no-server answer (a finished run's weights found registered), and one registration."""
+    from mnistnn import NetworkConfig, NeuralNetwork
+    from mnistnn.cli.models import LAST
+    from mnistnn.core.files import sha256_bytes
+    from mnistnn.model.checkpoint import weights_bytes
+    from mnistnn.registry.store import ModelRegistry
+
+    registry = ModelRegistry(root)
+    rng = np.random.default_rng(2)
+    network = NeuralNetwork(NetworkConfig(hidden_nodes=4, seed=0))
+    first = sha256_bytes(weights_bytes(network))
+
+    def register() -> None:
+        network.w_hidden_output[...] = rng.normal(0, 0.1, network.w_hidden_output.shape)
+        metrics = {"accuracy": 0.9 if registry.names() else 0.95}
+        registry.register(network, metrics=metrics, test_sha256="a" * 64, train_sha256="b" * 64)
+
+    def lookup() -> None:
+        champion = registry.champion()
+        assert champion is not None and registry.challenger(champion.version) is not None
+
+    times: dict[int, dict[str, float]] = {}
+    for count in counts:
+        while len(registry.names()) < count - 1:
+            register()
+        times[count] = {
+            "register": best_of(1, register),  # the count-th version
+            "models list": best_of(5, lambda: registry.newest(LAST)),
+            "champion + challenger": best_of(5, lookup),
+            "answer's weights lookup": best_of(5, lambda: registry.find_by_weights(first)),
+        }
+    return times
+
+
+def year(scratch: Path, pool, nights: int, keep: int = 10) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
+    """`nights` nights, then gc keeping `keep` versions: disk and the kept models' checks."""
     from mnistnn.core import locations
     from mnistnn.registry import retention
     from mnistnn.registry.store import ModelRegistry
@@ -104,11 +145,13 @@ def year(scratch: Path, pool, nights: int) -> list[tuple[str, str, str]]:  # typ
     for night in range(nights):
         history.night(night, score=night % 5 == 4, report=False)
     registry = ModelRegistry(history.paths.models)
-    kept = retention.kept_versions(registry.versions(), 10)
+    kept = retention.kept_versions(registry.versions(), keep)
     pixels = history.pixels[-200:]
     served = {v: registry.load(v).query(pixels).tobytes() for v in kept}
     before = history.disk()
-    done = retention.apply(history.paths, retention.Policy(keep=10), now=time.time() + 100 * 86400)
+    done = retention.apply(
+        history.paths, retention.Policy(keep=keep), now=time.time() + 100 * 86400
+    )
     after = history.disk()
     same = all(registry.load(v).query(pixels).tobytes() == served[v] for v in kept)
     champion = registry.champion()
@@ -118,7 +161,7 @@ def year(scratch: Path, pool, nights: int) -> list[tuple[str, str, str]]:  # typ
     identical = again == champion.weights_sha256
     return [
         (f"disk after {nights} nights, without gc", f"{before / 1e6:.1f} MB", ""),
-        ("disk after gc --apply (keep 10)", f"{after / 1e6:.1f} MB", f"{after / before:.2f}x"),
+        (f"disk after gc --apply (keep {keep})", f"{after / 1e6:.1f} MB", f"{after / before:.2f}x"),
         ("items freed", str(len(done.deleted)), f"{len(done.skipped)} skipped"),
         ("kept models serve as before", "yes" if same else "NO", ", ".join(kept)),
         ("champion retrains bit-identically", "yes" if identical else "NO", champion.version),
@@ -129,21 +172,25 @@ def main() -> None:
     args = parser(__doc__.splitlines()[0]).parse_args()
     from mnistnn.data.fast_csv import read_csv
 
-    pixels, labels = read_csv(TRAIN_CSV)
+    pixels, labels = read_csv(TEST_CSV if args.quick else TRAIN_CSV)  # quick: 10,000 rows to read
     pool = (pixels[:20000], labels[:20000])
-    counts = [10, 100, 1000] if args.quick else [10, 100, 1000, 10000]
+    counts = [10, 40] if args.quick else [10, 100, 1000, 10000]
     rows: list[tuple[str, str, str]] = [("load average at start", f"{os.getloadavg()[0]:.1f}", "")]
     with tempfile.TemporaryDirectory(prefix="bench-history-") as tmp:
         scratch = Path(tmp)
         local = scan_times(scratch / "scan" / "data", scratch / "scan" / "s", pool, counts)
         rows += _scan_rows("local", local)
-        rows += _s3_scan_rows(scratch, pool, [10, 100] if args.quick else [10, 100, 1000])
-        nights = 1 if args.quick else 3
-        small = overhead(scratch / "o10", pool, 10, 10, nights)
-        big_b, big_v = (300, 60) if args.quick else (1000, 300)
-        big = overhead(scratch / "obig", pool, big_b, big_v, nights)
+        rows += _s3_scan_rows(scratch, pool, [10, 20] if args.quick else [10, 100, 1000])
+        nights, report = (1, False) if args.quick else (3, True)  # the figures take 10-16 s
+        small = overhead(scratch / "o10", pool, 10, 10, nights, report)
+        big_b, big_v = (40, 20) if args.quick else (1000, 300)
+        big = overhead(scratch / "obig", pool, big_b, big_v, nights, report)
         for step in FIXED:
-            rows.append((f"nightly {step}, 10 / {big_b} batches", *_pair(small[step], big[step])))
+            label = f"nightly {step}, 10 / {big_b} batches"
+            if step == "report" and not report:
+                rows.append((label, "not timed", "(--quick: the figures take 10-16 s)"))
+            else:
+                rows.append((label, *_pair(small[step], big[step])))
         recent = f"(recent test data, grows like the data) 10 / {big_b}"
         rows.append((recent, *_pair(small["recent data"], big["recent data"])))
         plain = [step for step in FIXED if step != "report"]
@@ -153,12 +200,26 @@ def main() -> None:
         rows.append(
             (f"NIGHTLY FIXED OVERHEAD, 10 / {big_b} batches", *_pair(total_small, total_big))
         )
-        rows += year(scratch / "year", pool, 12 if args.quick else 50)
+        reads = registry_reads(scratch / "registry", [10, 60] if args.quick else [10, 300, 1000])
+        rows += _read_rows(reads)
+        nights_kept = (6, 3) if args.quick else (50, 10)
+        rows += year(scratch / "year", pool, *nights_kept)
     print_table("a simulated year (batches of 20 rows)", rows)
 
 
 def _pair(small: float, big: float) -> tuple[str, str]:
     return f"{small * 1000:.1f} / {big * 1000:.1f} ms", f"{big / small:.2f}x (target <= 2x)"
+
+
+def _read_rows(reads: dict[int, dict[str, float]]) -> list[tuple[str, str, str]]:
+    counts = sorted(reads)
+    rows = []
+    for step in reads[counts[0]]:
+        figures = " / ".join(f"{reads[n][step] * 1000:.2f}" for n in counts)
+        ratio = reads[counts[-1]][step] / reads[counts[0]][step]
+        what = f"registry {step}, {' / '.join(map(str, counts))} versions"
+        rows.append((what, f"{figures} ms", f"{ratio:.2f}x (target <= 2x)"))
+    return rows
 
 
 def _scan_rows(where: str, times: dict[int, float]) -> list[tuple[str, str, str]]:

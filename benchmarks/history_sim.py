@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from mnistnn.cli.models import LAST
 from mnistnn.config import DataPaths, NetworkConfig
 from mnistnn.core import locations
 
@@ -138,7 +139,7 @@ class History:
             with self.timed("report"):
                 render_run_report(folder, test.parquet, lineage, decision)
         with self.timed("models list"):
-            ModelRegistry(paths.models).versions()
+            ModelRegistry(paths.models).newest(LAST)  # what `mnistnn models list` reads
         return decision
 
     def train(self, snapshot: Any, test_sha256: str, test_parquet: str, lineage: Any) -> Any:

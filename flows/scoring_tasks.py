@@ -76,12 +76,9 @@ def resolve_models_task(models_dir: str, challenger: str | None) -> PinnedModels
         if named.version == champion.version:
             raise ConfigError(f"challenger {challenger} is the champion; name another version")
         return PinnedModels(models_dir, champion.version, named.version, "named challenger")
-    versions = registry.versions()
-    newer = versions[[v.version for v in versions].index(champion.version) + 1 :]
-    losers = [v for v in newer if v.decision is not None and not v.decision.promoted]
-    if not losers:
+    latest = registry.challenger(champion.version)
+    if latest is None:
         return PinnedModels(models_dir, champion.version, None, "no challenger registered")
-    latest = losers[-1]
     return PinnedModels(
         models_dir, champion.version, latest.version, "newest version that lost its promotion"
     )

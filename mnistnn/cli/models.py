@@ -7,16 +7,23 @@ import getpass
 import json
 from typing import Any
 
-from mnistnn.cli.app import EXIT_OK
+from mnistnn.cli.app import EXIT_OK, positive_int
 from mnistnn.cli.provenance import describe_version, show_lines
 from mnistnn.config import DataPaths
+
+#: Versions `models list` shows besides the champion (its cost stays flat as versions pile up).
+LAST = 20
 
 
 def add_models(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """The `models` command and its subcommands."""
     models = commands.add_parser("models", help="list, show, compare, promote or roll back models")
     sub = models.add_subparsers(dest="models_command", required=True)
-    sub.add_parser("list", help="every registered version")
+    listing = sub.add_parser("list", help="the champion and the newest versions")
+    listing.add_argument(
+        "--last", type=positive_int, default=LAST, help=f"newest versions shown (default {LAST})"
+    )
+    listing.add_argument("--all", action="store_true", help="every registered version")
     show = sub.add_parser("show", help="one version in words: data, settings, scores, decision")
     show.add_argument("version")
     show.add_argument("--json", action="store_true")
@@ -47,7 +54,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     registry = ModelRegistry(paths.models)
     command = args.models_command
     if command == "list":
-        _list(registry)
+        _list(registry, None if args.all else args.last)
     elif command == "show":
         described = describe_version(registry, args.version, paths)
         print(json.dumps(described, indent=2) if args.json else "\n".join(show_lines(described)))
@@ -64,8 +71,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _list(registry: Any) -> None:
-    versions = registry.versions()
+def _list(registry: Any, last: int | None) -> None:
+    versions, left_out = (registry.versions(), 0) if last is None else registry.newest(last)
     if not versions:
         print("no models registered yet: run `mnistnn train` first")
     for version in versions:
@@ -75,6 +82,8 @@ def _list(registry: Any) -> None:
             f"{version.created}  hidden {version.config.get('hidden_nodes')}  "
             f"lr {version.config.get('learning_rate')}"
         )
+    if left_out:
+        print(f"  ... {left_out} older versions not shown (--all lists every one)")
 
 
 def _compare(args: argparse.Namespace, registry: Any, paths: DataPaths) -> None:

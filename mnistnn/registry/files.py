@@ -21,7 +21,7 @@ from mnistnn.core.storage import Store, open_store
 from mnistnn.errors import CheckpointError, NotFound, RegistryError
 from mnistnn.model.checkpoint import weights_from_bytes
 from mnistnn.model.network import NeuralNetwork
-from mnistnn.registry.log import RegistryState, json_bytes, parse_state
+from mnistnn.registry.log import WEIGHTS_KEY, RegistryState, json_bytes, parse_state
 from mnistnn.registry.records import VERSION_NAME, ModelVersion, VersionMeta, parse_meta
 
 REGISTRY_FILE = "registry.json"
@@ -223,12 +223,29 @@ class RegistryFiles:
         return meta.to_model_version(is_champion=version == state.champion)
 
     def _find_meta(self, state: RegistryState, weights_sha256: str) -> VersionMeta | None:
-        """Metadata of the registered version with these weights, if any."""
-        for version in state.versions:
-            meta = self.read_meta(version)
+        """Metadata of the registered version with these weights, if any: one meta.json through
+        registry.json's weights index, and every version the index does not cover (registered
+        before it existed, or a prefix that matched other weights)."""
+        indexed = state.weights.get(weights_sha256[:WEIGHTS_KEY])
+        if indexed is not None and indexed in state.versions:
+            meta = self.read_meta(indexed)
             if meta.weights_sha256 == weights_sha256:
                 return meta
+        covered = set(state.weights.values())
+        for version in state.versions:
+            if version not in covered:
+                meta = self.read_meta(version)
+                if meta.weights_sha256 == weights_sha256:
+                    return meta
         return None
+
+    def _index_weights(self, state: RegistryState, version: str, weights_sha256: str) -> None:
+        """Put `version` (and any version registered before the index) in the weights index."""
+        covered = set(state.weights.values())
+        for older in state.versions:  # once per registry: the index then covers every version
+            if older not in covered:
+                state.weights.setdefault(self.read_meta(older).weights_sha256[:WEIGHTS_KEY], older)
+        state.weights.setdefault(weights_sha256[:WEIGHTS_KEY], version)
 
     def load_network(self, meta: VersionMeta) -> NeuralNetwork:
         """Rebuild a version's network, refusing weights whose bytes do not match meta.json."""

@@ -50,7 +50,7 @@ def register_run(
     if decide_on_recent and recent is not None and recent_sha256 is not None:
         data, recent, test_sha = recent, None, recent_sha256
     registry = ModelRegistry(models_dir)
-    known = {version.version for version in registry.versions()}
+    known = set(registry.names())
     gate = Gate(
         registry,
         network,

@@ -14,6 +14,7 @@ long the history grows; `models history` reads the segments once and the tail.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ ACTIONS = ("register", "promote", "rollback", "approval")
 #: Entries per immutable log segment (registry.json holds fewer than twice this many).
 SEGMENT = 50
 LOG_PREFIX = "log/"
+#: Hex digits of a weights sha256 that key the weights index (a match is checked in full).
+WEIGHTS_KEY = 16
 
 
 @dataclass
@@ -39,6 +42,9 @@ class RegistryState:
     history: list[dict[str, Any]]
     compacted: int = 0
     base_stack: list[str] = field(default_factory=list)
+    #: The weights index: the first WEIGHTS_KEY hex digits of a version's weights' sha256 -> the
+    #: version (weights never change, so this never goes stale; versions before it are absent).
+    weights: dict[str, str] = field(default_factory=dict)
 
     def append(
         self,
@@ -93,6 +99,8 @@ class RegistryState:
             "champion": self.champion,
             "history": self.history,
         }
+        if self.weights:
+            data["weights"] = self.weights
         if self.compacted:
             data["compacted"] = self.compacted
             data["base_stack"] = self.base_stack
@@ -114,20 +122,23 @@ def parse_state(data: object, path: Path | str) -> RegistryState:
         data, path, error=RegistryError, what="a JSON object with versions, champion and history"
     )
     versions = fields.array("versions")
-    for index, item in enumerate(versions):
-        if not isinstance(item, str) or not VERSION_NAME.match(item):
-            raise RegistryError(f"{path}: versions[{index}] is not a version name: {item!r}")
-    if len(set(versions)) != len(versions):
+    if not _all_names(versions):  # one C-speed check; the slow walk only to name the bad one
+        for index, item in enumerate(versions):
+            if not isinstance(item, str) or not VERSION_NAME.match(item):
+                raise RegistryError(f"{path}: versions[{index}] is not a version name: {item!r}")
+    known = set(versions)
+    if len(known) != len(versions):
         raise RegistryError(f"{path}: versions lists a version twice")
     champion = fields.optional_string("champion")
-    if champion is not None and champion not in versions:
+    if champion is not None and champion not in known:
         raise RegistryError(f"{path}: champion {champion!r} is not in versions")
     history = fields.array("history")
     for index, entry in enumerate(history):
         item = Fields(entry, f"{path}: history[{index}]", error=RegistryError)
         if item.string("action") not in ACTIONS:
             item.fail("action", f"one of {', '.join(ACTIONS)}")
-        if item.optional_string("champion") not in [*versions, None]:
+        named = item.optional_string("champion")
+        if named is not None and named not in known:  # a set: this is per entry
             item.fail("champion", "a registered version")
         item.optional_string("previous")
     compacted = fields.integer("compacted") if "compacted" in fields.data else 0
@@ -135,7 +146,22 @@ def parse_state(data: object, path: Path | str) -> RegistryState:
     stack = champion_stack(history, path, base)
     if (stack[-1] if stack else None) != champion:
         raise RegistryError(f"{path}: champion {champion!r} does not match its history")
-    return RegistryState(list(versions), champion, list(history), compacted, list(base))
+    weights = fields.obj("weights") if "weights" in fields.data else {}
+    if not {type(v) for v in weights.values()} <= {str}:
+        raise RegistryError(f"{path}: weights must map weights sha256 prefixes to versions")
+    state = RegistryState(list(versions), champion, list(history), compacted, list(base))
+    state.weights = weights
+    return state
+
+
+_NAMES = re.compile(r"(?:v\d{4,}\n)*")  # VERSION_NAME, each followed by a newline
+
+
+def _all_names(versions: list[Any]) -> bool:
+    """Whether every item is a version name (a newline never is in one, so joining is exact)."""
+    if not {type(item) for item in versions} <= {str}:
+        return False
+    return _NAMES.fullmatch("\n".join([*versions, ""])) is not None
 
 
 def champion_stack(

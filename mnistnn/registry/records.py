@@ -23,7 +23,7 @@ from mnistnn.core.records import Fields, is_number
 from mnistnn.errors import RegistryError
 
 #: A version's name: "v" and at least four digits (v0001, v0002, ..., v10000).
-VERSION_NAME = re.compile(r"^v(\d{4,})$")
+VERSION_NAME = re.compile(r"^v(\d{4,})\Z")  # \Z: "v0001\n" is no name
 
 
 def now_utc() -> str:

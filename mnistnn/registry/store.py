@@ -224,6 +224,30 @@ class ModelRegistry(RegistryFiles):
         state = self._read_state()
         return [self._model_version(version, state) for version in state.versions]
 
+    def names(self) -> list[str]:
+        """Every registered version's name, oldest first (registry.json alone: no meta.json)."""
+        return list(self._read_state().versions)
+
+    def newest(self, count: int) -> tuple[list[ModelVersion], int]:
+        """The newest `count` versions and the champion (oldest first), and how many are left
+        out: what `models list` shows, reading that many meta.json however long the history."""
+        state = self._read_state()
+        shown = state.versions[-count:] if count > 0 else []
+        if state.champion is not None and state.champion not in shown:
+            shown = [state.champion, *shown]
+        return [self._model_version(v, state) for v in shown], len(state.versions) - len(shown)
+
+    def challenger(self, champion: str) -> ModelVersion | None:
+        """The newest version registered after `champion` that lost its promotion (reading
+        meta.json newest first: one read when the newest version is that loser)."""
+        state = self._read_state()
+        self._require_known(state, champion)
+        for name in reversed(state.versions[state.versions.index(champion) + 1 :]):
+            version = self._model_version(name, state)
+            if version.decision is not None and not version.decision.promoted:
+                return version
+        return None
+
     def get(self, version: str) -> ModelVersion:
         """One version; RegistryError listing the known versions when it is not registered."""
         state = self._read_state()
@@ -273,6 +297,7 @@ class ModelRegistry(RegistryFiles):
         decision = judge(version, self._champion_version(state))
         found.append(decision)
         self._write_meta(version, {**record, "decision": decision.to_dict()})
+        self._index_weights(state, version, record["weights_sha256"])
         state.versions = sorted([*state.versions, version], key=number_of)
         state.append(
             "register",

@@ -1,8 +1,9 @@
-"""`mnistnn models compare | history | show | promote --reason | rollback --reason`."""
+"""`mnistnn models list | compare | history | show | promote --reason | rollback --reason`."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,8 @@ from flows.cli.main import main
 from mnistnn import NetworkConfig, NeuralNetwork
 from mnistnn.registry.store import ModelRegistry
 from tests.conftest import write_mnist_csv
+from tests.registry.conftest import register
+from tests.registry.test_reads import counting_reads
 
 
 @pytest.fixture(scope="module")
@@ -126,3 +129,33 @@ def test_the_readme_promotion_commands_run_as_written(regressed, capsys) -> None
     out = capsys.readouterr().out
     assert "significant" in out and "champion is now v0001" in out
     assert ": digit 7 complaints" in ModelRegistry(folder / "models").history()[-1]["reason"]
+
+
+def test_models_list_shows_the_champion_and_the_newest(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    local_registry = ModelRegistry(tmp_path / "models")
+    register(local_registry, 1, 0.5)
+    for seed in range(2, 8):
+        register(local_registry, seed, 0.1)
+    data_dir = str(tmp_path)
+    read = counting_reads(local_registry, monkeypatch)
+    monkeypatch.setattr("mnistnn.registry.store.ModelRegistry", lambda root: local_registry)
+    assert main(["--data-dir", data_dir, "models", "list", "--last", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line[:7] for line in lines[:3]] == ["* v0001", "  v0006", "  v0007"]
+    assert lines[3] == "  ... 4 older versions not shown (--all lists every one)"
+    assert read == ["v0001", "v0006", "v0007"]
+    assert main(["--data-dir", data_dir, "models", "list", "--all"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 7
+
+
+def test_models_list_refuses_a_last_of_zero(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["--data-dir", str(tmp_path), "models", "list", "--last", "0"])
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.endswith("argument --last: must be >= 1, got 0")
