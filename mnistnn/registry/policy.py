@@ -120,7 +120,9 @@ def judge(rule: PromotionPolicy, evidence: Evidence, recent: Evidence | None = N
     )
     if refused is not None:
         name, why = refused
-        return Verdict(rule.policy, False, False, name, f"{head}: refused, {why}")
+        return Verdict(
+            rule.policy, False, False, name, f"{head}: refused, {why}; stays a challenger"
+        )
     significant = evidence.newcomer_ahead and evidence.p_value < rule.alpha
     if rule.policy == "significant":
         promoted = significant
