@@ -37,18 +37,9 @@ def names(model: type[Parameters]) -> list[str]:
 
 def subparser(command: str) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     """The `mnistnn` parser and the parser of one of its commands."""
-    from flows.cli import inbox, scoring, sweep, train
-    from mnistnn.cli import labels, library
-    from mnistnn.cli.app import build_parser
+    from flows.cli.main import parser as mnistnn_parser
 
-    parser = build_parser(
-        library.add_commands,
-        labels.add_commands,
-        train.add_commands,
-        sweep.add_commands,
-        scoring.add_commands,
-        inbox.add_commands,
-    )
+    parser = mnistnn_parser()
     [commands] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     return parser, commands.choices[command]
 

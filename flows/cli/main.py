@@ -8,6 +8,7 @@ module imports the others (no cycle).
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 
@@ -16,21 +17,23 @@ from mnistnn.cli import gc, labels, library
 from mnistnn.cli.app import build_parser, run
 
 
+def parser() -> argparse.ArgumentParser:
+    """The whole `mnistnn` parser, every command of both packages."""
+    return build_parser(
+        library.add_commands,
+        labels.add_commands,
+        train.add_commands,
+        sweep.add_commands,
+        scoring.add_commands,
+        inbox.add_commands,
+        gc.add_commands,
+        automations.add_commands,  # last: it wraps the library's `models`
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `mnistnn` console script."""
-    return run(
-        build_parser(
-            library.add_commands,
-            labels.add_commands,
-            train.add_commands,
-            sweep.add_commands,
-            scoring.add_commands,
-            inbox.add_commands,
-            gc.add_commands,
-            automations.add_commands,  # last: it wraps the library's `models`
-        ),
-        argv,
-    )
+    return run(parser(), argv)
 
 
 if __name__ == "__main__":
