@@ -33,7 +33,14 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import TEST_CSV, TRAIN_CSV, best_of, parser, print_table
+from benchmarks.common import (
+    TEST_CSV,
+    TRAIN_CSV,
+    best_of,
+    parser,
+    print_table,
+    start_bucket,
+)
 from benchmarks.history_sim import FIXED, History, csv_bytes, retrain
 
 
@@ -241,27 +248,11 @@ def _scan_rows(where: str, times: dict[int, float]) -> list[tuple[str, str, str]
 
 def _s3_scan_rows(scratch: Path, pool, counts: list[int]) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
     try:
-        import uuid
-
-        import boto3
-
-        from tests.seaweed import ACCESS_KEY, REGION, SECRET_KEY, start_seaweed
-
-        (scratch / "seaweed").mkdir()
-        server = start_seaweed(scratch / "seaweed")
+        server, bucket = start_bucket(scratch / "seaweed")
     except (ImportError, RuntimeError) as exc:
         return [("S3 rescan", "skipped", str(exc)[:40])]
     try:
-        os.environ.update(
-            AWS_ENDPOINT_URL=server.endpoint,
-            AWS_ACCESS_KEY_ID=ACCESS_KEY,
-            AWS_SECRET_ACCESS_KEY=SECRET_KEY,
-            AWS_REGION=REGION,
-            AWS_EC2_METADATA_DISABLED="true",
-        )
-        bucket = f"bench-{uuid.uuid4().hex[:12]}"
-        boto3.client("s3").create_bucket(Bucket=bucket)
-        times = scan_times(f"s3://{bucket}/data", scratch / "s3scratch", pool, counts)
+        times = scan_times(f"{bucket}/data", scratch / "s3scratch", pool, counts)
     finally:
         server.stop()
     return _scan_rows("SeaweedFS", times)

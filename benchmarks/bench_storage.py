@@ -12,12 +12,10 @@ are skipped with the reason. `python -m benchmarks.bench_storage [--quick]`.
 from __future__ import annotations
 
 import hashlib
-import os
 import tempfile
-import uuid
 from pathlib import Path
 
-from benchmarks.common import QUICK_ROWS, TRAIN_CSV, best_of, parser, print_table
+from benchmarks.common import QUICK_ROWS, TRAIN_CSV, best_of, parser, print_table, start_bucket
 from mnistnn import NetworkConfig, NeuralNetwork
 from mnistnn.core.files import write_bytes_atomic, write_json_atomic
 from mnistnn.data.fast_csv import read_csv
@@ -76,26 +74,12 @@ def _s3_rows(
     root: Path, network: NeuralNetwork, epoch: float, repeats: int
 ) -> list[tuple[str, str, str]]:
     try:
-        from tests.seaweed import ACCESS_KEY, REGION, SECRET_KEY, start_seaweed
-
-        (root / "seaweed").mkdir()
-        server = start_seaweed(root / "seaweed")
+        server, bucket = start_bucket(root / "seaweed")
     except (ImportError, RuntimeError) as exc:
         print(f"S3 rows skipped: {exc}")
         return [("S3 (SeaweedFS)", "skipped", str(exc)[:40])]
     try:
-        os.environ.update(
-            AWS_ENDPOINT_URL=server.endpoint,
-            AWS_ACCESS_KEY_ID=ACCESS_KEY,
-            AWS_SECRET_ACCESS_KEY=SECRET_KEY,
-            AWS_REGION=REGION,
-            AWS_EC2_METADATA_DISABLED="true",
-        )
-        import boto3
-
-        bucket = f"bench-{uuid.uuid4().hex[:12]}"
-        boto3.client("s3").create_bucket(Bucket=bucket)
-        url = f"s3://{bucket}/ck"
+        url = f"{bucket}/ck"
         _store_path(url, network)  # connect once (as a run does: one client per store)
         s3 = best_of(repeats, lambda: _store_path(url, network))
     finally:

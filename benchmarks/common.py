@@ -6,8 +6,10 @@ import argparse
 import os
 import platform
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_CSV = ROOT / "data" / "raw" / "mnist_train.csv.gz"
@@ -60,3 +62,29 @@ def print_table(title: str, rows: list[tuple[str, str, str]]) -> None:
     width = max(len(row[0]) for row in rows)
     for what, figure, comment in rows:
         print(f"  {what:<{width}}  {figure:>12}  {comment}")
+
+
+def start_bucket(folder: Path) -> tuple[Any, str]:
+    """A SeaweedFS server of its own under `folder`, the AWS variables set for it in this process,
+    and a new bucket on it: (server, "s3://bucket"). The caller stops the server. Raises
+    ImportError or RuntimeError when no server can start (a benchmark then skips its S3 rows)."""
+    import boto3
+
+    from tests.seaweed import ACCESS_KEY, REGION, SECRET_KEY, start_seaweed
+
+    folder.mkdir()
+    server = start_seaweed(folder)
+    try:
+        os.environ.update(
+            AWS_ENDPOINT_URL=server.endpoint,
+            AWS_ACCESS_KEY_ID=ACCESS_KEY,
+            AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+            AWS_REGION=REGION,
+            AWS_EC2_METADATA_DISABLED="true",
+        )
+        bucket = f"bench-{uuid.uuid4().hex[:12]}"
+        boto3.client("s3").create_bucket(Bucket=bucket)
+    except BaseException:
+        server.stop()
+        raise
+    return server, f"s3://{bucket}"
