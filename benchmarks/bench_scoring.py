@@ -55,7 +55,8 @@ def score_once(network, csv: Path, out: Path):
     from mnistnn.predict.inputs import discover, identify
 
     shutil.rmtree(out, ignore_errors=True)
-    [item] = [i for i in discover(csv.parent).inputs if i.name == csv.name]
+    # settle 0: the file was written a moment ago, and whole (the 5 s default waits for writers)
+    [item] = [i for i in discover(csv.parent, settle_seconds=0).inputs if i.name == csv.name]
     started = time.perf_counter()
     result = batch.score_input(
         item,
@@ -96,7 +97,8 @@ def task_function_seconds(network, csv: Path, workdir: Path) -> float:
         ModelRegistry(models).register(
             network, metrics={"accuracy": 0.9}, test_sha256="t" * 64, train_sha256="s" * 64
         )
-    [item] = [i for i in discover(csv.parent).inputs if i.name == csv.name]
+    # settle 0: the file was written a moment ago, and whole (the 5 s default waits for writers)
+    [item] = [i for i in discover(csv.parent, settle_seconds=0).inputs if i.name == csv.name]
     out = workdir / "task-out"
     shutil.rmtree(out, ignore_errors=True)
     scoring_tasks._load.cache_clear()
