@@ -12,7 +12,6 @@ on PYTHONPATH (e.g. main) in the same benchmark, interleaved.
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -20,8 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import QUICK_ROWS, ROOT, TEST_CSV, TRAIN_CSV, parser, print_table
-from tests.conftest import write_mnist_csv
+from benchmarks.common import ROOT, TEST_CSV, TRAIN_CSV, child_env, parser, print_table, quick_csvs
 from tests.prefect_home import new_prefect_home
 
 
@@ -30,15 +28,10 @@ def home_of(tree: Path, workdir: Path) -> Path:
     return workdir / f"home-{tree.name}"
 
 
-def train(tree: Path, workdir: Path, data: Path, csvs: tuple[Path, Path]) -> tuple[dict, float]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(tree),
-        "PREFECT_HOME": str(home_of(tree, workdir)),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "MNISTNN_PREFECT_AUTODETECT": "0",
-    }
-    env.pop("PREFECT_API_URL", None)
+def train(
+    tree: Path, workdir: Path, data: Path, csvs: tuple[Path, Path], quick: bool
+) -> tuple[dict, float]:
+    env = {**child_env(home_of(tree, workdir), quick), "PYTHONPATH": str(tree)}
     command = [
         str(Path(sys.executable).parent / "mnistnn"),
         *("--data-dir", str(data), "train", "--train-csv", str(csvs[0])),
@@ -58,32 +51,24 @@ def main() -> None:
     arguments.add_argument("--repeats", type=int, default=None, help="default 3 (--quick: 1)")
     arguments.add_argument("--before", type=Path, default=None)
     args = arguments.parse_args()
-    # --quick only checks that it runs: one repeat (each is two CLI runs with their own server)
+    # --quick only checks that it runs: one repeat (each is two CLI runs)
     if args.repeats is None:
         args.repeats = 1 if args.quick else 3
     trees = {"after": ROOT, **({"before": args.before.resolve()} if args.before else {})}
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
-        csvs = (TRAIN_CSV, TEST_CSV)
-        if args.quick:
-            from mnistnn.data.fast_csv import read_csv
-
-            pixels, labels = read_csv(TRAIN_CSV)
-            csvs = (
-                write_mnist_csv(workdir / "t.csv.gz", pixels[:QUICK_ROWS], labels[:QUICK_ROWS]),
-                TEST_CSV,
-            )
+        csvs = quick_csvs(workdir) if args.quick else (TRAIN_CSV, TEST_CSV)
         figures: dict[str, dict[str, list[float]]] = {}
         for name, tree in trees.items():  # the Prefect home's database, untimed
             if args.quick:  # --quick only checks that it runs: a migrated copy will do
                 new_prefect_home(home_of(tree, workdir))
             else:
-                train(tree, workdir, workdir / f"warm-{name}", csvs)
+                train(tree, workdir, workdir / f"warm-{name}", csvs, args.quick)
         for repeat in range(args.repeats):
             for name, tree in trees.items():
                 data = workdir / f"data-{name}-{repeat}"
-                first, wall = train(tree, workdir, data, csvs)
-                again, again_wall = train(tree, workdir, data, csvs)
+                first, wall = train(tree, workdir, data, csvs, args.quick)
+                again, again_wall = train(tree, workdir, data, csvs, args.quick)
                 got = figures.setdefault(name, {"wall": [], "startup": [], "again": []})
                 got["wall"].append(wall)
                 got["startup"].append((wall - sum(first["timings"].values())) / wall)

@@ -18,11 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.bench_pipeline import home_of, run_pipeline
-from benchmarks.common import QUICK_ROWS, TEST_CSV, TRAIN_CSV, parser, print_table
+from benchmarks.common import TEST_CSV, TRAIN_CSV, parser, print_table, quick_csvs
 from mnistnn import NeuralNetwork
 from mnistnn.data.fast_csv import read_csv
 from mnistnn.presets import resolve
-from tests.conftest import write_mnist_csv
 from tests.prefect_home import new_prefect_home
 
 
@@ -47,13 +46,10 @@ def main() -> None:
     arguments.add_argument("--epochs", type=int, default=4)
     args = arguments.parse_args()
     epochs = 2 if args.quick else max(args.epochs, 2)
-    pixels, labels = read_csv(TRAIN_CSV)
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
-        train_csv = TRAIN_CSV
-        if args.quick:
-            pixels, labels = pixels[:QUICK_ROWS], labels[:QUICK_ROWS]
-            train_csv = write_mnist_csv(workdir / "train.csv.gz", pixels, labels)
+        train_csv, test_csv = quick_csvs(workdir) if args.quick else (TRAIN_CSV, TEST_CSV)
+        pixels, labels = read_csv(train_csv)
         # epoch seconds only: the Prefect home starts migrated rather than migrating in a run
         new_prefect_home(home_of(workdir))
         flow_seconds = {}
@@ -62,9 +58,10 @@ def main() -> None:
                 workdir,
                 workdir / f"data-{every}",
                 train_csv,
-                TEST_CSV,
+                test_csv,
                 epochs,
                 ("--preset", "best", "--evaluate-every", every),
+                quick=args.quick,
             )
             flow_seconds[every] = steady([row["train_seconds"] for row in result["metrics"]])
         alone = steady(standalone_seconds(pixels, labels, epochs))

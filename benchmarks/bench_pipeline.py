@@ -10,7 +10,6 @@ per-sample CSV parsing. `python -m benchmarks.bench_pipeline [--quick]`.
 from __future__ import annotations
 
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -19,8 +18,15 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks.common import QUICK_ROWS, TEST_CSV, TRAIN_CSV, parser, print_table
-from tests.conftest import write_mnist_csv
+from benchmarks.common import (
+    QUICK_ROWS,
+    TEST_CSV,
+    TRAIN_CSV,
+    child_env,
+    parser,
+    print_table,
+    quick_csvs,
+)
 from tests.prefect_home import new_prefect_home
 
 
@@ -37,16 +43,11 @@ def run_pipeline(
     test_csv: Path,
     epochs: int,
     extra: Sequence[str] = (),
+    quick: bool = False,
 ) -> tuple[dict, float, float]:
     """(flow result, wall seconds, peak RSS in MB) of one `mnistnn train` process; `extra` are
     more `mnistnn train` flags (`--preset best`, ...)."""
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home_of(workdir)),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "MNISTNN_PREFECT_AUTODETECT": "0",
-    }
-    env.pop("PREFECT_API_URL", None)
+    env = child_env(home_of(workdir), quick)
     command = [
         str(Path(sys.executable).parent / "mnistnn"),
         "--data-dir",
@@ -99,14 +100,7 @@ def main() -> None:
     epochs = 2 if args.quick else 15
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
-        train_csv, test_csv = TRAIN_CSV, TEST_CSV
-        if args.quick:
-            from mnistnn.data.fast_csv import read_csv
-
-            pixels, labels = read_csv(TRAIN_CSV)
-            train_csv = write_mnist_csv(
-                workdir / "train.csv.gz", pixels[:QUICK_ROWS], labels[:QUICK_ROWS]
-            )
+        train_csv, test_csv = quick_csvs(workdir) if args.quick else (TRAIN_CSV, TEST_CSV)
         # The first run with a new Prefect home also creates its database: reported apart.
         # --quick only checks that the benchmark runs: a copy of a migrated database instead.
         first_wall = None
@@ -114,7 +108,9 @@ def main() -> None:
             new_prefect_home(home_of(workdir))
         else:
             _, first_wall, _ = run_pipeline(workdir, workdir / "first", train_csv, test_csv, epochs)
-        result, wall, peak_mb = run_pipeline(workdir, workdir / "data", train_csv, test_csv, epochs)
+        result, wall, peak_mb = run_pipeline(
+            workdir, workdir / "data", train_csv, test_csv, epochs, quick=args.quick
+        )
     rows_used = QUICK_ROWS if args.quick else 60_000
     per_epoch = reference_seconds(TRAIN_CSV, 500 if args.quick else 5000)
     reference = per_epoch * rows_used / 60_000 * epochs

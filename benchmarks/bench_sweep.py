@@ -7,13 +7,13 @@ each time into a fresh data folder so nothing is reused.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import QUICK_ROWS, TEST_CSV, TRAIN_CSV, parser, print_table
-from tests.conftest import write_mnist_csv
+from benchmarks.common import TEST_CSV, TRAIN_CSV, parser, print_table, quick_csvs
 
 
 def timed_sweep(workers: int, train_csv: Path, test_csv: Path, hidden: list[int]) -> float:
@@ -36,20 +36,16 @@ def timed_sweep(workers: int, train_csv: Path, test_csv: Path, hidden: list[int]
 def main() -> None:
     args = parser(__doc__ or "").parse_args()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.pop("PREFECT_API_URL", None)
+    if not args.quick:  # a server of its own (--quick keeps one it is given: benchmarks.common)
+        os.environ.pop("PREFECT_API_URL", None)
     from tests.prefect_home import seeded_test_harness
 
     hidden = [20, 40] if args.quick else [50, 100, 150, 200]
     configs = len(hidden) * 2
-    with tempfile.TemporaryDirectory() as folder, seeded_test_harness(server_startup_timeout=60):
-        train_csv, test_csv = TRAIN_CSV, TEST_CSV
-        if args.quick:
-            from mnistnn.data.fast_csv import read_csv
-
-            pixels, labels = read_csv(TRAIN_CSV)
-            train_csv = write_mnist_csv(
-                Path(folder) / "train.csv.gz", pixels[:QUICK_ROWS], labels[:QUICK_ROWS]
-            )
+    given = os.environ.get("PREFECT_API_URL")
+    server = contextlib.nullcontext() if given else seeded_test_harness(server_startup_timeout=60)
+    with tempfile.TemporaryDirectory() as folder, server:
+        train_csv, test_csv = quick_csvs(Path(folder)) if args.quick else (TRAIN_CSV, TEST_CSV)
         one = timed_sweep(1, train_csv, test_csv, hidden)
         two = timed_sweep(2, train_csv, test_csv, hidden)
     rows = [

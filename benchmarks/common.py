@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TRAIN_CSV = ROOT / "data" / "raw" / "mnist_train.csv.gz"
 TEST_CSV = ROOT / "data" / "raw" / "mnist_test.csv.gz"
 QUICK_ROWS = 2000
+QUICK_TEST_ROWS = 500
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -24,6 +25,35 @@ def parser(description: str) -> argparse.ArgumentParser:
         "--quick", action="store_true", help=f"a {QUICK_ROWS}-row slice: checks it runs"
     )
     return result
+
+
+def quick_csvs(folder: Path) -> tuple[Path, Path]:
+    """--quick's inputs: the first QUICK_ROWS training and QUICK_TEST_ROWS test rows, as .csv.gz."""
+    from mnistnn.data.fast_csv import read_csv
+    from tests.conftest import write_mnist_csv
+
+    written = []
+    for source, rows in ((TRAIN_CSV, QUICK_ROWS), (TEST_CSV, QUICK_TEST_ROWS)):
+        pixels, labels = read_csv(source)
+        written.append(
+            write_mnist_csv(folder / f"quick-{source.name}", pixels[:rows], labels[:rows])
+        )
+    return written[0], written[1]
+
+
+def child_env(prefect_home: Path, quick: bool) -> dict[str, str]:
+    """The environment of a `mnistnn` child: its own Prefect home and, as a user's first command
+    has, its own temporary server. --quick keeps a server it is given: `run_all --quick` gives
+    every benchmark one (each start costs seconds, and quick figures are not the point)."""
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(prefect_home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "MNISTNN_PREFECT_AUTODETECT": "0",
+    }
+    if not quick:
+        env.pop("PREFECT_API_URL", None)
+    return env
 
 
 def best_of(repeats: int, function: Callable[[], object]) -> float:

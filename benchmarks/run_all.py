@@ -5,8 +5,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 BENCHMARKS = (
     "benchmarks.bench_train",
@@ -31,24 +36,53 @@ def table_lines(output: str) -> list[str]:
     ]
 
 
+@contextlib.contextmanager
+def one_server_for_quick_runs(quick: bool) -> Iterator[None]:
+    """--quick: one temporary Prefect server for every benchmark, given as PREFECT_API_URL (each
+    would start its own, seconds apiece, and quick figures are not the point). A full run leaves
+    each benchmark its own, as a user's first command has."""
+    if not quick or os.environ.get("PREFECT_API_URL"):
+        yield
+        return
+    from tests.prefect_home import new_prefect_home
+
+    with tempfile.TemporaryDirectory() as home:
+        os.environ["PREFECT_HOME"] = str(new_prefect_home(Path(home)))
+        os.environ["MNISTNN_PREFECT_AUTODETECT"] = "0"
+        from flows.server import prefect_api
+
+        with prefect_api() as api:
+            os.environ["PREFECT_API_URL"] = api.api_url
+            try:
+                yield
+            finally:
+                del os.environ["PREFECT_API_URL"]
+
+
 def main() -> int:
     extra = sys.argv[1:]
     failed, summary = [], []
-    for module in BENCHMARKS:
-        print(f"\n=== {module} {' '.join(extra)}", flush=True)
-        result = subprocess.run(
-            [sys.executable, "-m", module, *extra], check=False, capture_output=True, text=True
-        )
-        print(result.stdout, end="", flush=True)
-        summary += table_lines(result.stdout)
-        if result.returncode != 0:
-            print(result.stderr[-3000:], file=sys.stderr)
-            failed.append(module)
+    with one_server_for_quick_runs("--quick" in extra):
+        for module in BENCHMARKS:
+            run(module, extra, failed, summary)
     print("\n=== all benchmarks in one table")
     print("\n".join(summary))
     if failed:
         print(f"\nfailed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def run(module: str, extra: list[str], failed: list[str], summary: list[str]) -> None:
+    """One benchmark in a child process: its output, its table rows, its failure."""
+    print(f"\n=== {module} {' '.join(extra)}", flush=True)
+    result = subprocess.run(
+        [sys.executable, "-m", module, *extra], check=False, capture_output=True, text=True
+    )
+    print(result.stdout, end="", flush=True)
+    summary += table_lines(result.stdout)
+    if result.returncode != 0:
+        print(result.stderr[-3000:], file=sys.stderr)
+        failed.append(module)
 
 
 if __name__ == "__main__":

@@ -38,12 +38,12 @@ from mnistnn import NetworkConfig, NeuralNetwork
 from mnistnn.model.checkpoint import weights_bytes
 from mnistnn.registry.store import ModelRegistry
 from tests.conftest import Arrays, write_mnist_csv
+from tests.e2e.client import client_call
 from tests.e2e.conftest import BIN, REPO, PrefectServer
 from tests.e2e.processes import readme_command, spawn, stop
 from tests.e2e.receiver import Receiver, webhook_receiver
 from tests.e2e.test_deployment import (  # noqa: F401 (`deployed` is a fixture used here)
     POOL,
-    client_call,
     deployed,
     run_deployment,
     wait_final,
@@ -58,31 +58,9 @@ TRAIN_ROWS, TEST_ROWS, EPOCHS = 10_000, 500, 4
 TIMEOUT = 300.0
 README_SECTION = "Unattended: liveness, recovery and alerts"
 
-#: Reads and changes through the Prefect client; prints one JSON line (as test_deployment's).
-SCRIPT = """
-import json, sys
-from uuid import UUID
-from prefect.client.orchestration import get_client
-
-def automations(client):
-    return sorted(a.name for a in client.read_automations())
-
-def pause_automation(client, name):
-    for found in client.read_automations_by_name(name):
-        client.pause_automation(found.id)
-    return name
-
-def run_count(client, run_id):
-    return client.read_flow_run(UUID(run_id)).run_count
-
-with get_client(sync_client=True) as client:
-    print(json.dumps(globals()[sys.argv[1]](client, *sys.argv[2:])))
-"""
-
 
 def call(server: PrefectServer, function: str, *args: str) -> Any:
-    result = server.run(str(BIN / "python"), "-c", SCRIPT, function, *args, timeout=60)
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return client_call(server, function, *args)
 
 
 def mnistnn(

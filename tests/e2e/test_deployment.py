@@ -25,6 +25,7 @@ import yaml
 
 from mnistnn.parameters import TrainingParameters, fields
 from mnistnn.registry.store import ModelRegistry
+from tests.e2e.client import client_call
 from tests.e2e.conftest import BIN, REPO, PrefectServer
 from tests.e2e.processes import readme_command, readme_commands, spawn, stop
 
@@ -43,64 +44,6 @@ ARTIFACT_KEYS = {
 }
 RUN_TIMEOUT = 180.0
 README_SECTION = "Scheduled retraining"
-
-#: Reads through the Prefect client, run with the server's environment; prints one JSON line.
-CLIENT_SCRIPT = """
-import json, sys
-from uuid import UUID
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-
-def deployment(client, name):
-    return client.read_deployment_by_name(name).model_dump(mode="json")
-
-def pause_schedules(client, name):
-    found = client.read_deployment_by_name(name)
-    for schedule in found.schedules:
-        client.update_deployment_schedule(found.id, schedule.id, active=False)
-    return [str(schedule.id) for schedule in found.schedules]
-
-def flow_run(client, run_id):
-    run = client.read_flow_run(UUID(run_id))
-    by_run = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(run_id)]))
-    artifacts = client.read_artifacts(artifact_filter=by_run)
-    return {
-        "state": run.state.type.value if run.state else None,
-        "message": run.state.message if run.state else None,
-        "deployment_id": str(run.deployment_id),
-        "name": run.name,
-        "start_time": run.start_time.timestamp() if run.start_time else None,
-        "end_time": run.end_time.timestamp() if run.end_time else None,
-        "artifacts": [
-            {"key": a.key, "type": a.type, "data": a.data, "id": str(a.id)} for a in artifacts
-        ],
-    }
-
-def mark_crashed(client, run_id):
-    # what the UI's "Change state" does for a run whose machine died: also frees its
-    # deployment concurrency slot, which the dead process can no longer release
-    from prefect.states import Crashed
-    state = Crashed(message="its worker died (kill -9)")
-    return client.set_flow_run_state(UUID(run_id), state, force=True).status.value
-
-def concurrency_limit(client, name, limit):
-    from prefect.client.schemas.actions import DeploymentUpdate
-    found = client.read_deployment_by_name(name)
-    client.update_deployment(found.id, DeploymentUpdate(concurrency_limit=int(limit)))
-    return client.read_deployment_by_name(name).global_concurrency_limit.limit
-
-def work_pools(client):
-    return [pool.name for pool in client.read_work_pools()]
-
-with get_client(sync_client=True) as client:
-    print(json.dumps(globals()[sys.argv[1]](client, *sys.argv[2:])))
-"""
-
-
-def client_call(server: PrefectServer, function: str, *args: str) -> Any:
-    """Call one of CLIENT_SCRIPT's functions in a subprocess pointed at the server."""
-    result = server.run(str(BIN / "python"), "-c", CLIENT_SCRIPT, function, *args, timeout=60)
-    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def run_deployment(server: PrefectServer, **parameters: Any) -> str:

@@ -24,9 +24,9 @@ import yaml
 
 from mnistnn.core.files import sha256_file
 from mnistnn.registry.store import ModelRegistry
+from tests.e2e.client import client_call
 from tests.e2e.conftest import BIN, REPO, PrefectServer
 from tests.e2e.test_deployment import (
-    CLIENT_SCRIPT,
     DEPLOYMENT,
     POOL,
     PREFECT_YAML,
@@ -41,41 +41,9 @@ WATCH_DEPLOYMENT = "mnist-watch/watch-incoming"
 TRIGGER_DEADLINE = 60.0
 QUIET_SECONDS = 6.0
 
-#: More reads through the Prefect client (same conventions as test_deployment's script).
-LOOP_SCRIPT = (
-    CLIENT_SCRIPT.split("with get_client")[0]
-    + """
-from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId, FlowRunFilter
-
-def runs_of(client, name):
-    found = client.read_deployment_by_name(name)
-    runs = client.read_flow_runs(
-        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[found.id]))
-    )
-    return [
-        {
-            "id": str(run.id),
-            "parameters": run.parameters,
-            "created_by": run.created_by.model_dump(mode="json") if run.created_by else None,
-            "state": run.state.type.value if run.state else None,
-        }
-        for run in runs
-    ]
-
-def automations_of(client, name):
-    found = client.read_deployment_by_name(name)
-    automations = client.read_resource_related_automations(f"prefect.deployment.{found.id}")
-    return [automation.model_dump(mode="json") for automation in automations]
-
-with get_client(sync_client=True) as client:
-    print(json.dumps(globals()[sys.argv[1]](client, *sys.argv[2:])))
-"""
-)
-
 
 def call(server: PrefectServer, function: str, *args: str) -> Any:
-    result = server.run(str(BIN / "python"), "-c", LOOP_SCRIPT, function, *args, timeout=60)
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return client_call(server, function, *args)
 
 
 def mnistnn(server: PrefectServer, data_dir: Path, *args: str) -> Any:

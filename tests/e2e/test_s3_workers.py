@@ -38,12 +38,12 @@ from mnistnn.core import locations
 from mnistnn.model.checkpoint import weights_bytes
 from mnistnn.registry.store import ModelRegistry
 from tests.conftest import Arrays, write_mnist_csv
+from tests.e2e.client import client_call
 from tests.e2e.conftest import BIN, REPO, PrefectServer
 from tests.e2e.processes import spawn, stop
 from tests.e2e.test_deployment import (  # noqa: F401 (`deployed` is a fixture used here)
     DEPLOYMENT,
     POOL,
-    client_call,
     deployed,
     run_deployment,
     wait_final,

@@ -20,8 +20,9 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
+from tests.e2e.client import client_call
 from tests.e2e.conftest import BIN, REPO, PrefectServer
-from tests.e2e.test_deployment import client_call, run_worker_once
+from tests.e2e.test_deployment import run_worker_once
 from tests.predict.scoring_fixtures import register, trained, write_images, write_pixel_csv
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
