@@ -203,7 +203,7 @@ def test_watch_refuses_hostile_batches_and_accepts_the_good_one(tmp_path, mnist_
         {**SMALL_LIMITS, "PREFECT_HOME": str(tmp_path / "prefect-home")},
     )
     ran.assert_inert()
-    assert ran.code == 0, ran.err
+    assert ran.code == 2, ran.err  # partial failure: batches refused, the good ones ingested
     lines = ran.out.splitlines()
     assert any(line.startswith("accepted good.csv: 50 rows") for line in lines), ran.out
     assert any(line.startswith("accepted \\x1b[31mred\\x1b[0m.csv: 3 rows") for line in lines)
@@ -221,6 +221,27 @@ def test_watch_refuses_hostile_batches_and_accepts_the_good_one(tmp_path, mnist_
     assert "secret.csv" not in ledger["names"] and FORGED_NEWLINE in ledger["names"]
     _no_secret_in(data)
     assert ran.seconds < SECONDS and ran.peak_mb < PEAK_MB, (ran.seconds, ran.peak_mb)
+
+
+def test_watch_once_exits_2_for_the_pass_that_refused_a_batch(tmp_path, mnist_train) -> None:
+    from flows.cli.inbox import exit_status
+    from flows.watch import scan
+
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    good = labelled_csv(incoming / "good.csv", mnist_train[0][:20], mnist_train[1][:20])
+    (incoming / "bad.csv").write_bytes(b"12" + ROW[1:])
+    paths = DataPaths.at(tmp_path / "data")
+    first = scan(incoming, paths, train_csv=good, settle_seconds=0)
+    assert {batch["file"]: batch["status"] for batch in first.new} == {
+        "good.csv": "accepted",
+        "bad.csv": "refused",
+    }
+    assert exit_status(first) == 2
+    again = scan(incoming, paths, train_csv=good, settle_seconds=0)
+    assert again.new == [] and exit_status(again) == 0  # refused once, not read again
+    labelled_csv(incoming / "more.csv", mnist_train[0][20:30], mnist_train[1][20:30])
+    assert exit_status(scan(incoming, paths, train_csv=good, settle_seconds=0)) == 0
 
 
 # -- score (the scoring inbox, the Prefect flow in a child) ----------------------------------
