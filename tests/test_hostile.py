@@ -15,14 +15,16 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from mnistnn.config import DataPaths
+from mnistnn.config import DataPaths, NetworkConfig
 from mnistnn.data.inbox import scan_inbox
 from mnistnn.data.ingest import ingest_csv
 from mnistnn.errors import DataError
 from mnistnn.inert import cell, shown
 from mnistnn.limits import LIMITS, LimitExceeded
+from mnistnn.model.network import NeuralNetwork
 from mnistnn.predict.image import load_image
 from mnistnn.predict.inputs import InputRefused, discover
+from mnistnn.predict.predict import predict_csv
 from mnistnn.predict.review import import_reviewed
 from tests.hostile import (
     FORGED_ANSI,
@@ -34,6 +36,7 @@ from tests.hostile import (
     SMALL_LIMITS,
     digit_png,
     float_tiff,
+    gzip_members,
     labelled_csv,
     newline_free,
     pixel_csv,
@@ -168,6 +171,50 @@ def test_predict_fails_each_hostile_image_alone(tmp_path, champion_data, mnist_t
         assert "pixel values that are not finite numbers (NaN or inf)" in error
     assert "pipe.png: a named pipe (FIFO), not a regular file; refused" in errors[4]
     assert ran.seconds < SECONDS and ran.peak_mb < PEAK_MB, (ran.seconds, ran.peak_mb)
+
+
+#: In a child: warm up, then `predict_csv` on argv[1]; prints the growth of its peak RSS (MB).
+_PREDICT_CSV_GROWTH = """
+import sys
+from mnistnn.config import NetworkConfig
+from mnistnn.model.network import NeuralNetwork
+from mnistnn.predict.predict import predict_csv
+
+def peak():
+    status = open("/proc/self/status").read()
+    return int(status.split("VmHWM:")[1].split()[0]) / 1024
+
+network = NeuralNetwork(NetworkConfig(hidden_nodes=16))
+predict_csv(network, sys.argv[2])  # numba, pyarrow and the allocator warmed up
+before = peak()
+digits = predict_csv(network, sys.argv[1], sys.argv[3])
+print(len(digits), peak() - before)
+"""
+
+
+def test_predict_csv_streams_in_bounded_memory_within_the_limits(tmp_path, monkeypatch) -> None:
+    """30,000 rows (47 MB of text): the whole-file parse grew the peak by ~170 MB (5.6 MB per
+    1,000 rows, so a 1,000,000-row file cost gigabytes); streamed, one block costs ~40 MB."""
+    many = tmp_path / "many.csv.gz"
+    many.write_bytes(gzip_members(PIXEL_ROW * 1000, 30))
+    (tmp_path / "few.csv").write_bytes(PIXEL_ROW * 10)
+    out = tmp_path / "submission.csv"
+    ran = run_child(["-c", _PREDICT_CSV_GROWTH, str(many), str(tmp_path / "few.csv"), str(out)])
+    ran.assert_inert()
+    assert ran.code == 0, ran.err
+    rows, growth = ran.out.split()
+    assert int(rows) == 30_000 and out.read_text().count("\n") == 30_001
+    assert float(growth) < 100, f"predict_csv grew the peak by {float(growth):.0f} MB"
+    # the same limits as score, checked as it reads: refused at row 1,001, nothing written
+    monkeypatch.setenv("MNISTNN_MAX_ROWS", "1000")
+    (tmp_path / "rows.csv.gz").write_bytes(rows_bomb(PIXEL_ROW))
+    (tmp_path / "noline.csv.gz").write_bytes(newline_free())
+    network = NeuralNetwork(NetworkConfig(hidden_nodes=4))
+    with pytest.raises(DataError, match=r"rows.csv.gz: more than 1,000 rows: over the max_rows"):
+        predict_csv(network, tmp_path / "rows.csv.gz", tmp_path / "o.csv")
+    with pytest.raises(DataError, match=r"noline.csv.gz: line 1 is longer than 65,536 bytes"):
+        predict_csv(network, tmp_path / "noline.csv.gz", tmp_path / "o.csv")
+    assert not (tmp_path / "o.csv").exists()
 
 
 def test_image_bytes_limit_binds_before_decoding(tmp_path, monkeypatch) -> None:
