@@ -447,6 +447,52 @@ def test_watch_on_s3_refuses_a_bomb_object_and_escapes_names(
     assert not any("mnistnn-cache" in reason for _, reason in status.values()), status
 
 
+#: In a child: warm up on a small object, then hash and ingest argv[2] (an `s3://` URL); prints
+#: the sha256 and the growth of the peak RSS (MB), the refusal on stderr.
+_DOWNLOAD_GROWTH = """
+import sys
+from mnistnn.core import locations
+from mnistnn.data.remote import ingest_location
+from mnistnn.errors import DataError
+
+def peak():
+    status = open("/proc/self/status").read()
+    return int(status.split("VmHWM:")[1].split()[0]) / 1024
+
+locations.sha256_of(sys.argv[1])  # boto3's client and connections, the allocator warmed up
+before = peak()
+digest = locations.sha256_of(sys.argv[2])  # streamed into the cache, hashed on the way
+try:
+    ingest_location(sys.argv[2], sys.argv[3])  # downloaded again, refused by its first chunk
+except DataError as exc:
+    print(exc, file=sys.stderr)
+print(digest, peak() - before)
+"""
+
+
+def test_s3_objects_are_streamed_in_bounded_memory(s3_url, tmp_path) -> None:
+    """A 16 MB object is hashed and ingested with one chunk of memory (~1 MB): it used to be
+    read whole (16 MB or more per read) before the limits could say anything."""
+    import hashlib
+
+    from mnistnn.core import locations
+
+    body = np.random.default_rng(0).bytes(16 << 20)  # binary: refused once downloaded
+    big, small = f"{s3_url}/incoming/big.csv", f"{s3_url}/incoming/small.csv"
+    locations.write_bytes(big, body)
+    locations.write_bytes(small, ROW)
+    ran = run_child(
+        ["-c", _DOWNLOAD_GROWTH, small, big, str(tmp_path / "processed")],
+        {"TMPDIR": str(tmp_path)},  # the download cache goes with the test
+    )
+    ran.assert_inert()
+    assert ran.code == 0, ran.err
+    digest, growth = ran.out.split()
+    assert digest == hashlib.sha256(body).hexdigest()
+    assert f"{big}: binary data, not CSV text" in ran.err, ran.err
+    assert float(growth) < 8, f"a 16 MB object grew the peak by {float(growth):.0f} MB"
+
+
 def labelled_csv_bytes(pixels: np.ndarray, labels: np.ndarray) -> bytes:
     lines = [
         f"{label}," + ",".join(map(str, row)) for row, label in zip(pixels, labels, strict=True)
