@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 
 from mnistnn.config import DataPaths, NetworkConfig
 from mnistnn.data.inbox import scan_inbox
@@ -221,6 +222,20 @@ def test_image_bytes_limit_binds_before_decoding(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("MNISTNN_MAX_IMAGE_PIXELS", "100000000")
     with pytest.raises(LimitExceeded, match=r"9000x9000 RGBA = 324,000,000 bytes decoded: over"):
         load_image(wide_png(tmp_path / "wide.png"))
+
+
+def test_image_decoding_stops_at_the_time_limit(tmp_path, monkeypatch) -> None:
+    """The clock is checked at each block Pillow reads: a decode still going after
+    max_image_seconds is refused in one line (the clock moves 20 s a read here)."""
+    from mnistnn import limits
+
+    noise = np.random.default_rng(0).integers(0, 256, (400, 400), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "slow.png")  # ~160 KB: three 64 KB reads or more
+    assert load_image(tmp_path / "slow.png").shape == (400, 400)
+    ticks = iter(range(0, 10_000, 20))
+    monkeypatch.setattr(limits, "_clock", lambda: float(next(ticks)))
+    with pytest.raises(LimitExceeded, match=r"slow.png: still decoding after 30 seconds: over th"):
+        load_image(tmp_path / "slow.png")
 
 
 def test_float_tiff_with_inf_or_nan_is_refused(tmp_path) -> None:
