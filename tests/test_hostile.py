@@ -463,13 +463,14 @@ def test_watch_on_s3_refuses_a_bomb_object_and_escapes_names(
     assert not any("mnistnn-cache" in reason for _, reason in status.values()), status
 
 
-#: In a child: warm up on a small object, then hash and ingest argv[2] (an `s3://` URL); prints
-#: the sha256 and the growth of the peak RSS (MB), the refusal on stderr.
+#: In a child: warm up on a small object, then hash argv[2] (an `s3://` URL) and scan its
+#: inbox, argv[1]'s folder (hashed, then ingested: each object streamed); prints the sha256,
+#: the growth of the peak RSS (MB) and each batch's status and reason.
 _DOWNLOAD_GROWTH = """
-import sys
+import json, sys
+from mnistnn.config import DataPaths
 from mnistnn.core import locations
-from mnistnn.data.remote import ingest_location
-from mnistnn.errors import DataError
+from mnistnn.data.inbox import scan_inbox
 
 def peak():
     status = open("/proc/self/status").read()
@@ -478,17 +479,15 @@ def peak():
 locations.sha256_of(sys.argv[1])  # boto3's client and connections, the allocator warmed up
 before = peak()
 digest = locations.sha256_of(sys.argv[2])  # streamed into the cache, hashed on the way
-try:
-    ingest_location(sys.argv[2], sys.argv[3])  # downloaded again, refused by its first chunk
-except DataError as exc:
-    print(exc, file=sys.stderr)
+batches = scan_inbox(sys.argv[1].rpartition("/")[0], DataPaths.at(sys.argv[3]))
 print(digest, peak() - before)
+print(json.dumps({batch.file: [batch.status, batch.reason] for batch in batches}))
 """
 
 
 def test_s3_objects_are_streamed_in_bounded_memory(s3_url, tmp_path) -> None:
-    """A 16 MB object is hashed and ingested with one chunk of memory (~1 MB): it used to be
-    read whole (16 MB or more per read) before the limits could say anything."""
+    """A 16 MB object in an S3 inbox is hashed and ingested with one chunk of memory (~1 MB):
+    it used to be read whole (16 MB or more per read) before the limits could say anything."""
     import hashlib
 
     from mnistnn.core import locations
@@ -498,14 +497,17 @@ def test_s3_objects_are_streamed_in_bounded_memory(s3_url, tmp_path) -> None:
     locations.write_bytes(big, body)
     locations.write_bytes(small, ROW)
     ran = run_child(
-        ["-c", _DOWNLOAD_GROWTH, small, big, str(tmp_path / "processed")],
+        ["-c", _DOWNLOAD_GROWTH, small, big, str(tmp_path / "data")],
         {"TMPDIR": str(tmp_path)},  # the download cache goes with the test
     )
     ran.assert_inert()
     assert ran.code == 0, ran.err
-    digest, growth = ran.out.split()
+    measured, batches = ran.out.splitlines()
+    digest, growth = measured.split()
     assert digest == hashlib.sha256(body).hexdigest()
-    assert f"{big}: binary data, not CSV text" in ran.err, ran.err
+    status = json.loads(batches)
+    assert status["small.csv"] == ["accepted", None], status
+    assert status["big.csv"][0] == "refused" and "big.csv: binary data" in status["big.csv"][1]
     assert float(growth) < 8, f"a 16 MB object grew the peak by {float(growth):.0f} MB"
 
 
