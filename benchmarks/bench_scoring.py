@@ -3,7 +3,7 @@
     10,000 rows   the test set's pixels as a Kaggle CSV (with header): `score_input` (hash,
                   parse in blocks, score, write Parquet + review queue), the flow's task
                   function around it (registry load + logging, no Prefect), and
-                  `predict.predict_csv` (parse whole, score), best of 3 each
+                  `predict.predict_csv` (the same streamed reader, score), best of 3 each
     1,000,000     the same rows tiled 100 times into one temporary CSV (written once), scored
                   by `score_input` in a fresh process that reads its own peak RSS (VmHWM) after
                   loading everything and again at the end: the growth is what streaming costs

@@ -4,6 +4,7 @@ from outside the data folder copied in. The corpus is built on the fly (`tests/h
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -14,15 +15,18 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 
-from mnistnn.config import DataPaths
+from mnistnn.config import DataPaths, NetworkConfig
 from mnistnn.data.inbox import scan_inbox
 from mnistnn.data.ingest import ingest_csv
 from mnistnn.errors import DataError
 from mnistnn.inert import cell, shown
 from mnistnn.limits import LIMITS, LimitExceeded
+from mnistnn.model.network import NeuralNetwork
 from mnistnn.predict.image import load_image
 from mnistnn.predict.inputs import InputRefused, discover
+from mnistnn.predict.predict import predict_csv
 from mnistnn.predict.review import import_reviewed
 from tests.hostile import (
     FORGED_ANSI,
@@ -34,6 +38,7 @@ from tests.hostile import (
     SMALL_LIMITS,
     digit_png,
     float_tiff,
+    gzip_members,
     labelled_csv,
     newline_free,
     pixel_csv,
@@ -170,10 +175,68 @@ def test_predict_fails_each_hostile_image_alone(tmp_path, champion_data, mnist_t
     assert ran.seconds < SECONDS and ran.peak_mb < PEAK_MB, (ran.seconds, ran.peak_mb)
 
 
+#: In a child: warm up, then `predict_csv` on argv[1]; prints the growth of its peak RSS (MB).
+_PREDICT_CSV_GROWTH = """
+import sys
+from mnistnn.config import NetworkConfig
+from mnistnn.model.network import NeuralNetwork
+from mnistnn.predict.predict import predict_csv
+
+def peak():
+    status = open("/proc/self/status").read()
+    return int(status.split("VmHWM:")[1].split()[0]) / 1024
+
+network = NeuralNetwork(NetworkConfig(hidden_nodes=16))
+predict_csv(network, sys.argv[2])  # numba, pyarrow and the allocator warmed up
+before = peak()
+digits = predict_csv(network, sys.argv[1], sys.argv[3])
+print(len(digits), peak() - before)
+"""
+
+
+def test_predict_csv_streams_in_bounded_memory_within_the_limits(tmp_path, monkeypatch) -> None:
+    """30,000 rows (47 MB of text): the whole-file parse grew the peak by ~170 MB (5.6 MB per
+    1,000 rows, so a 1,000,000-row file cost gigabytes); streamed, one block costs ~40 MB."""
+    many = tmp_path / "many.csv.gz"
+    many.write_bytes(gzip_members(PIXEL_ROW * 1000, 30))
+    (tmp_path / "few.csv").write_bytes(PIXEL_ROW * 10)
+    out = tmp_path / "submission.csv"
+    ran = run_child(["-c", _PREDICT_CSV_GROWTH, str(many), str(tmp_path / "few.csv"), str(out)])
+    ran.assert_inert()
+    assert ran.code == 0, ran.err
+    rows, growth = ran.out.split()
+    assert int(rows) == 30_000 and out.read_text().count("\n") == 30_001
+    assert float(growth) < 100, f"predict_csv grew the peak by {float(growth):.0f} MB"
+    # the same limits as score, checked as it reads: refused at row 1,001, nothing written
+    monkeypatch.setenv("MNISTNN_MAX_ROWS", "1000")
+    (tmp_path / "rows.csv.gz").write_bytes(rows_bomb(PIXEL_ROW))
+    (tmp_path / "noline.csv.gz").write_bytes(newline_free())
+    network = NeuralNetwork(NetworkConfig(hidden_nodes=4))
+    with pytest.raises(DataError, match=r"rows.csv.gz: more than 1,000 rows: over the max_rows"):
+        predict_csv(network, tmp_path / "rows.csv.gz", tmp_path / "o.csv")
+    with pytest.raises(DataError, match=r"noline.csv.gz: line 1 is longer than 65,536 bytes"):
+        predict_csv(network, tmp_path / "noline.csv.gz", tmp_path / "o.csv")
+    assert not (tmp_path / "o.csv").exists()
+
+
 def test_image_bytes_limit_binds_before_decoding(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("MNISTNN_MAX_IMAGE_PIXELS", "100000000")
     with pytest.raises(LimitExceeded, match=r"9000x9000 RGBA = 324,000,000 bytes decoded: over"):
         load_image(wide_png(tmp_path / "wide.png"))
+
+
+def test_image_decoding_stops_at_the_time_limit(tmp_path, monkeypatch) -> None:
+    """The clock is checked at each block Pillow reads: a decode still going after
+    max_image_seconds is refused in one line (the clock moves 20 s a read here)."""
+    from mnistnn import limits
+
+    noise = np.random.default_rng(0).integers(0, 256, (400, 400), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "slow.png")  # ~160 KB: three 64 KB reads or more
+    assert load_image(tmp_path / "slow.png").shape == (400, 400)
+    ticks = iter(range(0, 10_000, 20))
+    monkeypatch.setattr(limits, "_clock", lambda: float(next(ticks)))
+    with pytest.raises(LimitExceeded, match=r"slow.png: still decoding after 30 seconds: over th"):
+        load_image(tmp_path / "slow.png")
 
 
 def test_float_tiff_with_inf_or_nan_is_refused(tmp_path) -> None:
@@ -203,7 +266,7 @@ def test_watch_refuses_hostile_batches_and_accepts_the_good_one(tmp_path, mnist_
         {**SMALL_LIMITS, "PREFECT_HOME": str(tmp_path / "prefect-home")},
     )
     ran.assert_inert()
-    assert ran.code == 0, ran.err
+    assert ran.code == 2, ran.err  # partial failure: batches refused, the good ones ingested
     lines = ran.out.splitlines()
     assert any(line.startswith("accepted good.csv: 50 rows") for line in lines), ran.out
     assert any(line.startswith("accepted \\x1b[31mred\\x1b[0m.csv: 3 rows") for line in lines)
@@ -221,6 +284,27 @@ def test_watch_refuses_hostile_batches_and_accepts_the_good_one(tmp_path, mnist_
     assert "secret.csv" not in ledger["names"] and FORGED_NEWLINE in ledger["names"]
     _no_secret_in(data)
     assert ran.seconds < SECONDS and ran.peak_mb < PEAK_MB, (ran.seconds, ran.peak_mb)
+
+
+def test_watch_once_exits_2_for_the_pass_that_refused_a_batch(tmp_path, mnist_train) -> None:
+    from flows.cli.inbox import exit_status
+    from flows.watch import scan
+
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    good = labelled_csv(incoming / "good.csv", mnist_train[0][:20], mnist_train[1][:20])
+    (incoming / "bad.csv").write_bytes(b"12" + ROW[1:])
+    paths = DataPaths.at(tmp_path / "data")
+    first = scan(incoming, paths, train_csv=good, settle_seconds=0)
+    assert {batch["file"]: batch["status"] for batch in first.new} == {
+        "good.csv": "accepted",
+        "bad.csv": "refused",
+    }
+    assert exit_status(first) == 2
+    again = scan(incoming, paths, train_csv=good, settle_seconds=0)
+    assert again.new == [] and exit_status(again) == 0  # refused once, not read again
+    accepted = dataclasses.replace(first, new=[b for b in first.new if b["file"] == "good.csv"])
+    assert exit_status(accepted) == 0
 
 
 # -- score (the scoring inbox, the Prefect flow in a child) ----------------------------------
@@ -377,6 +461,54 @@ def test_watch_on_s3_refuses_a_bomb_object_and_escapes_names(
     assert "binary data" in status["zeros.csv.gz"][1]
     assert status[FORMULA][0] == "refused" and "label 12" in status[FORMULA][1]
     assert not any("mnistnn-cache" in reason for _, reason in status.values()), status
+
+
+#: In a child: warm up on a small object, then hash argv[2] (an `s3://` URL) and scan its
+#: inbox, argv[1]'s folder (hashed, then ingested: each object streamed); prints the sha256,
+#: the growth of the peak RSS (MB) and each batch's status and reason.
+_DOWNLOAD_GROWTH = """
+import json, sys
+from mnistnn.config import DataPaths
+from mnistnn.core import locations
+from mnistnn.data.inbox import scan_inbox
+
+def peak():
+    status = open("/proc/self/status").read()
+    return int(status.split("VmHWM:")[1].split()[0]) / 1024
+
+locations.sha256_of(sys.argv[1])  # boto3's client and connections, the allocator warmed up
+before = peak()
+digest = locations.sha256_of(sys.argv[2])  # streamed into the cache, hashed on the way
+batches = scan_inbox(sys.argv[1].rpartition("/")[0], DataPaths.at(sys.argv[3]))
+print(digest, peak() - before)
+print(json.dumps({batch.file: [batch.status, batch.reason] for batch in batches}))
+"""
+
+
+def test_s3_objects_are_streamed_in_bounded_memory(s3_url, tmp_path) -> None:
+    """A 16 MB object in an S3 inbox is hashed and ingested with one chunk of memory (~1 MB):
+    it used to be read whole (16 MB or more per read) before the limits could say anything."""
+    import hashlib
+
+    from mnistnn.core import locations
+
+    body = np.random.default_rng(0).bytes(16 << 20)  # binary: refused once downloaded
+    big, small = f"{s3_url}/incoming/big.csv", f"{s3_url}/incoming/small.csv"
+    locations.write_bytes(big, body)
+    locations.write_bytes(small, ROW)
+    ran = run_child(
+        ["-c", _DOWNLOAD_GROWTH, small, big, str(tmp_path / "data")],
+        {"TMPDIR": str(tmp_path)},  # the download cache goes with the test
+    )
+    ran.assert_inert()
+    assert ran.code == 0, ran.err
+    measured, batches = ran.out.splitlines()
+    digest, growth = measured.split()
+    assert digest == hashlib.sha256(body).hexdigest()
+    status = json.loads(batches)
+    assert status["small.csv"] == ["accepted", None], status
+    assert status["big.csv"][0] == "refused" and "big.csv: binary data" in status["big.csv"][1]
+    assert float(growth) < 8, f"a 16 MB object grew the peak by {float(growth):.0f} MB"
 
 
 def labelled_csv_bytes(pixels: np.ndarray, labels: np.ndarray) -> bytes:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from flows.cli.common import positive_float, prefect_defaults
 from flows.events import NO_SERVER
-from mnistnn.cli.app import EXIT_OK, positive_int
+from mnistnn.cli.app import EXIT_OK, EXIT_PARTIAL, positive_int
 from mnistnn.cli.options import add_options, values
 from mnistnn.config import DataPaths
 from mnistnn.errors import MnistnnError
@@ -31,7 +31,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "watch", help="ingest new batches of the labelled inbox and emit their Prefect events"
     )
     add_options(watch, WatchParameters)
-    watch.add_argument("--once", action="store_true", help="one pass, then exit")
+    watch.add_argument(
+        "--once", action="store_true", help="one pass, then exit (2 when it refused a batch)"
+    )
     watch.add_argument(
         "--interval", type=positive_float, default=30.0, help="seconds between passes (30)"
     )
@@ -51,7 +53,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    """One pass (`--once`) or a pass every `--interval` seconds until SIGINT or SIGTERM."""
+    """One pass (`--once`: exit 2 when it refused a batch) or a pass every `--interval` seconds
+    until SIGINT or SIGTERM."""
     prefect_defaults()
     from flows.watch import watch_once
 
@@ -71,8 +74,18 @@ def cmd_watch(args: argparse.Namespace) -> int:
                 print(failed, file=sys.stderr, flush=True)
             else:
                 _show(result, args.json)
-            if args.once or stop.wait(args.interval):
+                if args.once:
+                    return exit_status(result)
+            if stop.wait(args.interval):
                 return EXIT_OK
+
+
+def exit_status(result: WatchPass) -> int:
+    """2 (partial failure, as `ingest` and `score`) when the pass refused a batch, else 0; the
+    other batches of the pass were ingested all the same. A refused batch is new once: the next
+    pass does not read it again (until its bytes change), so it exits 0 again."""
+    refused = any(batch["status"] != "accepted" for batch in result.new)
+    return EXIT_PARTIAL if refused else EXIT_OK
 
 
 def _show(result: WatchPass, as_json: bool) -> None:

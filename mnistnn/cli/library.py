@@ -105,13 +105,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise MnistnnError("predict needs IMAGE paths or --csv FILE")
     network = resolve_model(args.model, DataPaths.at(args.data_dir).models)
     if args.csv:
-        rows = predict.predict_csv(network, args.csv, args.out)
+        digits = predict.predict_csv(network, args.csv, args.out)
         if args.out is None:
-            print("ImageId,Label")
-            for image_id, label in rows:
-                print(f"{image_id},{label}")
+            sys.stdout.writelines(predict.submission_lines(digits))
         else:
-            print(f"wrote {len(rows)} predictions to {args.out}")
+            print(f"wrote {len(digits)} predictions to {shown(args.out)}")
         return EXIT_OK
     predictions, failures = predict.predict_paths(network, args.images)
     if args.show:

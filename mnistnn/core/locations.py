@@ -2,8 +2,9 @@
 
 The run folders, checkpoints and the registry name their files by *location*: a `Path` for a
 local folder (so every local layout, message and test stays as it was) or a URL string on object
-storage. These helpers join locations and do whole-object I/O on them; a location's store is
-the one of its parent folder (`open_store(parent)` + the last name as the key). S3 stores are
+storage. These helpers join locations and do whole-object I/O on them (an input object is
+streamed into the per-machine cache instead, `download`); a location's store is the one of its
+parent folder (`open_store(parent)` + the last name as the key). S3 stores are
 cached per (URL, endpoint, credentials), so a run reuses one client and its connections.
 """
 
@@ -22,7 +23,6 @@ from typing import IO, Any
 
 from mnistnn.core.files import atomic_write, sha256_file, temp_beside, unlink_quietly
 from mnistnn.core.storage import URL_SCHEME, Store, open_store
-from mnistnn.errors import NotFound
 
 #: A local path or a URL (`s3://bucket/prefix/key`).
 Location = Path | str
@@ -133,18 +133,40 @@ def cache_dir() -> Path:
     return Path(tempfile.gettempdir()) / "mnistnn-cache"
 
 
-def local_copy(location: str | os.PathLike[str], data: bytes | None = None) -> Path:
-    """A local file with the bytes at `location`: a path is itself; a URL is downloaded (or its
-    `data`, already read, is used) into `cache_dir()/src-<sha16>/<name>`, named by content so a
-    copy is never stale and the file name (and its suffix) stays what readers expect."""
+def local_copy(location: str | os.PathLike[str]) -> Path:
+    """A local file with the bytes at `location`: a path is itself; a URL is streamed into
+    `cache_dir()/src-<sha16>/<name>` (`download`), named by content so a copy is never stale and
+    the file name (and its suffix) stays what readers expect."""
     base = as_location(location)
     if isinstance(base, Path):
         return base
-    raw = read_bytes(base) if data is None else data
-    target = cache_dir() / f"src-{hashlib.sha256(raw).hexdigest()[:16]}" / name(base)
-    if not target.is_file():
-        write_bytes(target, raw)  # whole or absent: temp file + rename
-    return target
+    return download(base)[0]
+
+
+def download(url: str) -> tuple[Path, str]:
+    """(local copy, sha256) of the object at `url`, streamed into the cache a chunk at a time
+    and hashed on the way, so memory is one chunk, not the object (`Store.read_into`); the
+    sha256 is remembered under the URL and the ETag the download returned (`sha256_of`)."""
+    store, key = split(url)
+    digest = hashlib.sha256()
+
+    def write(chunk: bytes) -> None:
+        digest.update(chunk)
+        handle.write(chunk)
+
+    with temp_beside(cache_dir() / "staging" / name(url)) as (handle, tmp):
+        tag = store.read_into(key, write)
+    hexdigest = digest.hexdigest()
+    target = cache_dir() / f"src-{hexdigest[:16]}" / name(url)
+    try:
+        if not target.is_file():  # a copy already there has the same bytes
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, target)  # whole or absent, as every cache entry
+    finally:
+        unlink_quietly(tmp)
+    with contextlib.suppress(OSError):  # only a memo: a full cache disk costs a download later
+        write_bytes(_sha256_memo(url, tag), hexdigest.encode("ascii"))
+    return target, hexdigest
 
 
 @contextlib.contextmanager
@@ -188,14 +210,7 @@ def sha256_of(location: str | os.PathLike[str]) -> str:
         remembered = memo.read_text("ascii")
         if _HEX64.fullmatch(remembered):
             return remembered
-    found = store.read_versioned(key)
-    if found is None:
-        raise NotFound(f"{base}: no such object")
-    data, tag = found
-    digest = hashlib.sha256(data).hexdigest()
-    with contextlib.suppress(OSError):  # only a memo: a full cache disk costs a download later
-        write_bytes(_sha256_memo(base, tag), digest.encode("ascii"))
-    return digest
+    return download(base)[1]  # streamed, and its copy kept in the cache for the reader
 
 
 def _sha256_memo(url: str, tag: str) -> Path:

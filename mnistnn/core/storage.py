@@ -127,6 +127,17 @@ class Store(abc.ABC):
     def read_versioned(self, key: str) -> tuple[bytes, str] | None:
         """The bytes and a version token for `replace`; None when the key does not exist."""
 
+    def read_into(self, key: str, write: Callable[[bytes], object]) -> str:
+        """Hand the object's bytes to `write` a chunk at a time; its version token (as
+        `read_versioned`'s). NotFound when it does not exist. S3 streams the body, so memory is
+        one chunk whatever the object's size; this default reads it whole (local stores, whose
+        files are read in place by `locations.local_copy`, never come here for an input)."""
+        found = self.read_versioned(key)
+        if found is None:
+            raise NotFound(f"{self.join(key)}: no such object")
+        write(found[0])
+        return found[1]
+
     def version(self, key: str) -> str:
         """The token `read_versioned` would return, without the bytes where the backend allows
         (S3: the ETag from a HEAD); NotFound when the key does not exist."""

@@ -11,8 +11,9 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, Final
 
 import boto3
 import botocore.config
@@ -30,6 +31,8 @@ _CONFIG = botocore.config.Config(
 )
 _PATH_STYLE = _CONFIG.merge(botocore.config.Config(s3={"addressing_style": "path"}))
 
+#: Bytes of an object's body read at a time by `read_into` (a download's whole memory).
+READ_CHUNK: Final = 1 << 20
 _AWS_HOST = re.compile(r"\.amazonaws\.com(\.cn)?(:\d+)?(/|$)")
 _MISSING_KEY = frozenset({"NoSuchKey", "404", "NotFound"})
 _DENIED = frozenset(
@@ -205,6 +208,19 @@ class S3Store(Store):
         except botocore.exceptions.BotoCoreError as exc:
             raise map_error(exc, url, self.endpoint) from exc
         return bytes(data), str(response["ETag"])
+
+    def read_into(self, key: str, write: Callable[[bytes], object]) -> str:
+        """The body streamed (botocore's StreamingBody, READ_CHUNK at a time) into `write`."""
+        url = self.join(key)
+        response = self._call(url, "get_object", Key=self._object(key))
+        try:
+            for chunk in response["Body"].iter_chunks(READ_CHUNK):
+                write(chunk)
+        except botocore.exceptions.BotoCoreError as exc:
+            raise map_error(exc, url, self.endpoint) from exc
+        finally:
+            response["Body"].close()
+        return str(response["ETag"])
 
     def _head(self, key: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call(self.join(key), "head_object", Key=self._object(key))

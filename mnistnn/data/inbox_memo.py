@@ -128,16 +128,16 @@ def ledger_token(store: Store, key: str) -> str | None:
 
 
 def _read_sha256(location: locations.Location) -> tuple[str, str]:
-    """(sha256, identity after reading): a local file streamed, an object read once with the
-    ETag its bytes came with (so a memo never pairs an ETag with other bytes)."""
+    """(sha256, identity after reading): a local file streamed, an object streamed once with
+    the ETag its bytes came with (so a memo never pairs an ETag with other bytes); a missing
+    one is NotFound, a FileNotFoundError."""
     if isinstance(location, Path):
         digest = sha256_file(location)
         return digest, local_identity(location.stat())
     store, key = locations.split(location)
-    found = store.read_versioned(key)
-    if found is None:
-        raise FileNotFoundError(location)
-    return hashlib.sha256(found[0]).hexdigest(), found[1]
+    hashing = hashlib.sha256()
+    tag = store.read_into(key, hashing.update)  # one chunk in memory, whatever the object
+    return hashing.hexdigest(), tag
 
 
 def local_identity(info: os.stat_result) -> str:

@@ -1,18 +1,18 @@
 """Ingest where the CSV or the processed folder is an `s3://` URL, through the storage layer.
 
-The conversion itself is `ingest_csv`, unchanged, run on local copies: a CSV URL is downloaded into
-`<tmp>/mnistnn-cache/src-<sha16>/` (`locations.local_copy`) and, when `processed_dir` is a URL, the
-outputs are converted into `<tmp>/mnistnn-cache/processed/` and then uploaded under their
-content-addressed names, rejects and Parquet first and the summary JSON (which vouches that the
-others are complete) last, so another machine sees either no summary or whole outputs. A summary
-already in the bucket for the same content is reused without converting again.
+The conversion itself is `ingest_csv`, unchanged, run on local copies: a CSV URL is streamed
+into `<tmp>/mnistnn-cache/src-<sha16>/` (`locations.download`: one chunk in memory) and, when
+`processed_dir` is a URL, the outputs are converted into `<tmp>/mnistnn-cache/processed/` and
+then uploaded under their content-addressed names, rejects and Parquet first and the summary
+JSON (which vouches that the others are complete) last, so another machine sees either no
+summary or whole outputs. A summary already in the bucket for the same content is reused
+without converting again.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -37,9 +37,7 @@ def ingest_location(
     if not locations.is_url(path) and not locations.is_url(processed_dir):
         return ingest_csv(path, processed_dir, max_rejected_fraction=max_rejected_fraction)
     given = os.fspath(path)
-    raw = _read_input(given)
-    digest = hashlib.sha256(raw).hexdigest()
-    local = locations.local_copy(given, raw)
+    local, digest = _download_input(given)
     if not locations.is_url(processed_dir):
         with _named_as(local, given):
             summary = ingest_csv(local, processed_dir, max_rejected_fraction=max_rejected_fraction)
@@ -83,15 +81,18 @@ def _named_as(local: Path, given: str) -> Iterator[None]:
         raise DataError(message) from exc
 
 
-def _read_input(given: str) -> bytes:
-    """The object's bytes, read whole: refused first when larger than the decoded-bytes limit
-    (its text is at least that long), so a huge object never reaches memory."""
+def _download_input(given: str) -> tuple[Path, str]:
+    """(cached copy, sha256) of the input object, streamed a chunk at a time; refused first when
+    larger than the decoded-bytes limit (its text is at least that long), so a huge object is
+    never even downloaded."""
     try:
         store, key = locations.split(given)
         size = store.size(key)
         if size > DECODED_BYTES.value():
             raise LimitExceeded(shown(given), DECODED_BYTES, f"{size:,} bytes stored")
-        return locations.read_bytes(given)
+        if not locations.is_url(given):  # a local file bound for a bucket: read in place
+            return Path(given), locations.sha256_of(given)
+        return locations.download(given)
     except StorageUnavailable:
         raise
     except (NotFound, FileNotFoundError):

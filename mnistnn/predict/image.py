@@ -31,7 +31,7 @@ from mnistnn.config import IMAGE_SIDE
 from mnistnn.data import text
 from mnistnn.errors import DataError, MnistnnError, one_line
 from mnistnn.inert import shown
-from mnistnn.limits import IMAGE_BYTES, IMAGE_PIXELS, LimitExceeded
+from mnistnn.limits import IMAGE_BYTES, IMAGE_PIXELS, LimitExceeded, TimedReader
 from mnistnn.types import FloatArray, PixelArray
 
 #: File name suffixes (lower case) treated as images when a folder is expanded.
@@ -68,15 +68,16 @@ def load_image(path: str | os.PathLike[str]) -> FloatArray:
     phone photos are often stored sideways. Pillow's decompression-bomb limit stays on: an image
     over `Image.MAX_IMAGE_PIXELS` is refused here (without touching the global warning filters,
     which are not thread-safe), and so is one over our limits on pixels and decoded bytes
-    (`mnistnn.limits`), before decoding; so is anything missing, not a regular file (a FIFO
-    never blocks), unreadable, corrupt or truncated, or with NaN or infinite pixel values.
+    (`mnistnn.limits`), before decoding, and one still decoding after the time limit (checked
+    at each block read); so is anything missing, not a regular file (a FIFO never blocks),
+    unreadable, corrupt or truncated, or with NaN or infinite pixel values.
     """
     source = Path(path)
     name = shown(source)
     if not source.exists():
         raise DataError(f"{name}: no such file")
     try:
-        with text.open_regular(source, name) as handle, Image.open(handle) as opened:
+        with text.open_regular(source, name) as raw, Image.open(TimedReader(raw, name)) as opened:
             _check_pixel_count(opened, name)
             opened.load()
             image = _reduced_image(ImageOps.exif_transpose(opened))

@@ -5,7 +5,7 @@ pyarrow; a block that pyarrow refuses (a wrong column count, a non-integer) is p
 by line, so that every bad row gets its own reason while the others are kept. A pixel outside
 0..255 fails its row only. A labelled file (785 columns) is refused as a whole: it belongs in
 the labelled inbox. Rows are numbered from 1 among the data rows (no header, no blank lines), as
-`mnistnn predict --csv` numbers its ImageId.
+`mnistnn predict --csv` (which reads through `csv_chunks` too) numbers its ImageId.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ _BOM: Final = b"\xef\xbb\xbf"
 _INTEGER: Final = re.compile(rb"\s*[+-]?\d+\s*")
 _NAMES: Final = [f"pixel{i}" for i in range(INPUT_NODES)]
 _LABELLED: Final = (
-    "785 columns: this looks like a labelled file (label + 784 pixels); the scoring inbox "
-    "takes pixels only, so it probably belongs in the labelled inbox (data/incoming/)"
+    "785 columns: this looks like a labelled file (label + 784 pixels); scoring takes pixels "
+    "only: drop the label column, or put the file in the labelled inbox (data/incoming/)"
 )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import botocore.exceptions
 import pytest
@@ -159,13 +160,13 @@ def test_an_objects_sha256_is_downloaded_once_per_version(
     url = locations.join(s3_url, "inbox/batch.csv")
     locations.write_bytes(url, b"first bytes")
     downloads: list[str] = []
-    original = S3Store._get
+    original = S3Store.read_into
 
-    def counted(self: S3Store, key: str) -> tuple[bytes, str]:
+    def counted(self: S3Store, key: str, write: Any) -> str:
         downloads.append(key)
-        return original(self, key)
+        return original(self, key, write)
 
-    monkeypatch.setattr(S3Store, "_get", counted)
+    monkeypatch.setattr(S3Store, "read_into", counted)
     first = hashlib.sha256(b"first bytes").hexdigest()
     assert locations.sha256_of(url) == first
     assert locations.sha256_of(url) == first

@@ -259,9 +259,9 @@ def test_predict_csv(
     source = tmp_path / ("test.csv.gz" if gzipped else "test.csv")
     source.write_bytes(gzip.compress(text.encode()) if gzipped else text.encode())
     out = tmp_path / "submission.csv"
-    rows = predict_csv(untrained, source, out)
+    digits = predict_csv(untrained, source, out)
     expected = [(i + 1, int(d)) for i, d in enumerate(untrained.predict(pixels))]
-    assert rows == expected
+    assert list(enumerate(digits.tolist(), 1)) == expected
     lines = out.read_text().splitlines()
     assert lines[0] == "ImageId,Label"
     assert lines[1:] == [f"{i},{d}" for i, d in expected]
@@ -273,7 +273,7 @@ def test_predict_csv_without_output_file(
 ) -> None:
     source = tmp_path / "test.csv"
     source.write_text("\n".join(_rows(test_digits[0][:2])) + "\n\n")  # trailing blank line
-    assert [image_id for image_id, _ in predict_csv(untrained, source, None)] == [1, 2]
+    assert len(predict_csv(untrained, source, None)) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["test.csv"]
 
 
@@ -287,13 +287,13 @@ def _bad_csv(tmp_path: Path, pixels: PixelArray, bad_row: str, header: bool = Tr
 @pytest.mark.parametrize(
     ("make_row", "message"),
     [
-        (lambda row: "7," + row, r"kaggle\.csv, line 5: 785 values; this looks like a labelled"),
-        (lambda row: row.rsplit(",", 1)[0], r"kaggle\.csv, line 5: 783 values, expected 784"),
-        (lambda row: row.replace("0", "300", 1), r"line 5: column \d+ is 300, outside 0\.\.255"),
-        (lambda row: row.replace("0", "-1", 1), r"line 5: column \d+ is -1, outside 0\.\.255"),
-        (lambda row: "x" + row, r"line 5: column 1 is 'x\d+', not an integer"),
-        (lambda row: row.replace(",", ",,", 1), r"line 5: 785 values"),
-        (lambda row: "1.5" + row[1:], r"line 5: column 1 is '1\.5', not an integer"),
+        (lambda row: "7," + row, r"kaggle\.csv, row 3: 785 values; this looks like a labelled"),
+        (lambda row: row.rsplit(",", 1)[0], r"kaggle\.csv, row 3: 783 values, expected 784"),
+        (lambda row: row.replace("0", "300", 1), r"row 3: column \d+ is 300, outside 0\.\.255"),
+        (lambda row: row.replace("0", "-1", 1), r"row 3: column \d+ is -1, outside 0\.\.255"),
+        (lambda row: "x" + row, r"row 3: column 1 is 'x\d+', not an integer"),
+        (lambda row: row.replace(",", ",,", 1), r"row 3: 785 values"),
+        (lambda row: "1.5" + row[1:], r"row 3: column 1 is '1\.5', not an integer"),
     ],
     ids=["labelled", "short", "over-255", "negative", "text", "empty-field", "fraction"],
 )
@@ -321,7 +321,7 @@ def test_labelled_rows_without_header_are_recognised(
     source = tmp_path / "mnist.csv"
     rows = [f"{y}," + row for y, row in zip(labels[:3], _rows(pixels[:3]), strict=True)]
     source.write_text("\n".join(rows) + "\n")
-    with pytest.raises(DataError, match=r"mnist\.csv, line 1: 785 values; .*labelled"):
+    with pytest.raises(DataError, match=r"mnist\.csv: the first row has 785 columns: .*labelled"):
         read_unlabelled_csv(source)
 
 
