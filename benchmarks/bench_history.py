@@ -58,6 +58,8 @@ def scan_times(root: str | Path, scratch: Path, pool, counts: list[int]) -> dict
             if isinstance(target, Path):
                 os.utime(target, (time.time() - 3600, time.time() - 3600))
         landed = count
+        if isinstance(paths.incoming, Path):  # landed an hour ago, like its files (not racy)
+            os.utime(paths.incoming, (time.time() - 3600, time.time() - 3600))
         scan_inbox(paths.incoming, paths, settle_seconds=0, only_new=True)  # ingests them
         best = []
         for _ in range(5):

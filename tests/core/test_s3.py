@@ -5,15 +5,27 @@ from __future__ import annotations
 import time
 
 import botocore.exceptions
+import botocore.utils
 import pytest
 
 from mnistnn.core.storage import Store, open_store
-from mnistnn.core.storage_s3 import map_error
+from mnistnn.core.storage_s3 import _timestamp, map_error
 from mnistnn.errors import NotFound, StorageError, StorageUnavailable
 from tests.core.test_storage import run_threads
 from tests.seaweed import SeaweedServer, free_ports
 
 URL = "s3://bucket/root/k.json"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2026-12-03T15:50:00.000Z", "2026-12-03T15:50:00+01:00", "Thu, 03 Dec 2026 15:50:00 GMT"],
+)
+def test_a_listings_timestamps_read_as_botocore_reads_them(text: str) -> None:
+    """The fast parser of listings (ISO directly) gives the instant botocore's own gives."""
+    parsed = _timestamp(text)
+    assert parsed.tzinfo is not None
+    assert parsed.timestamp() == botocore.utils.parse_timestamp(text).timestamp()
 
 
 def test_twenty_concurrent_creates_have_one_winner(store_url: str) -> None:
