@@ -154,10 +154,9 @@ def scan_inbox(
     if only_new and memo.is_clean(identities, token):
         memo.save(set(identities), mark)
         return []
-    ready = {name: locations.join(incoming, name) for name in identities}
     known = parse_ledger(store.join(key), store.read_versioned(key))
-    contents = memo.contents(ready, identities)
-    found = _ingest_new(ready, contents, known, paths, limit, _iso(clock))
+    contents = memo.contents(where, identities)
+    found = _ingest_new(where, contents, known, paths, limit, _iso(clock))
     present = {
         name: digest
         for name, digest in contents.items()
@@ -170,7 +169,7 @@ def scan_inbox(
     else:
         ledger = known  # everything present is recorded as it is: nothing to write
     memo.mark_clean(set(present), token)
-    memo.save(set(ready), mark if memo.is_clean(identities, token) else None)
+    memo.save(set(identities), mark if memo.is_clean(identities, token) else None)
     processed = paths.processed
     batches = [
         _batch(digest, ledger["batches"][digest], digest in won, processed)
@@ -187,7 +186,7 @@ def accepted(batches: list[Batch]) -> list[Batch]:
 
 # -- internals ---------------------------------------------------------------------------------
 def _ingest_new(
-    ready: dict[str, Location],
+    incoming: Location,
     contents: dict[str, str],
     known: dict[str, Any],
     paths: DataPaths,
@@ -200,7 +199,7 @@ def _ingest_new(
         digest = contents[name]
         if digest in known["batches"] or digest in found:
             continue
-        record = _ingest(ready[name], name, digest, paths, limit, seen_at)
+        record = _ingest(locations.join(incoming, name), name, digest, paths, limit, seen_at)
         if record is not None:  # None: the bytes changed while we read them: next scan
             found[digest] = record
     return found
