@@ -7,7 +7,6 @@ pipeline retries them; permanent ones (missing bucket, access denied) as plain S
 
 from __future__ import annotations
 
-import datetime
 import os
 import re
 import threading
@@ -20,9 +19,9 @@ import botocore.config
 import botocore.exceptions
 import botocore.loaders
 import botocore.session
-import botocore.utils
 
 from mnistnn.core.lease import Lease, object_lease
+from mnistnn.core.s3_listing import fast_listing, timestamp
 from mnistnn.core.storage import Store, backoff_delay, check_key
 from mnistnn.errors import NotFound, StorageError, StorageUnavailable
 
@@ -259,10 +258,11 @@ def _new_client(endpoint_url: str | None) -> Any:
     with _CLIENT_LOCK:  # session and loader set-up is not documented as thread-safe
         core = botocore.session.Session()
         core.register_component("data_loader", _LOADER)
-        # a listing's per-object cost was mostly dateutil parsing LastModified (3/4 of a
-        # 1,000-object rescan): the ISO form S3 sends is parsed directly
-        parsers = core.get_component("response_parser_factory")
-        parsers.set_parser_defaults(timestamp_parser=_timestamp)
+        # timestamps without dateutil, and listings read straight from their XML (s3_listing)
+        core.get_component("response_parser_factory").set_parser_defaults(
+            timestamp_parser=timestamp
+        )
+        core.register("before-parse.s3.ListObjectsV2", fast_listing)
         session = boto3.session.Session(botocore_session=core)
         # S3-compatible servers want path-style URLs ("bucket.host" rarely resolves there);
         # AWS itself keeps its default
@@ -272,15 +272,6 @@ def _new_client(endpoint_url: str | None) -> Any:
         if not custom and not _AWS_HOST.search(str(client.meta.endpoint_url)):
             client = session.client("s3", endpoint_url=endpoint_url, config=_PATH_STYLE)
     return client
-
-
-def _timestamp(text: str) -> datetime.datetime:
-    """A response's timestamp: ISO 8601 directly, anything else as botocore parses it."""
-    try:
-        parsed = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        return botocore.utils.parse_timestamp(text)  # type: ignore[no-any-return]
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=datetime.UTC)
 
 
 def _redact(endpoint: str) -> str:
