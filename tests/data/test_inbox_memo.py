@@ -244,3 +244,13 @@ def test_a_file_appended_in_place_waits_for_the_recheck_or_a_full_scan(
     monkeypatch.setattr(inbox_memo, "RECHECK_SECONDS", 0.0)  # the mark has expired
     [again] = scan_inbox(paths.incoming, paths, now=NOW + 40, only_new=True)
     assert again.file == "b001.csv" and again.accepted == 30
+
+
+def test_the_readme_states_the_marks_limits() -> None:
+    """The README's edge cases quote the constants the code uses."""
+    from mnistnn.data import inbox_folder
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("- **Rescans cost what is new.**") :]
+    assert f"older than {inbox_memo.RECHECK_SECONDS / 60:g} minutes" in section
+    assert f"less than {inbox_folder.RACY_SECONDS:g} s before it was read" in section
