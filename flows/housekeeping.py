@@ -10,12 +10,13 @@ from typing import Any
 
 from prefect import flow
 
+from flows.crashes import crashed_if_terminated
 from flows.tasks import run_logger
 from mnistnn.config import DataPaths
 from mnistnn.registry import retention
 
 
-@flow(name="mnist-housekeeping", log_prints=False)
+@flow(name="mnist-housekeeping", log_prints=False, on_failure=[crashed_if_terminated])
 def housekeeping(
     data_dir: str = "data",
     apply: bool = True,

@@ -19,6 +19,7 @@ from uuid import UUID
 from prefect import flow
 from prefect.artifacts import create_progress_artifact
 
+from flows.crashes import crashed_if_terminated
 from flows.parameters import declared
 from flows.scoring_tasks import (
     ProgressSpan,
@@ -89,7 +90,12 @@ def inbox_of(data_dir: str, unlabelled: str | None) -> Location:
 
 
 # -- the flow --------------------------------------------------------------------------------
-@flow(name="mnist-batch-predict", log_prints=False, validate_parameters=False)
+@flow(
+    name="mnist-batch-predict",
+    log_prints=False,
+    on_failure=[crashed_if_terminated],
+    validate_parameters=False,
+)
 @declared(ScoringParameters)
 def batch_predict(**values: Any) -> dict[str, Any]:
     """Score every new input of the unlabelled inbox with the champion (and shadow challenger).

@@ -182,12 +182,13 @@ def _sigterm_interrupts() -> Iterator[None]:
     """SIGTERM raises KeyboardInterrupt in the main thread: the flow run is marked Crashed and
     the `finally` blocks (our server's stop) run, as with Ctrl-C.
 
-    Prefect marks the run Crashed itself, except when the interrupt lands while a task run is
-    being created: its crash handler then fails with "Task run is not set", which hides the
-    interrupt and ends the flow run Failed. So the run the signal interrupted is looked up here
-    and, if it ended Failed, set to Crashed, which is what happened to it.
+    While a flow runs, Prefect's own handler takes SIGTERM (it marks the run Crashed, and a run
+    the signal left Failed is corrected by the flows' hook, `flows.crashes`); outside one, this
+    handler records the run in context, if any, and sets it Crashed on the way out.
     """
     from prefect.context import FlowRunContext
+
+    from flows.crashes import SIGNAL_MESSAGE, mark_crashed, terminated
 
     interrupted: list[str] = []
 
@@ -205,13 +206,13 @@ def _sigterm_interrupts() -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        if interrupted:  # the error only hides the interrupt: report it as one (exit 130)
+        if interrupted or terminated(exc):  # the error only hides the signal: exit 130
             raise KeyboardInterrupt("signal 15") from exc
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
         for flow_run_id in interrupted:
-            _mark_crashed(flow_run_id, "interrupted by SIGTERM", replace_failed=True)
+            mark_crashed(flow_run_id, SIGNAL_MESSAGE, replace_failed=True)
 
 
 RUN_ID_FILE = "flow_run.json"
@@ -222,6 +223,7 @@ def claim_run_folder(folder: str | os.PathLike[str], flow_run_id: object) -> str
     before it is not in a final state (its process was killed: nobody else holds the folder's
     lock or lease), mark it Crashed. Returns the id of the run so marked, or None."""
 
+    from flows.crashes import mark_crashed
     from mnistnn.core import locations
     from mnistnn.runs.folders import read_json
 
@@ -229,34 +231,8 @@ def claim_run_folder(folder: str | os.PathLike[str], flow_run_id: object) -> str
     previous = (read_json(path) or {}).get("flow_run_id")
     marked = None
     if previous and str(previous) != str(flow_run_id):
-        marked = _mark_crashed(str(previous))
+        marked = mark_crashed(str(previous))
     if flow_run_id is not None:
         record = {"flow_run_id": str(flow_run_id), "pid": os.getpid()}
         locations.write_json(path, record)
     return marked
-
-
-def _mark_crashed(
-    flow_run_id: str,
-    message: str = "its process died (e.g. kill -9); resumed by a later run",
-    *,
-    replace_failed: bool = False,
-) -> str | None:
-    """Set the run Crashed unless it already ended (or, with `replace_failed`, ended other than
-    Failed); the id when it was set, else None."""
-    from uuid import UUID
-
-    from prefect.client.orchestration import get_client
-    from prefect.states import Crashed
-
-    try:
-        with get_client(sync_client=True) as client:
-            run = client.read_flow_run(UUID(flow_run_id))
-            if run.state is None or (
-                run.state.is_final() and not (replace_failed and run.state.is_failed())
-            ):
-                return None
-            client.set_flow_run_state(run.id, Crashed(message=message), force=True)
-    except Exception:  # another server's run, or the API refused: nothing to correct here
-        return None
-    return flow_run_id

@@ -22,6 +22,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect_dask.task_runners import DaskTaskRunner
 
+from flows.crashes import crashed_if_terminated
 from flows.tasks import RETRYABLE, ingest_task, run_logger
 from mnistnn.config import DataPaths, NetworkConfig
 from mnistnn.core.locations import is_url
@@ -80,7 +81,7 @@ def register_best_task(
     return decision
 
 
-@flow(name="mnist-sweep", log_prints=False)
+@flow(name="mnist-sweep", log_prints=False, on_failure=[crashed_if_terminated])
 def sweep_pipeline(
     hidden_nodes: list[int] | None = None,
     learning_rates: list[float] | None = None,

@@ -16,6 +16,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from flows import training_steps as steps
+from flows.crashes import crashed_if_terminated
 from flows.parameters import declared
 from flows.tasks import log_attempt, run_logger
 from flows.training_steps import epoch_listener
@@ -33,7 +34,12 @@ from mnistnn.runs.records import RunResult
 __all__ = ["epoch_listener", "train_pipeline"]
 
 
-@flow(name="mnist-training", log_prints=False, validate_parameters=False)
+@flow(
+    name="mnist-training",
+    log_prints=False,
+    on_failure=[crashed_if_terminated],
+    validate_parameters=False,
+)
 @declared(TrainingParameters)
 def train_pipeline(**values: Any) -> RunResult:
     """Train the MNIST network, checkpointing every epoch, and publish the results.

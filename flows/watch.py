@@ -22,6 +22,7 @@ from typing import Any
 from prefect import flow, task
 
 from flows import events
+from flows.crashes import crashed_if_terminated
 from flows.parameters import declared
 from flows.tasks import RETRYABLE, run_logger
 from mnistnn.config import DataPaths
@@ -172,7 +173,12 @@ def scan_task(
     return result
 
 
-@flow(name="mnist-watch", log_prints=False, validate_parameters=False)
+@flow(
+    name="mnist-watch",
+    log_prints=False,
+    on_failure=[crashed_if_terminated],
+    validate_parameters=False,
+)
 @declared(WatchParameters)
 def watch_inbox(**values: Any) -> dict[str, Any]:
     """One pass over the labelled inbox (default `<data_dir>/incoming`): ingest, check, announce.

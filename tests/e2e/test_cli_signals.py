@@ -102,4 +102,6 @@ def test_signal_leaves_no_server_and_the_run_crashed(
         timeout=180,
     )
     assert state.returncode == 0, state.stderr[-3000:]
-    assert state.stdout.strip().splitlines()[-1] == "CRASHED"
+    assert state.stdout.strip().splitlines()[-1] == "CRASHED", (tmp_path / "cli.log").read_text()[
+        -3000:
+    ]

@@ -1,19 +1,35 @@
-"""flows/server.py's correction of a run's final state (the signal paths are in tests/e2e)."""
+"""flows/crashes.py: a run that a termination signal ended is Crashed (signals are in tests/e2e)."""
 
 from __future__ import annotations
 
+import signal
 from uuid import UUID
 
 import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
+from prefect.exceptions import TerminationSignal
 
-from flows.server import _mark_crashed
+from flows.crashes import crashed_if_terminated, mark_crashed, terminated
 
 
-@flow(name="hidden-interrupt")
-def _fails_as_prefect_does_when_an_interrupt_is_hidden() -> None:
-    raise ValueError("Task run is not set")
+def _task_creation_interrupted() -> None:
+    """What Prefect 3.9's task engine does when SIGTERM lands while a task run is created: its
+    crash handler reads the state of a task run that does not exist yet."""
+    try:
+        raise TerminationSignal(signal=signal.SIGTERM)
+    except TerminationSignal:
+        raise ValueError("Task run is not set")  # noqa: B904 (implicit chaining, as Prefect's)
+
+
+@flow(name="hidden-interrupt", on_failure=[crashed_if_terminated])
+def _interrupted_while_a_task_is_created() -> None:
+    _task_creation_interrupted()
+
+
+@flow(name="plain-failure", on_failure=[crashed_if_terminated])
+def _fails() -> None:
+    raise ValueError("a bad row")
 
 
 def _state_name(flow_run_id: str) -> str:
@@ -23,14 +39,29 @@ def _state_name(flow_run_id: str) -> str:
     return state.name
 
 
+def test_terminated_looks_through_the_context_chain() -> None:
+    with pytest.raises(ValueError, match="Task run is not set") as hidden:
+        _task_creation_interrupted()
+    assert terminated(hidden.value)
+    assert not terminated(ValueError("a bad row"))
+    assert not terminated(None)
+
+
 @pytest.mark.usefixtures("prefect_harness")
-def test_an_interrupted_run_that_ended_failed_is_set_crashed() -> None:
-    state = _fails_as_prefect_does_when_an_interrupt_is_hidden(return_state=True)
+def test_a_run_a_signal_ended_failed_is_crashed_and_a_plain_failure_stays_failed() -> None:
+    hidden = _interrupted_while_a_task_is_created(return_state=True)
+    assert _state_name(str(hidden.state_details.flow_run_id)) == "Crashed"
+    plain = _fails(return_state=True)
+    assert _state_name(str(plain.state_details.flow_run_id)) == "Failed"
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_mark_crashed_leaves_an_ended_run_unless_told_it_hid_a_signal() -> None:
+    state = _fails(return_state=True)
     flow_run_id = str(state.state_details.flow_run_id)
-    assert _state_name(flow_run_id) == "Failed"
     # a run that ended is left as it ended (the resuming run's correction of kill -9)...
-    assert _mark_crashed(flow_run_id) is None
+    assert mark_crashed(flow_run_id) is None
     assert _state_name(flow_run_id) == "Failed"
-    # ...unless it was interrupted: then Failed only hides the interrupt
-    assert _mark_crashed(flow_run_id, "interrupted by SIGTERM", replace_failed=True) == flow_run_id
+    # ...unless its failure only hid a signal
+    assert mark_crashed(flow_run_id, "interrupted by SIGTERM", replace_failed=True) == flow_run_id
     assert _state_name(flow_run_id) == "Crashed"
