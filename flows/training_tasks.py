@@ -91,26 +91,32 @@ def new_data_task(
 def _log_batches(
     batches: list[Batch], drifts: dict[str, BatchDrift], snapshot: Snapshot, source_name: str
 ) -> None:
-    """One line per batch (refused with its reason, or accepted with its drift check), then
-    the snapshot they make."""
+    """One line per refused batch (with its reason) and per accepted batch that is new or
+    checked for drift (with its check), one line for the other accepted ones (their count: a
+    line each would log the inbox's whole history every night), then the snapshot."""
     logger = run_logger()
+    earlier = 0
     for batch in batches:
+        check = drifts.get(batch.sha256)  # None: the champion trained on it (checked then)
         if batch.status != "accepted":
             if batch.new:
                 logger.warning("refused %s: %s", batch.file, batch.reason)
             else:
                 logger.info("still refused (content unchanged) %s: %s", batch.file, batch.reason)
-            continue
-        check = drifts.get(batch.sha256)  # None: the champion trained on it (checked then)
-        note = f"; DRIFT: {check.drift_reason}" if check is not None and check.drift else ""
-        logger.info(
-            "batch %s: %d rows (sha256 %s)%s%s",
-            batch.file,
-            batch.accepted,
-            batch.sha256[:16],
-            f", replaces {batch.replaces[:16]}" if batch.replaces else "",
-            note,
-        )
+        elif not batch.new and check is None:
+            earlier += 1
+        else:
+            note = f"; DRIFT: {check.drift_reason}" if check is not None and check.drift else ""
+            logger.info(
+                "batch %s: %d rows (sha256 %s)%s%s",
+                batch.file,
+                batch.accepted,
+                batch.sha256[:16],
+                f", replaces {batch.replaces[:16]}" if batch.replaces else "",
+                note,
+            )
+    if earlier:
+        logger.info("%d earlier batch(es), the champion trained on them: unchanged", earlier)
     good = accepted(batches)
     if good:
         logger.info(

@@ -22,6 +22,7 @@ import botocore.loaders
 import botocore.session
 
 from mnistnn.core.lease import Lease, object_lease
+from mnistnn.core.s3_listing import fast_listing, timestamp
 from mnistnn.core.storage import Store, backoff_delay, check_key
 from mnistnn.errors import NotFound, StorageError, StorageUnavailable
 
@@ -273,6 +274,11 @@ def _new_client(endpoint_url: str | None) -> Any:
     with _CLIENT_LOCK:  # session and loader set-up is not documented as thread-safe
         core = botocore.session.Session()
         core.register_component("data_loader", _LOADER)
+        # timestamps without dateutil, and listings read straight from their XML (s3_listing)
+        core.get_component("response_parser_factory").set_parser_defaults(
+            timestamp_parser=timestamp
+        )
+        core.register("before-parse.s3.ListObjectsV2", fast_listing)
         session = boto3.session.Session(botocore_session=core)
         # S3-compatible servers want path-style URLs ("bucket.host" rarely resolves there);
         # AWS itself keeps its default

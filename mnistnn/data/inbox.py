@@ -33,7 +33,8 @@ The batches of a snapshot are those whose content is in the inbox now, in the or
 their contents were first seen (ties, i.e. batches first seen in the same scan, by sha256).
 Removing a file withdraws its batch from later snapshots; the ledger still remembers it, so
 putting it back restores its place in the order. A rescan hashes only the files whose identity
-changed and, with nothing new, reads neither batch bytes nor the ledger (`inbox_memo`).
+changed and, with nothing new, reads neither batch bytes nor the ledger; in a local folder
+unchanged since the last pass it lists nothing either (`inbox_memo`, `inbox_folder`).
 """
 
 from __future__ import annotations
@@ -42,29 +43,33 @@ import dataclasses
 import json
 import logging
 import os
-import stat
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from mnistnn.config import DataPaths
 from mnistnn.core import locations
 from mnistnn.core.locations import Location
+from mnistnn.data.inbox_folder import (
+    IGNORED_SUFFIXES,
+    SUFFIXES,
+    folder_identity,
+    ready_entries,
+    ready_identities,
+    scan_entries,
+    stable_files,
+)
 from mnistnn.data.inbox_ledger import merger, parse_ledger, recorded
-from mnistnn.data.inbox_memo import ScanMemo, ledger_token, local_identity
+from mnistnn.data.inbox_memo import ScanMemo, ledger_token, marked_unchanged
 from mnistnn.data.ingest import check_fraction
 from mnistnn.data.remote import ingest_location
-from mnistnn.data.text import file_kind
 from mnistnn.errors import ConfigError, DataError
 from mnistnn.inert import shown
 
 log = logging.getLogger(__name__)
 
 LEDGER_FILE = "inbox.json"
-SUFFIXES = (".csv", ".csv.gz")
-IGNORED_SUFFIXES = (".part", ".tmp")
 DEFAULT_SETTLE_SECONDS = 5.0
 ACCEPTED = "accepted"
 REFUSED = "refused"
@@ -135,19 +140,23 @@ def scan_inbox(
     limit = check_fraction(max_rejected_fraction)
     settle = check_settle_seconds(settle_seconds)
     clock = time.time() if now is None else float(now)
-    identities = ready_identities(incoming, settle, clock)
+    where = locations.as_location(incoming)
     store, key = locations.split(ledger_path(paths))
     token = ledger_token(store, key)
+    folder = folder_identity(where)  # before the listing: an entry added meanwhile changes it
+    if only_new and folder is not None and marked_unchanged(where, folder, token):
+        return []  # the folder and the ledger as marked: nothing listed, nothing read
+    identities, complete = scan_entries(incoming, settle, clock)
     if not identities and token is None:
         return []  # an empty inbox writes nothing: a fresh clone stays as it was
-    memo = ScanMemo.load(locations.as_location(incoming))
+    mark = folder if complete else None
+    memo = ScanMemo.load(where)
     if only_new and memo.is_clean(identities, token):
-        memo.save(set(identities))
+        memo.save(set(identities), mark)
         return []
-    ready = {name: locations.join(incoming, name) for name in identities}
     known = parse_ledger(store.join(key), store.read_versioned(key))
-    contents = memo.contents(ready, identities)
-    found = _ingest_new(ready, contents, known, paths, limit, _iso(clock))
+    contents = memo.contents(where, identities)
+    found = _ingest_new(where, contents, known, paths, limit, _iso(clock))
     present = {
         name: digest
         for name, digest in contents.items()
@@ -160,7 +169,7 @@ def scan_inbox(
     else:
         ledger = known  # everything present is recorded as it is: nothing to write
     memo.mark_clean(set(present), token)
-    memo.save(set(ready))
+    memo.save(set(identities), mark if memo.is_clean(identities, token) else None)
     processed = paths.processed
     batches = [
         _batch(digest, ledger["batches"][digest], digest in won, processed)
@@ -175,75 +184,9 @@ def accepted(batches: list[Batch]) -> list[Batch]:
     return sorted((b for b in batches if b.status == ACCEPTED), key=lambda b: b.order)
 
 
-def ready_entries(
-    incoming: str | os.PathLike[str], settle_seconds: float, now: float
-) -> tuple[dict[str, Location], dict[str, str]]:
-    """The entries ready to read by name, and each one's identity (`ready_identities`)."""
-    identities = ready_identities(incoming, settle_seconds, now)
-    return {name: locations.join(incoming, name) for name in identities}, identities
-
-
-def ready_identities(
-    incoming: str | os.PathLike[str], settle_seconds: float, now: float
-) -> dict[str, str]:
-    """The names ready to read (a local folder's stable files; an `s3://` inbox's top-level
-    objects, whole once written) and each one's identity for the scan memo."""
-    folder = locations.as_location(incoming)
-    if isinstance(folder, Path):
-        if folder.exists() and not folder.is_dir():
-            raise DataError(f"{folder}: the inbox is not a folder")
-        return _stable_identities(folder, settle_seconds, now)
-    tags = locations.store_at(folder).list_tags("")
-    return {name: tag for name, tag in tags.items() if "/" not in name and _is_batch_name(name)}
-
-
-def stable_files(folder: Path, settle_seconds: float, now: float) -> dict[str, Path]:
-    """The local inbox files that are ready to read, by name (the stability rule)."""
-    return {name: folder / name for name in _stable_identities(folder, settle_seconds, now)}
-
-
-def _stable_identities(folder: Path, settle_seconds: float, now: float) -> dict[str, str]:
-    """name -> identity of each stable file: one `stat` per entry and no Path objects, since
-    this is the whole cost of a rescan with nothing new."""
-    if not folder.is_dir():
-        return {}
-    identities = {}
-    with os.scandir(folder) as entries:
-        found = sorted((entry.name, entry) for entry in entries if _is_batch_name(entry.name))
-    for name, entry in found:
-        try:
-            info = entry.stat(follow_symlinks=False)  # a link is never followed out of the inbox
-        except FileNotFoundError:  # removed meanwhile
-            continue
-        if not stat.S_ISREG(info.st_mode):
-            log.warning(
-                "refused %s: %s, not a regular file (never read)",
-                shown(name),
-                file_kind(info.st_mode),
-            )
-            continue
-        if info.st_size == 0:
-            continue
-        if now - info.st_mtime < settle_seconds:
-            log.info(
-                "%s: modified %.1f s ago, waits for the next scan",
-                shown(entry.path),
-                now - info.st_mtime,
-            )
-            continue
-        identities[name] = local_identity(info)
-    return identities
-
-
 # -- internals ---------------------------------------------------------------------------------
-def _is_batch_name(name: str) -> bool:
-    return (
-        not name.startswith(".") and not name.endswith(IGNORED_SUFFIXES) and name.endswith(SUFFIXES)
-    )
-
-
 def _ingest_new(
-    ready: dict[str, Location],
+    incoming: Location,
     contents: dict[str, str],
     known: dict[str, Any],
     paths: DataPaths,
@@ -256,7 +199,7 @@ def _ingest_new(
         digest = contents[name]
         if digest in known["batches"] or digest in found:
             continue
-        record = _ingest(ready[name], name, digest, paths, limit, seen_at)
+        record = _ingest(locations.join(incoming, name), name, digest, paths, limit, seen_at)
         if record is not None:  # None: the bytes changed while we read them: next scan
             found[digest] = record
     return found
@@ -335,6 +278,8 @@ def _one_line(text: str) -> str:
 
 
 __all__ = [
+    "IGNORED_SUFFIXES",
+    "SUFFIXES",
     "Batch",
     "accepted",
     "ledger_path",

@@ -13,6 +13,15 @@ the file or delete this memo (it is only a cache: deleting it costs one full reh
 `clean` records the ledger version (`ledger_token`) at which every name in it was known to the
 ledger with its content: when the ledger still has that version and every ready file's identity
 is one of those, nothing can be new, and the scan returns without reading the ledger.
+
+The memo's first line is its mark: the local folder's identity (`inbox_folder.folder_identity`),
+the ledger version, and when every entry was last checked, written after a scan in which every
+batch-named entry was ready and recorded. While the folder and the ledger are as marked, a pass
+with nothing new reads that one line and lists nothing: no `stat` per file, the same cost at any
+history size. A file written in place (no entry created, removed or renamed) does not change
+the folder, so the mark is trusted for `RECHECK_SECONDS` only: such a file is seen by the next
+pass after that (every pass that lists the folder, and every scan without `only_new`, such as
+the nightly run's, checks each file as before).
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import contextlib
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +39,9 @@ from mnistnn.core import locations
 from mnistnn.core.files import sha256_file
 from mnistnn.core.storage import Store
 
-MEMO_SCHEMA = 1
+MEMO_SCHEMA = 2
+#: How long a mark spares a pass the `stat` of each file (a file written in place waits so long).
+RECHECK_SECONDS = 600.0
 
 
 @dataclass
@@ -41,16 +53,17 @@ class ScanMemo:
     ledger_token: str | None = None
     clean: frozenset[str] = frozenset()
     changed: bool = False
+    marked: bool = False  # the file on disk has a mark (a save without one clears it)
 
     @classmethod
     def load(cls, incoming: locations.Location) -> ScanMemo:
         """The memo of this inbox; an empty one when absent or unreadable (it is only a cache)."""
-        where = str(incoming if isinstance(incoming, str) else Path(incoming).absolute())
-        digest = hashlib.sha256(where.encode()).hexdigest()[:16]
-        memo = cls(locations.cache_dir() / "inbox-scan" / f"{digest}.json")
+        memo = cls(memo_path(incoming))
         with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
-            data = json.loads(memo.path.read_bytes())
-            if data["schema"] == MEMO_SCHEMA:
+            header, _, body = memo.path.read_bytes().partition(b"\n")
+            data, mark = json.loads(body), json.loads(header)
+            if mark["schema"] == MEMO_SCHEMA:
+                memo.marked = mark["folder"] is not None
                 memo.files = {str(n): (str(i), str(s)) for n, (i, s) in data["files"].items()}
                 memo.ledger_token = data["ledger_token"]
                 memo.clean = frozenset(data["clean"])
@@ -61,15 +74,14 @@ class ScanMemo:
         known = self.files.get(name)
         return known[1] if known is not None and known[0] == identity else None
 
-    def contents(
-        self, ready: dict[str, locations.Location], identities: dict[str, str]
-    ) -> dict[str, str]:
-        """Each ready file's sha256: remembered when its identity is unchanged, else read once
-        (a file removed meanwhile is left out)."""
+    def contents(self, incoming: locations.Location, identities: dict[str, str]) -> dict[str, str]:
+        """Each ready file's sha256 (by name in `incoming`): remembered when its identity is
+        unchanged, else read once (a file removed meanwhile is left out)."""
         contents = {}
-        for name, location in ready.items():
+        for name in identities:
             digest = self.sha256(name, identities[name])
             if digest is None:
+                location = locations.join(incoming, name)  # only here: a Path costs ~2 us
                 try:
                     digest, identity = _read_sha256(location)
                 except FileNotFoundError:
@@ -99,19 +111,51 @@ class ScanMemo:
         if ledger_token != self.ledger_token or frozenset(names) != self.clean:
             self.ledger_token, self.clean, self.changed = ledger_token, frozenset(names), True
 
-    def save(self, present: set[str]) -> None:
-        """Write the memo (only the names still present), if anything changed; never fails."""
+    def save(self, present: set[str], folder: str | None = None) -> None:
+        """Write the memo (only the names still present), if anything changed, with its mark
+        when `folder` (the folder's identity, read before listing it) is given; never fails."""
         gone = set(self.files) - present
-        if not self.changed and not gone:
+        if not self.changed and not gone and folder is None and not self.marked:
             return
+        mark = {"schema": MEMO_SCHEMA, "folder": folder, "ledger": self.ledger_token}
         data: dict[str, Any] = {
-            "schema": MEMO_SCHEMA,
             "files": {name: list(self.files[name]) for name in sorted(present & set(self.files))},
             "ledger_token": self.ledger_token,
             "clean": sorted(self.clean & present),
         }
+        text = f"{json.dumps({**mark, 'checked': time.time()})}\n{_compact(data)}\n"
         with contextlib.suppress(OSError):
-            locations.write_bytes(self.path, json.dumps(data, separators=(",", ":")).encode())
+            locations.write_bytes(self.path, text.encode())
+
+
+def memo_path(incoming: locations.Location) -> Path:
+    """Where the memo of this inbox lives on this machine."""
+    where = str(incoming if isinstance(incoming, str) else Path(incoming).absolute())
+    digest = hashlib.sha256(where.encode()).hexdigest()[:16]
+    return locations.cache_dir() / "inbox-scan" / f"{digest}.json"
+
+
+def marked_unchanged(incoming: locations.Location, folder: str, ledger: str | None) -> bool:
+    """Whether the memo's mark (its first line alone is read) says nothing can be new: the
+    folder and the ledger are as marked, and every file was checked under `RECHECK_SECONDS`
+    ago."""
+    try:
+        with open(memo_path(incoming), "rb") as handle:
+            mark = json.loads(handle.readline())
+        age = time.time() - float(mark["checked"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return False
+    return (
+        ledger is not None
+        and mark.get("schema") == MEMO_SCHEMA
+        and mark.get("folder") == folder
+        and mark.get("ledger") == ledger
+        and 0 <= age < RECHECK_SECONDS
+    )
+
+
+def _compact(data: dict[str, Any]) -> str:
+    return json.dumps(data, separators=(",", ":"))
 
 
 def ledger_token(store: Store, key: str) -> str | None:
@@ -145,4 +189,5 @@ def local_identity(info: os.stat_result) -> str:
     return f"{info.st_size}:{info.st_mtime_ns}:{info.st_ino}"
 
 
-__all__ = ["MEMO_SCHEMA", "ScanMemo", "ledger_token", "local_identity"]
+__all__ = ["MEMO_SCHEMA", "RECHECK_SECONDS", "ScanMemo", "ledger_token", "local_identity"]
+__all__ += ["marked_unchanged", "memo_path"]

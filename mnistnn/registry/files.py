@@ -21,8 +21,14 @@ from mnistnn.core.storage import Store, open_store
 from mnistnn.errors import CheckpointError, NotFound, RegistryError
 from mnistnn.model.checkpoint import weights_from_bytes
 from mnistnn.model.network import NeuralNetwork
-from mnistnn.registry.log import WEIGHTS_KEY, RegistryState, json_bytes, parse_state
-from mnistnn.registry.records import VERSION_NAME, ModelVersion, VersionMeta, parse_meta
+from mnistnn.registry.log import (
+    WEIGHTS_KEY,
+    RegistryState,
+    json_bytes,
+    parse_state,
+    state_bytes,
+)
+from mnistnn.registry.records import ModelVersion, VersionMeta, parse_meta
 
 REGISTRY_FILE = "registry.json"
 LOCK_FILE = ".lock"
@@ -125,9 +131,9 @@ class RegistryFiles:
             try:
                 change(state)
             except Unchanged:
-                return current if current is not None else json_bytes(state.to_json())
+                return current if current is not None else state_bytes(state)
             state.compact(self.store)
-            return json_bytes(state.to_json())
+            return state_bytes(state)
 
         self.store.update(REGISTRY_FILE, step)
         return committed[0]
@@ -158,17 +164,19 @@ class RegistryFiles:
     def _claim_version(self, state: RegistryState, data: bytes) -> str:
         """Take the next free version number by creating its weights (if absent), return it.
 
-        One past every number used, registered or not, so an orphan version is never reused;
-        the conditional create means two writers never take the same number.
+        One past the newest registered version and every orphan number right above it (a
+        version claimed but never committed: its weights exist, or locally even an empty
+        folder), so an orphan version is never reused; the conditional create means two
+        writers never take the same number. No listing: the cost stays the same however many
+        versions the registry holds.
         """
-        names = list(state.versions)
-        names += [key.partition("/")[0] for key in self.store.list("")]
-        if isinstance(self.root, Path) and self.root.is_dir():  # empty orphan folders count too
-            names += [path.name for path in self.root.iterdir() if path.is_dir()]
-        number = max((number_of(name) for name in names if VERSION_NAME.match(name)), default=0)
+        number = max((number_of(name) for name in state.versions), default=0)
+        local = self.root if isinstance(self.root, Path) else None
         while True:
             number += 1
             version = f"v{number:04d}"
+            if local is not None and (local / version).exists():  # an orphan folder, even empty
+                continue
             if self.store.create(f"{version}/{WEIGHTS_FILE}", data):
                 return version
 

@@ -116,6 +116,13 @@ def json_bytes(obj: Any) -> bytes:
     return (json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
 
 
+def state_bytes(state: RegistryState) -> bytes:
+    """registry.json: key-sorted and compact, which json encodes in C (indented JSON is encoded
+    in Python: 10 ms a write at 1,000 versions, growing with the versions and weights index)."""
+    text = json.dumps(state.to_json(), sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return (text + "\n").encode("utf-8")
+
+
 def parse_state(data: object, path: Path | str) -> RegistryState:
     """Validate registry.json's structure and its internal consistency."""
     fields = Fields(

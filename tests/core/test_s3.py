@@ -5,9 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import botocore.config
 import botocore.exceptions
+import botocore.utils
 import pytest
 
+from mnistnn.core.s3_listing import timestamp
 from mnistnn.core.storage import Store, open_store
 from mnistnn.core.storage_s3 import map_error
 from mnistnn.errors import NotFound, StorageError, StorageUnavailable
@@ -15,6 +18,17 @@ from tests.core.test_storage import run_threads
 from tests.seaweed import SeaweedServer, free_ports
 
 URL = "s3://bucket/root/k.json"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2026-12-03T15:50:00.000Z", "2026-12-03T15:50:00+01:00", "Thu, 03 Dec 2026 15:50:00 GMT"],
+)
+def test_a_listings_timestamps_read_as_botocore_reads_them(text: str) -> None:
+    """The fast parser of listings (ISO directly) gives the instant botocore's own gives."""
+    parsed = timestamp(text)
+    assert parsed.tzinfo is not None
+    assert parsed.timestamp() == botocore.utils.parse_timestamp(text).timestamp()
 
 
 def test_twenty_concurrent_creates_have_one_winner(store_url: str) -> None:
@@ -181,3 +195,34 @@ def test_an_objects_sha256_is_downloaded_once_per_version(
     assert len(downloads) == 3
     with pytest.raises(NotFound):
         locations.sha256_of(locations.join(s3_url, "inbox/missing.csv"))
+
+
+def test_a_listing_read_from_its_xml_is_botocores_own(s3_store: Store) -> None:
+    """The fast listing hook gives what botocore's parser gives (keys URL-decoded, ETags,
+    sizes, times, pagination); a plain boto3 client, without the hook, is the reference."""
+    import boto3
+
+    from mnistnn.core.storage_s3 import S3Store
+
+    assert isinstance(s3_store, S3Store)
+    for name, data in [("a b.csv", b"1"), ("\u00fc+x%20.csv", b"22"), ("sub/c.csv", b"333")]:
+        s3_store.write_bytes(name, data)
+    plain = boto3.client("s3", config=botocore.config.Config(s3={"addressing_style": "path"}))
+    pages: list[tuple[dict[str, object], dict[str, object]]] = []
+    token: dict[str, str] = {}
+    while True:
+        asked = {"Bucket": s3_store.bucket, "Prefix": s3_store.prefix + "/", "MaxKeys": 2}
+        fast = s3_store._client.list_objects_v2(**asked, **token)
+        pages.append((fast, plain.list_objects_v2(**asked, **token)))
+        if not fast["IsTruncated"]:
+            break
+        token = {"ContinuationToken": fast["NextContinuationToken"]}
+    assert len(pages) == 2
+    fields = ("Key", "ETag", "Size", "LastModified")  # what the store reads of an object
+    for fast, reference in pages:
+        for key in ("IsTruncated", "NextContinuationToken", "KeyCount"):
+            assert fast.get(key) == reference.get(key), key
+        expected = [{f: item[f] for f in fields} for item in reference["Contents"]]
+        assert fast["Contents"] == expected
+    assert set(s3_store.list_tags("")) == {"a b.csv", "\u00fc+x%20.csv", "sub/c.csv"}
+    assert s3_store.list_info("")["sub/c.csv"][0] == 3

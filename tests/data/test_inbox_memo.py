@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -183,3 +184,73 @@ def test_an_s3_rescan_sends_one_listing_and_one_head(
     )
     assert scan_inbox(paths.incoming, paths, only_new=True) == []  # b0's bytes: not new
     assert [name for name in fetched if name != "inbox.json"] == ["b1.csv"]
+
+
+def _aged(folder: Path) -> None:
+    """The folder as it is a minute after its last entry landed (its mtime then trusted)."""
+    old = time.time() - 60
+    os.utime(folder, (old, old))
+
+
+def test_a_pass_over_an_unchanged_folder_lists_nothing(
+    paths: DataPaths, mnist_train, monkeypatch: pytest.MonkeyPatch, opened: list[str]
+) -> None:
+    drop_many(paths, 3, mnist_train)
+    listed: list[str] = []
+    scandir = os.scandir
+
+    def counted(path):  # type: ignore[no-untyped-def]
+        listed.append(os.fspath(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", counted)
+    assert len(scan_inbox(paths.incoming, paths, now=NOW, only_new=True)) == 3
+    assert listed, "a folder modified just now is not trusted: it is listed"
+    _aged(Path(paths.incoming))
+    scan_inbox(paths.incoming, paths, now=NOW, only_new=True)  # lists it; marks it
+    listed.clear()
+    opened.clear()
+    assert scan_inbox(paths.incoming, paths, now=NOW + 10, only_new=True) == []
+    assert listed == [] and opened == [str(inbox_memo.memo_path(paths.incoming))]
+    write_mnist_csv(Path(paths.incoming) / "new.csv", mnist_train[0][50:70], mnist_train[1][50:70])
+    os.utime(Path(paths.incoming) / "new.csv", (NOW - 60, NOW - 60))
+    [new] = scan_inbox(paths.incoming, paths, now=NOW + 20, only_new=True)
+    assert new.file == "new.csv" and str(paths.incoming) in listed
+
+
+def test_a_file_appended_in_place_waits_for_the_recheck_or_a_full_scan(
+    paths: DataPaths, mnist_train, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The documented edge case of the mark: a write in place leaves the folder's mtime."""
+    drop_many(paths, 2, mnist_train)
+    _aged(Path(paths.incoming))
+    scan_inbox(paths.incoming, paths, now=NOW, only_new=True)
+    before = Path(paths.incoming).stat().st_mtime_ns
+    extra = write_mnist_csv(
+        Path(paths.root) / "x.csv", mnist_train[0][80:85], mnist_train[1][80:85]
+    )
+    appended = Path(paths.incoming) / "b001.csv"
+    with open(appended, "ab") as handle:
+        handle.write(extra.read_bytes())
+    os.utime(appended, (NOW - 30, NOW - 30))
+    assert Path(paths.incoming).stat().st_mtime_ns == before
+    assert scan_inbox(paths.incoming, paths, now=NOW + 10, only_new=True) == []  # marked
+    [found] = [b for b in scan_inbox(paths.incoming, paths, now=NOW + 20) if b.new]
+    assert found.file == "b001.csv" and found.accepted == 25  # a scan without only_new: at once
+    with open(appended, "ab") as handle:
+        handle.write(extra.read_bytes())
+    os.utime(appended, (NOW - 30, NOW - 30))
+    assert scan_inbox(paths.incoming, paths, now=NOW + 30, only_new=True) == []  # marked again
+    monkeypatch.setattr(inbox_memo, "RECHECK_SECONDS", 0.0)  # the mark has expired
+    [again] = scan_inbox(paths.incoming, paths, now=NOW + 40, only_new=True)
+    assert again.file == "b001.csv" and again.accepted == 30
+
+
+def test_the_readme_states_the_marks_limits() -> None:
+    """The README's edge cases quote the constants the code uses."""
+    from mnistnn.data import inbox_folder
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("- **Rescans cost what is new.**") :]
+    assert f"older than {inbox_memo.RECHECK_SECONDS / 60:g} minutes" in section
+    assert f"less than {inbox_folder.RACY_SECONDS:g} s before it was read" in section

@@ -138,6 +138,21 @@ def test_orphan_version_object_is_never_reused(registry: ModelRegistry) -> None:
     assert [v.version for v in registry.versions()] == ["v0002"]
 
 
+def test_a_registration_lists_nothing(
+    registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The next number comes from registry.json and conditional creates: no listing of every
+    version's files (it grew with the history)."""
+    register(registry, 1, 0.9)
+    registry.store.write_bytes("v0002/weights.npz", b"claimed, never committed")
+
+    def refused(*args: object, **kwargs: object) -> list[str]:
+        raise AssertionError("the registry root was listed")
+
+    monkeypatch.setattr(registry.store, "list", refused)
+    assert register(registry, 2, 0.9).version == "v0003"
+
+
 _WORKER = textwrap.dedent(
     """
     import sys, time
