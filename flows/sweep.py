@@ -165,7 +165,9 @@ def task_runner(dask_address: str | None = None, workers: int | None = None) -> 
             "n_workers": count if processes else 1,
             "threads_per_worker": 1 if processes else count,
             "processes": processes,
-            "dashboard_address": None,
+            # a free port for the scheduler's HTTP routes: with None they still take 8787, and a
+            # second cluster on the machine then warns and moves (an error where warnings are)
+            "dashboard_address": ":0",
         }
     )
 
