@@ -114,9 +114,9 @@ def prefect_harness() -> object:
 
 #: The files that take longest, longest first (serial seconds in a fresh-clone `make test`,
 #: 2026-12-02: 399, 150, 133, 110, 105, 99, 84, 74, 63, 59), then the other e2e files.
-#: `make test` runs two xdist workers that take whole files in collection order
-#: (`--no-loadscope-reorder`), so longest first keeps both busy to the end; started last,
-#: one of these would run alone while the other worker sits idle.
+#: `make test` runs three xdist workers that take whole files in collection order
+#: (`--no-loadscope-reorder`), so longest first keeps them all busy to the end; started last,
+#: one of these would run alone while the other workers sit idle.
 LONG_FILES = (
     "tests/e2e/test_automations.py",  # 270-410 s serial (2026-12-03)
     "tests/test_benchmarks.py",

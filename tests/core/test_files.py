@@ -56,4 +56,5 @@ def test_atomic_output_to_a_url_uploads_only_on_success(s3_url: str) -> None:
     assert locations.list_folder(f"{s3_url}/out") == ["good.csv"]
     assert locations.read_bytes(good) == b"a,b\n"
     staging = locations.cache_dir() / "staging"
-    assert not [p for p in staging.glob(f"{TEMP_PREFIX}*.csv.*")]  # both staged files removed
+    # both staged files removed (only these names: other processes stage files there too)
+    assert not [p for n in ("good", "bad") for p in staging.glob(f"{TEMP_PREFIX}{n}.csv.*")]

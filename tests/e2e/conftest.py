@@ -71,6 +71,21 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
         "PREFECT_WORKER_PREFETCH_SECONDS": "1",
         "PREFECT_SERVER_API_HOST": "127.0.0.1",
         "PREFECT_LOGGING_LEVEL": "INFO",
+        # services no test here needs, each a loop over the database every few seconds: runs
+        # come from `deployment run` and automations (schedules stay paused), nothing is late,
+        # paused, cancelled or leased (triggers, events and task runs stay on)
+        **{
+            f"PREFECT_SERVER_SERVICES_{service}_ENABLED": "false"
+            for service in (
+                "SCHEDULER",
+                "LATE_RUNS",
+                "PAUSE_EXPIRATIONS",
+                "CANCELLATION_CLEANUP",
+                "FOREMAN",
+                "REPOSSESSOR",
+                "CLEANUP_RECONCILER",
+            )
+        },
     }
     log = (home / "server.log").open("wb")
     # step 1 of the README's "Scheduled retraining", on a free port instead of 4200
