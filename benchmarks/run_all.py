@@ -1,6 +1,7 @@
 """Every benchmark, one after the other, then one table of all their figures.
 
-`make bench` (full data) or `make bench-quick` (a tiny slice, to check that they run).
+`make bench` (full data) or `make bench-quick` (a tiny slice, to check that they run);
+`--skip bench_a,bench_b` leaves some out.
 """
 
 from __future__ import annotations
@@ -61,9 +62,20 @@ def one_server_for_quick_runs(quick: bool) -> Iterator[None]:
 
 def main() -> int:
     extra = sys.argv[1:]
+    chosen = BENCHMARKS
+    if "--skip" in extra:  # `--skip bench_cli,bench_sweep`: the rest (make test's quick run)
+        at = extra.index("--skip")
+        skipped = {f"benchmarks.{name}" for name in extra[at + 1].split(",")}
+        unknown = skipped - set(BENCHMARKS)
+        if unknown:
+            print(f"--skip: no benchmark {', '.join(sorted(unknown))}", file=sys.stderr)
+            return 1
+        chosen = tuple(module for module in BENCHMARKS if module not in skipped)
+        extra = extra[:at] + extra[at + 2 :]
+    flows = {"benchmarks.bench_pipeline", "benchmarks.bench_flow_epochs", "benchmarks.bench_cli"}
     failed, summary = [], []
-    with one_server_for_quick_runs("--quick" in extra):
-        for module in BENCHMARKS:
+    with one_server_for_quick_runs("--quick" in extra and bool(flows & set(chosen))):
+        for module in chosen:
             run(module, extra, failed, summary)
     print("\n=== all benchmarks in one table")
     print("\n".join(summary))

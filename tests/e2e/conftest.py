@@ -67,7 +67,7 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_API_URL": f"{url}/api",
         "PREFECT_RUNNER_POLL_FREQUENCY": "1",
-        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "PREFECT_WORKER_QUERY_SECONDS": "2",  # 1 s polls cost the server and workers CPU
         "PREFECT_WORKER_PREFETCH_SECONDS": "1",
         "PREFECT_SERVER_API_HOST": "127.0.0.1",
         "PREFECT_LOGGING_LEVEL": "INFO",
