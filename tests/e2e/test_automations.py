@@ -48,7 +48,7 @@ from tests.e2e.test_deployment import (  # noqa: F401 (`deployed` is a fixture u
     run_deployment,
     wait_final,
 )
-from tests.e2e.test_s3_workers import WARM_UP, Worker, wait_for
+from tests.e2e.test_s3_workers import WARM_UP, Worker, start_workers, wait_for
 from tests.registry.conftest import register
 
 pytestmark = pytest.mark.e2e
@@ -116,15 +116,9 @@ def workers(
             }
             warm = spawn([str(BIN / "python"), "-c", WARM_UP], env, cwd=clone)
             machines[name] = (clone, env, warm)
-        for name, (clone, env, warm) in machines.items():
+        for _, _, warm in machines.values():
             assert warm.wait(timeout=TIMEOUT) == 0, "warming up a clone failed"
-            log = root / f"{name}.log"
-            command = [str(BIN / "prefect"), "worker", "start", "--pool", POOL]
-            with log.open("wb") as out:
-                process = spawn([*command, "--name", name, "--limit", "1"], env, cwd=clone, log=out)
-            started.append(Worker(name, clone, log, process))
-        for worker in started:
-            wait_for(lambda w=worker: "started!" in w.text(), f"worker {worker.name} to start")
+        start_workers(root, {name: (c, e) for name, (c, e, _) in machines.items()}, started)
         yield started
     finally:
         for _, _, warm in machines.values():

@@ -173,14 +173,7 @@ def workers(
     try:
         for process in warming:
             assert process.wait(timeout=TIMEOUT) == 0, "warming up a clone failed"
-        for name, (clone, env) in machines.items():
-            log = root / f"{name}.log"
-            command = [str(BIN / "prefect"), "worker", "start", "--pool", POOL]
-            with log.open("wb") as out:
-                process = spawn([*command, "--name", name, "--limit", "1"], env, cwd=clone, log=out)
-            started.append(Worker(name, clone, log, process))
-        for worker in started:
-            wait_for(lambda w=worker: "started!" in w.text(), f"worker {worker.name} to start")
+        start_workers(root, machines, started)
         yield started
     finally:
         for process in warming:
@@ -188,6 +181,22 @@ def workers(
         for worker in started:
             if worker.process.poll() is None:
                 worker.kill()
+
+
+def start_workers(
+    root: Path, machines: dict[str, tuple[Path, dict[str, str]]], started: list[Worker]
+) -> None:
+    """`prefect worker start` (one run at a time) in each machine's clone, its log in
+    `root/<name>.log`; each is added to `started` at once (the caller kills them), then all are
+    waited for."""
+    for name, (clone, env) in machines.items():
+        log = root / f"{name}.log"
+        command = [str(BIN / "prefect"), "worker", "start", "--pool", POOL]
+        with log.open("wb") as out:
+            process = spawn([*command, "--name", name, "--limit", "1"], env, cwd=clone, log=out)
+        started.append(Worker(name, clone, log, process))
+    for worker in started:
+        wait_for(lambda w=worker: "started!" in w.text(), f"worker {worker.name} to start")
 
 
 def wait_for(ready: Any, what: str, timeout: float = TIMEOUT) -> Any:
