@@ -127,9 +127,9 @@ def registry_reads(root: Path, counts: list[int]) -> dict[int, dict[str, float]]
         metrics = {"accuracy": 0.9 if registry.names() else 0.95}
         registry.register(network, metrics=metrics, test_sha256="a" * 64, train_sha256="b" * 64)
 
-    def lookup() -> None:
-        champion = registry.champion()
-        assert champion is not None and registry.challenger(champion.version) is not None
+    def lookup() -> None:  # what scoring's resolve-models reads
+        champion, challenger = registry.pinned()
+        assert champion is not None and challenger is not None
 
     times: dict[int, dict[str, float]] = {}
     for count in counts:

@@ -66,7 +66,7 @@ def resolve_models_task(models_dir: str, challenger: str | None) -> PinnedModels
     """The champion, and the challenger: the one named, or the newest version registered after
     the champion that lost its promotion (None with `challenger="none"`)."""
     registry = ModelRegistry(models_dir)
-    champion = registry.champion()
+    champion, latest = registry.pinned()
     if champion is None:
         raise RegistryError(_NO_MODEL)
     if challenger == "none":
@@ -76,7 +76,6 @@ def resolve_models_task(models_dir: str, challenger: str | None) -> PinnedModels
         if named.version == champion.version:
             raise ConfigError(f"challenger {challenger} is the champion; name another version")
         return PinnedModels(models_dir, champion.version, named.version, "named challenger")
-    latest = registry.challenger(champion.version)
     if latest is None:
         return PinnedModels(models_dir, champion.version, None, "no challenger registered")
     return PinnedModels(

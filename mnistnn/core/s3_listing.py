@@ -7,6 +7,10 @@ a 200 answer's objects with ElementTree (the fields the store reads: Key, ETag, 
 LastModified), hands them to botocore as its customized response, and leaves botocore an empty
 listing to parse; anything else (an error, XML it cannot read) is left
 to botocore as before. Keys still pass through botocore's URL decoding (`EncodingType`).
+
+`first_parse` runs the hook before botocore's own check for an error inside a 200 answer,
+which parses the whole body once more only to read its root tag (5 ms of a 1,000-object page
+here): the hook has read that root already, and leaves the check an empty listing.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import datetime
 from typing import Any
 from xml.etree import ElementTree
 
+import botocore.handlers
 import botocore.utils
 
 _EMPTY = (
@@ -32,10 +37,25 @@ def timestamp(text: str) -> datetime.datetime:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=datetime.UTC)
 
 
+def first_parse(session: Any, hook: Any) -> None:
+    """Register `hook` on every S3 answer of `session` (a botocore session), before botocore's
+    check for an error in a 200 answer (botocore calls the handlers of `before-parse.s3.*`
+    before those of a named operation, so the hook sits beside the check, ahead of it)."""
+    event, check = "before-parse.s3.*", botocore.handlers._handle_200_error
+    session.unregister(event, check)  # a botocore without it: nothing to move
+    session.get_component("event_emitter").register_first(event, hook)
+    session.get_component("event_emitter").register_first(event, check)
+
+
 def fast_listing(
-    response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any
+    response_dict: dict[str, Any],
+    customized_response_dict: dict[str, Any],
+    operation_model: Any = None,
+    **_: Any,
 ) -> None:
-    """botocore's `before-parse.s3.ListObjectsV2` hook (see the module's docstring)."""
+    """botocore's `before-parse.s3.*` hook for ListObjectsV2 (see the module's docstring)."""
+    if getattr(operation_model, "name", "ListObjectsV2") != "ListObjectsV2":
+        return
     if response_dict.get("status_code") != 200 or not isinstance(response_dict.get("body"), bytes):
         return
     try:
@@ -64,4 +84,4 @@ def fast_listing(
     response_dict["body"] = _EMPTY
 
 
-__all__ = ["fast_listing", "timestamp"]
+__all__ = ["fast_listing", "first_parse", "timestamp"]

@@ -24,7 +24,7 @@ import os
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -113,6 +113,13 @@ class Store(abc.ABC):
         """Each key starting with `prefix` and its version token; S3 answers from the listing
         itself (the ETags), with no request per object. This default asks per key."""
         return {key: self.version(key) for key in self.list(prefix)}
+
+    def list_after(self, prefix: str, after: str, limit: int = 1000) -> tuple[Sequence[str], bool]:
+        """Up to `limit` keys starting with `prefix` that sort after the key `after`, in order,
+        and whether more follow: what landed after a known newest key, in one request on S3
+        (its listings are sorted). This default lists everything."""
+        keys = [key for key in self.list(prefix) if key > after]
+        return keys[:limit], len(keys) > limit
 
     @abc.abstractmethod
     def list_info(self, prefix: str = "") -> dict[str, tuple[int, float]]:

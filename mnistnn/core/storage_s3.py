@@ -11,7 +11,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Final
 
@@ -22,7 +22,7 @@ import botocore.loaders
 import botocore.session
 
 from mnistnn.core.lease import Lease, object_lease
-from mnistnn.core.s3_listing import fast_listing, timestamp
+from mnistnn.core.s3_listing import fast_listing, first_parse, timestamp
 from mnistnn.core.storage import Store, backoff_delay, check_key
 from mnistnn.errors import NotFound, StorageError, StorageUnavailable
 
@@ -137,6 +137,19 @@ class S3Store(Store):
             key: (int(item["Size"]), item["LastModified"].timestamp())
             for key, item in sorted(self._listing(prefix).items())
         }
+
+    def list_after(self, prefix: str, after: str, limit: int = 1000) -> tuple[Sequence[str], bool]:
+        check_key(prefix, prefix=True)
+        root = self.prefix + "/" if self.prefix else ""
+        page = self._call(
+            f"{self.url}/{prefix}",
+            "list_objects_v2",
+            Prefix=root + prefix,
+            StartAfter=root + after,
+            MaxKeys=limit,
+        )
+        keys = [item["Key"][len(root) :] for item in page.get("Contents", [])]
+        return keys, bool(page.get("IsTruncated"))
 
     def _listing(self, prefix: str) -> dict[str, dict[str, Any]]:
         """key -> listing entry (ETag, Size, LastModified) of every object under `prefix`."""
@@ -278,7 +291,7 @@ def _new_client(endpoint_url: str | None) -> Any:
         core.get_component("response_parser_factory").set_parser_defaults(
             timestamp_parser=timestamp
         )
-        core.register("before-parse.s3.ListObjectsV2", fast_listing)
+        first_parse(core, fast_listing)
         session = boto3.session.Session(botocore_session=core)
         # S3-compatible servers want path-style URLs ("bucket.host" rarely resolves there);
         # AWS itself keeps its default

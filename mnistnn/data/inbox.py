@@ -55,13 +55,15 @@ from mnistnn.data.inbox_folder import (
     IGNORED_SUFFIXES,
     SUFFIXES,
     folder_identity,
+    newest_identity,
     ready_entries,
     ready_identities,
     scan_entries,
     stable_files,
+    unchanged_since,
 )
 from mnistnn.data.inbox_ledger import merger, parse_ledger, recorded
-from mnistnn.data.inbox_memo import ScanMemo, ledger_token, marked_unchanged
+from mnistnn.data.inbox_memo import ScanMemo, ledger_token, marked_unchanged, read_mark
 from mnistnn.data.ingest import check_fraction
 from mnistnn.data.remote import ingest_location
 from mnistnn.errors import ConfigError, DataError
@@ -144,11 +146,13 @@ def scan_inbox(
     store, key = locations.split(ledger_path(paths))
     token = ledger_token(store, key)
     folder = folder_identity(where)  # before the listing: an entry added meanwhile changes it
-    if only_new and folder is not None and marked_unchanged(where, folder, token):
+    if only_new and _as_marked(where, folder, token):
         return []  # the folder and the ledger as marked: nothing listed, nothing read
     identities, complete = scan_entries(incoming, settle, clock)
     if not identities and token is None:
         return []  # an empty inbox writes nothing: a fresh clone stays as it was
+    if isinstance(where, str):
+        folder = newest_identity(identities)  # from the listing: a key after it is new
     mark = folder if complete else None
     memo = ScanMemo.load(where)
     if only_new and memo.is_clean(identities, token):
@@ -185,6 +189,14 @@ def accepted(batches: list[Batch]) -> list[Batch]:
 
 
 # -- internals ---------------------------------------------------------------------------------
+def _as_marked(where: Location, folder: str | None, token: str | None) -> bool:
+    """Whether the memo's mark says nothing can be new: a local folder's identity `folder` as
+    marked, or on S3 no batch name sorting after the marked newest one (one request)."""
+    if isinstance(where, str):
+        folder = unchanged_since(where, read_mark(where, token))
+    return folder is not None and marked_unchanged(where, folder, token)
+
+
 def _ingest_new(
     incoming: Location,
     contents: dict[str, str],

@@ -1,11 +1,17 @@
 """What an inbox holds that is ready to read (the stability rule of `mnistnn.data.inbox`), each
-entry's identity for the scan memo, and a local folder's own identity for the memo's mark.
+entry's identity for the scan memo, and the inbox's own identity for the memo's mark.
 
 A local folder's identity is `dev:ino:mtime_ns` of the folder itself: its mtime changes when an
 entry is created, removed or renamed in it (not when a file in it is written in place). As git
 does with racy timestamps, a folder modified within `RACY_SECONDS` of the moment it is read is
 not trusted (an entry added in the same clock tick would leave its mtime as it was); the folder
 is read *before* it is listed, so an entry added during the listing changes what was recorded.
+
+An `s3://` inbox has no folder mtime. Its identity is `after:<key>`, the newest batch name of a
+complete listing (S3 lists keys in order): it holds while one request for the keys that sort
+after it (`Store.list_after`) finds no batch name. An object whose key sorts *before* it (names
+that do not grow, such as random ones) is not seen by that request: it waits for the mark's
+recheck, for a name that sorts later, or for a scan without `only_new`.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import logging
 import os
 import stat
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from mnistnn.core import locations
@@ -43,6 +50,23 @@ def folder_identity(folder: Location) -> str | None:
     if not stat.S_ISDIR(info.st_mode) or time.time_ns() - info.st_mtime_ns < RACY_SECONDS * 1e9:
         return None
     return f"{info.st_dev}:{info.st_ino}:{info.st_mtime_ns}"
+
+
+def newest_identity(names: Iterable[str]) -> str | None:
+    """An `s3://` inbox's identity for the mark: `after:` and its newest batch name."""
+    newest = max(names, default=None)
+    return None if newest is None else f"after:{newest}"
+
+
+def unchanged_since(folder: str, marked: str | None) -> str | None:
+    """`marked` (an `s3://` inbox's `newest_identity`) when no batch-named top-level object sorts
+    after its name (one listing request, a page at most), else None."""
+    if marked is None or not marked.startswith("after:"):
+        return None
+    keys, more = locations.store_at(folder).list_after("", marked.removeprefix("after:"))
+    if more or any("/" not in key and is_batch_name(key) for key in keys):
+        return None
+    return marked
 
 
 def ready_entries(
@@ -130,8 +154,10 @@ __all__ = [
     "SUFFIXES",
     "folder_identity",
     "is_batch_name",
+    "newest_identity",
     "ready_entries",
     "ready_identities",
     "scan_entries",
     "stable_files",
+    "unchanged_since",
 ]

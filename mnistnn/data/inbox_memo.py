@@ -135,23 +135,26 @@ def memo_path(incoming: locations.Location) -> Path:
     return locations.cache_dir() / "inbox-scan" / f"{digest}.json"
 
 
-def marked_unchanged(incoming: locations.Location, folder: str, ledger: str | None) -> bool:
-    """Whether the memo's mark (its first line alone is read) says nothing can be new: the
-    folder and the ledger are as marked, and every file was checked under `RECHECK_SECONDS`
-    ago."""
+def read_mark(incoming: locations.Location, ledger: str | None) -> str | None:
+    """The folder identity the memo's mark holds (its first line alone is read) while the
+    ledger is as marked and every file was checked under `RECHECK_SECONDS` ago; else None."""
     try:
         with open(memo_path(incoming), "rb") as handle:
             mark = json.loads(handle.readline())
         age = time.time() - float(mark["checked"])
     except (OSError, ValueError, TypeError, KeyError):
-        return False
-    return (
-        ledger is not None
-        and mark.get("schema") == MEMO_SCHEMA
-        and mark.get("folder") == folder
-        and mark.get("ledger") == ledger
-        and 0 <= age < RECHECK_SECONDS
-    )
+        return None
+    fresh = mark.get("schema") == MEMO_SCHEMA and 0 <= age < RECHECK_SECONDS
+    folder = mark.get("folder")
+    if ledger is None or not fresh or mark.get("ledger") != ledger or not isinstance(folder, str):
+        return None
+    return folder
+
+
+def marked_unchanged(incoming: locations.Location, folder: str, ledger: str | None) -> bool:
+    """Whether the memo's mark says nothing can be new: the folder (its identity `folder`)
+    and the ledger are as marked, and every file was checked under `RECHECK_SECONDS` ago."""
+    return read_mark(incoming, ledger) == folder
 
 
 def _compact(data: dict[str, Any]) -> str:
@@ -190,4 +193,4 @@ def local_identity(info: os.stat_result) -> str:
 
 
 __all__ = ["MEMO_SCHEMA", "RECHECK_SECONDS", "ScanMemo", "ledger_token", "local_identity"]
-__all__ += ["marked_unchanged", "memo_path"]
+__all__ += ["marked_unchanged", "memo_path", "read_mark"]

@@ -22,13 +22,13 @@ from mnistnn.errors import CheckpointError, NotFound, RegistryError
 from mnistnn.model.checkpoint import weights_from_bytes
 from mnistnn.model.network import NeuralNetwork
 from mnistnn.registry.log import (
-    WEIGHTS_KEY,
     RegistryState,
     json_bytes,
     parse_state,
     state_bytes,
 )
 from mnistnn.registry.records import ModelVersion, VersionMeta, parse_meta
+from mnistnn.registry.weights_index import WEIGHTS_KEY, add_to_index, indexed_versions
 
 REGISTRY_FILE = "registry.json"
 LOCK_FILE = ".lock"
@@ -231,9 +231,17 @@ class RegistryFiles:
         return meta.to_model_version(is_champion=version == state.champion)
 
     def _find_meta(self, state: RegistryState, weights_sha256: str) -> VersionMeta | None:
-        """Metadata of the registered version with these weights, if any: one meta.json through
-        registry.json's weights index, and every version the index does not cover (registered
-        before it existed, or a prefix that matched other weights)."""
+        """Metadata of the registered version with these weights, if any: one shard of the
+        weights index (`weights_index`) and the meta.json of its match; a registry from before
+        the sharded index (`state.indexed` false) also through its older index in
+        registry.json, then every version that index does not cover."""
+        for version in indexed_versions(self.store, weights_sha256):
+            if version in state.versions:
+                meta = self.read_meta(version)
+                if meta.weights_sha256 == weights_sha256:
+                    return meta
+        if state.indexed:
+            return None
         indexed = state.weights.get(weights_sha256[:WEIGHTS_KEY])
         if indexed is not None and indexed in state.versions:
             meta = self.read_meta(indexed)
@@ -248,12 +256,17 @@ class RegistryFiles:
         return None
 
     def _index_weights(self, state: RegistryState, version: str, weights_sha256: str) -> None:
-        """Put `version` (and any version registered before the index) in the weights index."""
-        covered = set(state.weights.values())
-        for older in state.versions:  # once per registry: the index then covers every version
-            if older not in covered:
-                state.weights.setdefault(self.read_meta(older).weights_sha256[:WEIGHTS_KEY], older)
-        state.weights.setdefault(weights_sha256[:WEIGHTS_KEY], version)
+        """Put `version` in the weights index before the commit that registers it; the first
+        time, every version registered before the sharded index too (from the older index in
+        registry.json, else its meta.json), and `state` is marked as fully indexed."""
+        entries: dict[str, list[str]] = {weights_sha256: [version]}
+        if not state.indexed:
+            by_version = {older: sha for sha, older in state.weights.items()}
+            for older in state.versions:
+                sha = by_version.get(older) or self.read_meta(older).weights_sha256
+                entries.setdefault(sha[:WEIGHTS_KEY], []).append(older)
+        add_to_index(self.store, entries)
+        state.indexed, state.weights = True, {}
 
     def load_network(self, meta: VersionMeta) -> NeuralNetwork:
         """Rebuild a version's network, refusing weights whose bytes do not match meta.json."""

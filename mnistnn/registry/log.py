@@ -29,8 +29,6 @@ ACTIONS = ("register", "promote", "rollback", "approval")
 #: Entries per immutable log segment (registry.json holds fewer than twice this many).
 SEGMENT = 50
 LOG_PREFIX = "log/"
-#: Hex digits of a weights sha256 that key the weights index (a match is checked in full).
-WEIGHTS_KEY = 16
 
 
 @dataclass
@@ -42,9 +40,11 @@ class RegistryState:
     history: list[dict[str, Any]]
     compacted: int = 0
     base_stack: list[str] = field(default_factory=list)
-    #: The weights index: the first WEIGHTS_KEY hex digits of a version's weights' sha256 -> the
-    #: version (weights never change, so this never goes stale; versions before it are absent).
+    #: The older weights index of registries from before `weights_index` (first 16 hex digits
+    #: of a weights sha256 -> version), read until the next registration moves it to the shards.
     weights: dict[str, str] = field(default_factory=dict)
+    #: Every version is in the sharded weights index (`mnistnn.registry.weights_index`).
+    indexed: bool = False
 
     def append(
         self,
@@ -101,6 +101,8 @@ class RegistryState:
         }
         if self.weights:
             data["weights"] = self.weights
+        if self.indexed:
+            data["indexed"] = True
         if self.compacted:
             data["compacted"] = self.compacted
             data["base_stack"] = self.base_stack
@@ -140,7 +142,8 @@ def parse_state(data: object, path: Path | str) -> RegistryState:
     if champion is not None and champion not in known:
         raise RegistryError(f"{path}: champion {champion!r} is not in versions")
     history = fields.array("history")
-    for index, entry in enumerate(history):
+    slow = () if _all_entries(history, known) else history  # the walk only to name a bad one
+    for index, entry in enumerate(slow):
         item = Fields(entry, f"{path}: history[{index}]", error=RegistryError)
         if item.string("action") not in ACTIONS:
             item.fail("action", f"one of {', '.join(ACTIONS)}")
@@ -156,19 +159,38 @@ def parse_state(data: object, path: Path | str) -> RegistryState:
     weights = fields.obj("weights") if "weights" in fields.data else {}
     if not {type(v) for v in weights.values()} <= {str}:
         raise RegistryError(f"{path}: weights must map weights sha256 prefixes to versions")
+    indexed = fields.data.get("indexed", False)
+    if not isinstance(indexed, bool):
+        raise RegistryError(f"{path}: indexed must be true or false, not {indexed!r}")
     state = RegistryState(list(versions), champion, list(history), compacted, list(base))
-    state.weights = weights
+    state.weights, state.indexed = weights, indexed
     return state
 
 
-_NAMES = re.compile(r"(?:v\d{4,}\n)*")  # VERSION_NAME, each followed by a newline
+_NAMES = re.compile(r"(?:v[0-9]{4,}\n)*")  # VERSION_NAME, each followed by a newline
 
 
 def _all_names(versions: list[Any]) -> bool:
-    """Whether every item is a version name (a newline never is in one, so joining is exact)."""
-    if not {type(item) for item in versions} <= {str}:
+    """Whether every item is a version name (a newline never is in one, so joining is exact;
+    an item that is not a string fails the join)."""
+    try:
+        joined = "\n".join(versions)
+    except TypeError:
         return False
-    return _NAMES.fullmatch("\n".join([*versions, ""])) is not None
+    return _NAMES.fullmatch(f"{joined}\n" if versions else "") is not None
+
+
+def _all_entries(history: list[Any], known: set[str]) -> bool:
+    """Whether every history entry is well formed (the walk that names a bad one is slow)."""
+    try:
+        return all(
+            entry["action"] in ACTIONS
+            and (entry.get("champion") is None or entry["champion"] in known)
+            and type(entry.get("previous", "")) in (str, type(None))
+            for entry in history
+        )
+    except (TypeError, KeyError, AttributeError):
+        return False
 
 
 def champion_stack(

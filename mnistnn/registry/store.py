@@ -4,6 +4,7 @@ Layout under the registry root (`DataPaths().models`: `data/models` or `s3://buc
 
     registry.json           versions list, champion pointer, the newest history entries
     log/00000001.json       older history entries, 50 per immutable segment (mnistnn.registry.log)
+    index/ab.json           the weights index, 256 shards (mnistnn.registry.weights_index)
     v0001/weights.npz       the weights (`checkpoint.save_weights` format, never pickle)
     v0001/meta.json         config, data hashes, metrics, created time, flow run id, decision
     .lock                   (local folders only) `fcntl.flock` target that serialises writers
@@ -240,7 +241,18 @@ class ModelRegistry(RegistryFiles):
     def challenger(self, champion: str) -> ModelVersion | None:
         """The newest version registered after `champion` that lost its promotion (reading
         meta.json newest first: one read when the newest version is that loser)."""
+        return self._challenger(self._read_state(), champion)
+
+    def pinned(self) -> tuple[ModelVersion | None, ModelVersion | None]:
+        """The champion and its `challenger`, from one read of registry.json (what scoring
+        pins); (None, None) when nothing is registered."""
         state = self._read_state()
+        champion = self._champion_version(state)
+        if champion is None:
+            return None, None
+        return champion, self._challenger(state, champion.version)
+
+    def _challenger(self, state: RegistryState, champion: str) -> ModelVersion | None:
         self._require_known(state, champion)
         for name in reversed(state.versions[state.versions.index(champion) + 1 :]):
             version = self._model_version(name, state)

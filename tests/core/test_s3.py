@@ -10,6 +10,7 @@ import botocore.exceptions
 import botocore.utils
 import pytest
 
+from mnistnn.core import s3_listing
 from mnistnn.core.s3_listing import timestamp
 from mnistnn.core.storage import Store, open_store
 from mnistnn.core.storage_s3 import map_error
@@ -226,3 +227,29 @@ def test_a_listing_read_from_its_xml_is_botocores_own(s3_store: Store) -> None:
         assert fast["Contents"] == expected
     assert set(s3_store.list_tags("")) == {"a b.csv", "\u00fc+x%20.csv", "sub/c.csv"}
     assert s3_store.list_info("")["sub/c.csv"][0] == 3
+
+
+def test_botocores_200_error_check_reads_no_listing_again(
+    s3_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`first_parse` runs the listing hook first: botocore's check for an error inside a 200
+    answer then reads the small empty listing the hook leaves, not the page once more; other
+    answers (a GET here) still reach the check whole."""
+    import botocore.handlers
+
+    seen: list[tuple[int, bytes]] = []
+    check = botocore.handlers._looks_like_special_case_error
+
+    def spy(status_code: int, body: bytes) -> bool:
+        seen.append((status_code, body))
+        return check(status_code, body)
+
+    monkeypatch.setattr(botocore.handlers, "_looks_like_special_case_error", spy)
+    for index in range(30):
+        s3_store.write_bytes(f"k{index:02d}.csv", b"x")
+    seen.clear()
+    assert len(s3_store.list_tags("")) == 30
+    assert [len(body) for _, body in seen] == [len(s3_listing._EMPTY)]
+    assert s3_store.list_after("", "k27.csv") == (["k28.csv", "k29.csv"], False)
+    assert s3_store.list_after("", "k10.csv", limit=2) == (["k11.csv", "k12.csv"], True)
+    assert s3_store.list_after("", "k29.csv") == ([], False)

@@ -63,6 +63,10 @@ def test_list_is_sorted_by_string_prefix(store: Store) -> None:
     assert store.list("a/b/") == ["a/b/a", "a/b/c"]
     assert store.list("a/b") == ["a/b/a", "a/b/c", "a/ba/x", "a/bb"]
     assert store.list("zzz/") == []
+    # what sorts after a known key, the same on every store (S3: one request, StartAfter)
+    assert list(store.list_after("", "a/bb")) == [["b/2", "c"], False]
+    assert list(store.list_after("a/", "a/b/a", limit=2)) == [["a/b/c", "a/ba/x"], True]
+    assert list(store.list_after("a/b/", "a/b/c")) == [[], False]
 
 
 def test_local_list_skips_temp_files(local_store: Store) -> None:
