@@ -109,10 +109,11 @@ def overhead(  # type: ignore[no-untyped-def]
 
 def registry_reads(root: Path, counts: list[int]) -> dict[int, dict[str, float]]:
     """Seconds (best of 5) of each registry read a night makes, at each number of versions: the
-    `models list` read, the champion and challenger lookup of scoring, the weights lookup of the
-    no-server answer (a finished run's weights found registered), and one registration."""
+    `models list` and `models history` reads, the champion and challenger lookup of scoring,
+    the weights lookup of the no-server answer (a finished run's weights found registered), and
+    one registration."""
     from mnistnn import NetworkConfig, NeuralNetwork
-    from mnistnn.cli.models import LAST
+    from mnistnn.cli.models import HISTORY, LAST
     from mnistnn.core.files import sha256_bytes
     from mnistnn.model.checkpoint import weights_bytes
     from mnistnn.registry.store import ModelRegistry
@@ -138,6 +139,7 @@ def registry_reads(root: Path, counts: list[int]) -> dict[int, dict[str, float]]
         times[count] = {
             "register": best_of(1, register),  # the count-th version
             "models list": best_of(5, lambda: registry.newest(LAST)),
+            "models history": best_of(5, lambda: registry.history(HISTORY)),
             "champion + challenger": best_of(5, lookup),
             "answer's weights lookup": best_of(5, lambda: registry.find_by_weights(first)),
         }

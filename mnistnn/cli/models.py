@@ -13,6 +13,8 @@ from mnistnn.config import DataPaths
 
 #: Versions `models list` shows besides the champion (its cost stays flat as versions pile up).
 LAST = 20
+#: Newest history entries `models history` shows (`--all`: every one, read from every segment).
+HISTORY = 50
 
 
 def add_models(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,7 +38,11 @@ def add_models(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     compare.add_argument("--min-accuracy", type=float, default=0.0)
     compare.add_argument("--alpha", type=float, default=None)
     compare.add_argument("--json", action="store_true")
-    history = sub.add_parser("history", help="every champion change and decision, in order")
+    history = sub.add_parser("history", help="the newest champion changes and decisions")
+    history.add_argument(
+        "--last", type=positive_int, default=HISTORY, help=f"newest entries (default {HISTORY})"
+    )
+    history.add_argument("--all", action="store_true", help="every entry, from the first")
     history.add_argument("--json", action="store_true")
     promote = sub.add_parser("promote", help="make a version the champion")
     promote.add_argument("version")
@@ -61,7 +67,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     elif command == "compare":
         _compare(args, registry, paths)
     elif command == "history":
-        _history(registry.history(), args.json)
+        _history(registry.history(None if args.all else args.last), args.json)
     elif command == "promote":
         version = registry.promote(args.version, reason=args.reason, actor=getpass.getuser())
         print(f"champion is now {version.version}")
@@ -119,6 +125,8 @@ def _history(entries: list[dict[str, Any]], as_json: bool) -> None:
         return
     if not entries:
         print("no history yet: no model has been registered")
+    elif entries[0]["seq"] > 1:
+        print(f"  ... {entries[0]['seq'] - 1} older entries not shown (--all shows every one)")
     for entry in entries:
         actor = entry.get("actor") or "-"
         print(

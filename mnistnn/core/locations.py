@@ -56,6 +56,8 @@ def join(location: str | os.PathLike[str], *parts: str) -> Location:
 
 def name(location: str | os.PathLike[str]) -> str:
     """The last component of a location."""
+    if isinstance(location, str) and not location.endswith(("/", "/.")) and location != ".":
+        return location.rpartition("/")[2]  # what Path(location).name is, without a Path
     base = as_location(location)
     return base.name if isinstance(base, Path) else base.rpartition("/")[2]
 

@@ -39,8 +39,6 @@ unchanged since the last pass it lists nothing either (`inbox_memo`, `inbox_fold
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import os
 import time
@@ -62,7 +60,7 @@ from mnistnn.data.inbox_folder import (
     stable_files,
     unchanged_since,
 )
-from mnistnn.data.inbox_ledger import merger, parse_ledger, recorded
+from mnistnn.data.inbox_ledger import Merger, parse_ledger, recorded
 from mnistnn.data.inbox_memo import ScanMemo, ledger_token, marked_unchanged, read_mark
 from mnistnn.data.ingest import check_fraction
 from mnistnn.data.remote import ingest_location
@@ -95,7 +93,7 @@ class Batch:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict of every field (names as a list)."""
-        data = dataclasses.asdict(self)
+        data = dict(vars(self))  # the fields, in order, all plain values
         data["names"] = list(self.names)
         return data
 
@@ -158,7 +156,8 @@ def scan_inbox(
     if only_new and memo.is_clean(identities, token):
         memo.save(set(identities), mark)
         return []
-    known = parse_ledger(store.join(key), store.read_versioned(key))
+    stored = store.read_versioned(key)
+    known = parse_ledger(store.join(key), stored)
     contents = memo.contents(where, identities)
     found = _ingest_new(where, contents, known, paths, limit, _iso(clock))
     present = {
@@ -168,13 +167,15 @@ def scan_inbox(
     }
     won: set[str] = set()  # the contents whose record this scan put in (reset per attempt)
     if present and (found or not recorded(known, present)):
-        ledger = json.loads(store.update(key, merger(store.join(key), present, found, won)))
+        merge = Merger(store.join(key), present, found, won, (stored, known))
+        store.update(key, merge)
+        ledger = merge.ledger
         token = ledger_token(store, key)
     else:
         ledger = known  # everything present is recorded as it is: nothing to write
     memo.mark_clean(set(present), token)
     memo.save(set(identities), mark if memo.is_clean(identities, token) else None)
-    processed = paths.processed
+    processed = str(locations.join(paths.processed, "x"))[:-1]  # + a file name: its location
     batches = [
         _batch(digest, ledger["batches"][digest], digest in won, processed)
         for digest in dict.fromkeys(present[name] for name in sorted(present))
@@ -263,7 +264,7 @@ def _ingest(
     }
 
 
-def _batch(digest: str, record: dict[str, Any], new: bool, processed: Location) -> Batch:
+def _batch(digest: str, record: dict[str, Any], new: bool, processed: str) -> Batch:
     parquet = record["parquet"]
     return Batch(
         file=record["file"],
@@ -274,7 +275,7 @@ def _batch(digest: str, record: dict[str, Any], new: bool, processed: Location) 
         rejected=int(record["rejected"]),
         reason=record["reason"],
         first_seen=record["first_seen"],
-        parquet=None if parquet is None else str(locations.join(processed, parquet)),
+        parquet=None if parquet is None else processed + parquet,
         new=new,
         replaces=record.get("replaces"),
     )

@@ -12,7 +12,6 @@ nothing new does not read it at all (`inbox_memo`). Earlier, indented ledgers re
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 from mnistnn.errors import DataError
@@ -20,30 +19,50 @@ from mnistnn.errors import DataError
 LEDGER_SCHEMA = 1
 
 
-def merger(
-    where: str, present: dict[str, str], found: dict[str, dict[str, Any]], won: set[str]
-) -> Callable[[bytes | None], bytes]:
-    """The compare-and-swap step: put this scan's records and names into the current ledger."""
+class Merger:
+    """The compare-and-swap step: put this scan's records and names into the current ledger.
 
-    def merge(current: bytes | None) -> bytes:
-        ledger = parse_ledger(where, None if current is None else (current, ""))
-        won.clear()
+    `known` (the bytes the scan read, and their parse) spares parsing those bytes again when
+    the step finds the ledger unchanged (once: a rerun after a conflict parses what it gets);
+    `ledger` is the ledger last merged, so the caller needs no parse of what was written.
+    """
+
+    def __init__(
+        self,
+        where: str,
+        present: dict[str, str],
+        found: dict[str, dict[str, Any]],
+        won: set[str],
+        known: tuple[tuple[bytes, str] | None, dict[str, Any]] | None = None,
+    ) -> None:
+        self.where, self.present, self.found, self.won = where, present, found, won
+        self.known = known
+        self.ledger: dict[str, Any] = {}
+
+    def __call__(self, current: bytes | None) -> bytes:
+        read, parsed = self.known if self.known is not None else (None, None)
+        self.known = None
+        if parsed is not None and read is not None and current is not None and read[0] == current:
+            ledger = parsed
+        else:
+            ledger = parse_ledger(self.where, None if current is None else (current, ""))
+        self.ledger = ledger
+        present, found = self.present, self.found
+        self.won.clear()
         for name in sorted(present, key=lambda n: (present[n], n)):
             digest = present[name]
             record = ledger["batches"].get(digest)
             if record is None:
-                record = json.loads(json.dumps(found[digest]))  # a copy: `merge` may rerun
+                record = json.loads(json.dumps(found[digest]))  # a copy: the step may rerun
                 previous = ledger["names"].get(name)
                 if previous is not None and previous != digest:
                     record["replaces"] = previous
                 ledger["batches"][digest] = record
-                won.add(digest)
+                self.won.add(digest)
             if name not in record["names"]:
                 record["names"].append(name)
             ledger["names"][name] = digest
         return ledger_bytes(ledger)
-
-    return merge
 
 
 def recorded(ledger: dict[str, Any], present: dict[str, str]) -> bool:
@@ -79,4 +98,4 @@ def ledger_bytes(ledger: dict[str, Any]) -> bytes:
     return (text + "\n").encode()
 
 
-__all__ = ["LEDGER_SCHEMA", "ledger_bytes", "merger", "parse_ledger", "recorded"]
+__all__ = ["LEDGER_SCHEMA", "Merger", "ledger_bytes", "parse_ledger", "recorded"]

@@ -28,7 +28,7 @@ import functools
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +63,7 @@ class Member:
     parquet: str  # file name in the processed folder
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return dict(vars(self))  # the fields, in order (asdict copies deeply: 50 us a member)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from typing import Any
 from mnistnn.config import SCHEMA_VERSION
 from mnistnn.core.records import Fields
 from mnistnn.core.storage import Store
-from mnistnn.errors import RegistryError
+from mnistnn.errors import NotFound, RegistryError
 from mnistnn.registry.records import VERSION_NAME, now_utc
 
 ACTIONS = ("register", "promote", "rollback", "approval")
@@ -210,21 +210,41 @@ def champion_stack(
     return stack
 
 
-def read_history(store: Store, state: RegistryState, where: str) -> list[dict[str, Any]]:
-    """Every entry, oldest first: the committed segments, then registry.json's tail."""
+def read_history(
+    store: Store, state: RegistryState, where: str, last: int | None = None
+) -> list[dict[str, Any]]:
+    """Every entry (or the newest `last`), oldest first: the committed segments, then
+    registry.json's tail; `last` reads only the segments that hold them (named by their first
+    entry, so none is listed): the same few at any length of history."""
+    tail = [{**e, "seq": state.compacted + i + 1} for i, e in enumerate(state.history)]
+    if last is not None and last <= len(tail):
+        return tail[len(tail) - last :]
+    oldest = 1 if last is None else max(1, state.compacted + len(tail) - last + 1)
+    if last is None:
+        keys = store.list(LOG_PREFIX)
+    else:
+        first = (oldest - 1) // SEGMENT * SEGMENT + 1
+        keys = [segment_key(seq) for seq in range(first, state.compacted + 1, SEGMENT)]
     entries: list[dict[str, Any]] = []
-    for key in store.list(LOG_PREFIX):
-        try:
-            segment = json.loads(store.read_bytes(key).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise RegistryError(f"{where}/{key}: unreadable history segment ({exc})") from exc
-        if not isinstance(segment, list):
-            raise RegistryError(f"{where}/{key}: a history segment must be a JSON list")
+    for key in keys:
         entries += [
-            e for e in segment if isinstance(e, dict) and e.get("seq", 0) <= state.compacted
+            e
+            for e in _segment(store, key, where)
+            if isinstance(e, dict) and oldest <= e.get("seq", 0) <= state.compacted
         ]
     entries.sort(key=lambda entry: entry["seq"])
-    if [entry["seq"] for entry in entries] != list(range(1, state.compacted + 1)):
+    if [entry["seq"] for entry in entries] != list(range(oldest, state.compacted + 1)):
         raise RegistryError(f"{where}/{LOG_PREFIX}: history segments are missing entries")
-    base = state.compacted
-    return entries + [{**e, "seq": base + i + 1} for i, e in enumerate(state.history)]
+    return entries + tail
+
+
+def _segment(store: Store, key: str, where: str) -> list[Any]:
+    try:
+        segment = json.loads(store.read_bytes(key).decode("utf-8"))
+    except NotFound:
+        return []  # then reported as missing entries
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RegistryError(f"{where}/{key}: unreadable history segment ({exc})") from exc
+    if not isinstance(segment, list):
+        raise RegistryError(f"{where}/{key}: a history segment must be a JSON list")
+    return segment

@@ -270,9 +270,10 @@ class ModelRegistry(RegistryFiles):
         """The current champion, or None when nothing has been registered."""
         return self._champion_version(self._read_state())
 
-    def history(self) -> list[dict[str, Any]]:
-        """Every register, promote, rollback and approval, oldest first (see registry.log)."""
-        return read_history(self.store, self._read_state(), str(self.root))
+    def history(self, last: int | None = None) -> list[dict[str, Any]]:
+        """Every register, promote, rollback and approval (or the newest `last`), oldest first
+        (see registry.log); entries are numbered (`seq`) from 1."""
+        return read_history(self.store, self._read_state(), str(self.root), last)
 
     def load(self, version: str | None = None) -> NeuralNetwork:
         """The network of `version` (None: the champion), its weights' sha256 verified."""

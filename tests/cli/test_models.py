@@ -97,6 +97,10 @@ def test_history_show_and_reasons(store_url: str, capsys) -> None:
     assert "by run-2:" in lines[1]
     entries = json.loads(run(capsys, *data, "models", "history", "--json"))
     assert [e["seq"] for e in entries] == [1, 2, 3, 4]
+    newest = run(capsys, *data, "models", "history", "--last", "2").splitlines()
+    assert newest[0] == "  ... 2 older entries not shown (--all shows every one)"
+    assert newest[1:] == lines[2:]
+    assert run(capsys, *data, "models", "history", "--last", "2", "--all").splitlines() == lines
     shown = run(capsys, *data, "models", "show", "v0002")
     assert shown.startswith("v0002 (challenger), registered ")
     assert "decision (better): not promoted: v0002 (accuracy 0.8000) stays a challenger" in shown

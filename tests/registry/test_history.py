@@ -82,6 +82,32 @@ def test_the_log_is_compacted_into_segments_and_reads_back_whole(
     local_registry.store.delete("log/00000004.json")
     with pytest.raises(RegistryError, match="history segments are missing entries"):
         local_registry.history()
+    with pytest.raises(RegistryError, match="history segments are missing entries"):
+        local_registry.history(last=10)  # its entries 5-6 are in the missing segment
+
+
+def test_the_newest_entries_read_only_the_segments_that_hold_them(
+    local_registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(log, "SEGMENT", 3)
+    register(local_registry, 1, 0.90)
+    register(local_registry, 2, 0.95)
+    for _ in range(6):
+        local_registry.rollback()
+        local_registry.promote("v0002")
+    whole = local_registry.history()
+    read: list[str] = []
+    listed: list[str] = []
+    store = local_registry.store
+    read_bytes, list_keys = store.read_bytes, store.list
+    monkeypatch.setattr(store, "read_bytes", lambda key: read.append(key) or read_bytes(key))
+    monkeypatch.setattr(store, "list", lambda prefix="": listed.append(prefix) or list_keys(prefix))
+    assert local_registry.history(last=5) == whole[-5:]  # registry.json's tail alone
+    assert [key for key in read if key.startswith("log/")] == [] and listed == []
+    assert local_registry.history(last=7) == whole[-7:]  # seq 8-14: one segment and the tail
+    assert [key for key in read if key.startswith("log/")] == ["log/00000007.json"]
+    assert listed == []
+    assert local_registry.history(last=100) == whole
 
 
 def test_racing_promotions_lose_no_history_entry(registry: ModelRegistry) -> None:
