@@ -133,7 +133,8 @@ def build_snapshot(
         pixels, labels = _cached_read(_cache_key(batches[index][1]))
         return len(labels), int(np.count_nonzero(recent_mask(pixels, labels, fraction)))
 
-    counts = split_counts([(sha, fraction) for sha, _ in batches], count)  # new batches read
+    wanted = [(sha, fraction) for sha, _ in batches]
+    counts = split_counts(wanted, count, str(processed))  # only new batches are read
     for (sha, parquet), (rows, recent) in zip(batches, counts, strict=True):
         members.append(Member("batch", sha, rows, rows - recent, recent, locations.name(parquet)))
     if len(members) == 1:

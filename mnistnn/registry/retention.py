@@ -4,13 +4,14 @@ Kept, always: for the champion, the challenger (the newest version after the cha
 its promotion) and the newest `keep` versions, what loads, re-scores, explains (`models show`)
 and retrains them bit-identically: the whole registry (weights, meta.json), their run folders
 (weights, metrics, report, run.json, every checkpoint's metadata and the final checkpoint), the
-snapshot manifests (all: they are small) and the Parquet of their snapshots' members and test
-data; the inbox ledger, every raw input (`raw/`, `incoming/`, `unlabelled/`: never touched), and
-the Parquet of every batch in the inbox now (the next nightly snapshot is built from them).
+snapshot manifests their runs name and the Parquet of those snapshots' members and test data;
+the inbox ledger, every raw input (`raw/`, `incoming/`, `unlabelled/`: never touched), and the
+Parquet of every batch in the inbox now (the next nightly snapshot is built from them).
 
 Freed: the earlier epochs' weights of finished runs (`checkpoints/epoch-N.npz` below the final
 one), run folders of versions no longer kept, and of runs never registered whose last write is
 older than `run_days`; Parquet (with its summary and rejects) that nothing kept references;
+snapshot manifests no kept run names, older than `run_days` (one a night, listing every batch);
 predictions older than `prediction_days`, never the newest of each input; and this machine's
 download cache entries older than `cache_days`.
 
@@ -41,7 +42,12 @@ from mnistnn.core import locations
 from mnistnn.core.storage import Store
 from mnistnn.errors import ConfigError, MnistnnError, StorageUnavailable
 from mnistnn.registry.records import ModelVersion
-from mnistnn.registry.retention_files import old_cache, old_predictions, unreferenced_parquet
+from mnistnn.registry.retention_files import (
+    old_cache,
+    old_predictions,
+    unreferenced_manifests,
+    unreferenced_parquet,
+)
 from mnistnn.registry.retention_item import Item
 from mnistnn.registry.store import ModelRegistry
 from mnistnn.runs.folders import RunFolder, run_lock
@@ -165,6 +171,7 @@ def plan(paths: DataPaths, policy: Policy, *, now: float | None = None) -> Plan:
         result.items.append(Item(f"runs/{key}/", size, len(objects), reason, run=key))
     references |= _snapshot_members(store, references) | _inbox_batches(paths)
     result.items += unreferenced_parquet(inventory, references)
+    result.items += unreferenced_manifests(inventory, references, clock - policy.run_days * DAY)
     result.items += old_predictions(inventory, clock - policy.prediction_days * DAY)
     result.items += old_cache(clock - policy.cache_days * DAY)
     return result

@@ -1,13 +1,17 @@
-"""Retention's finders of derived files nothing kept needs: Parquet, old predictions, cache."""
+"""Retention's finders of derived files nothing kept needs: Parquet, manifests, old predictions,
+cache."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 from typing import Any
 
 from mnistnn.core import locations
 from mnistnn.registry.retention_item import Item
+
+_MANIFEST = re.compile(r"snapshots/([0-9a-f]{16})\.json")
 
 
 def unreferenced_parquet(inventory: dict[str, Any], references: set[str]) -> list[Item]:
@@ -21,6 +25,20 @@ def unreferenced_parquet(inventory: dict[str, Any], references: set[str]) -> lis
         if sha16 not in references and any(n.endswith(".parquet") for n in names):
             for name in sorted(names):
                 items.append(Item(name, inventory[name][0], 1, "Parquet no kept model needs"))
+    return items
+
+
+def unreferenced_manifests(
+    inventory: dict[str, Any], references: set[str], before: float
+) -> list[Item]:
+    """Snapshot manifests (`snapshots/<sha16>.json`) no kept run names, written before `before`
+    (a manifest a starting run has just built is not named by any run folder yet). One is
+    written each night the inbox changed, and it lists every batch: about 1.5 MB at 10,000."""
+    items = []
+    for name, (size, mtime) in sorted(inventory.items()):
+        found = _MANIFEST.fullmatch(name)
+        if found is not None and found.group(1) not in references and mtime < before:
+            items.append(Item(name, size, 1, "snapshot manifest no kept run uses"))
     return items
 
 
@@ -54,4 +72,4 @@ def old_cache(before: float) -> list[Item]:
     return items
 
 
-__all__ = ["old_cache", "old_predictions", "unreferenced_parquet"]
+__all__ = ["old_cache", "old_predictions", "unreferenced_manifests", "unreferenced_parquet"]

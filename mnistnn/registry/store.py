@@ -289,7 +289,9 @@ class ModelRegistry(RegistryFiles):
         """The registered version whose weights have this sha256, if any."""
         state = self._read_state()
         record = self._find_meta(state, weights_sha256)
-        return None if record is None else self._model_version(record.version, state)
+        if record is None:
+            return None
+        return record.to_model_version(is_champion=record.version == state.champion)
 
     # -- internals -------------------------------------------------------------------------------
     def _add(

@@ -53,9 +53,9 @@ def test_new_counts_are_appended_and_a_torn_line_is_skipped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    memo = tmp_path / "mnistnn-cache" / "split-counts.txt"
     first, second, torn = (uuid.uuid4().hex * 2 for _ in range(3))
     assert split_counts([(first, 0.05)], lambda i: (20, 1)) == [(20, 1)]
+    [memo] = (tmp_path / "mnistnn-cache" / "split-counts").iterdir()
     before = memo.read_bytes()
     assert split_counts([(first, 0.05), (second, 0.05)], lambda i: (30, 2)) == [(20, 1), (30, 2)]
     assert memo.read_bytes() == before + f"{second} 0.05 30 2\n".encode()  # one line added
@@ -63,3 +63,4 @@ def test_new_counts_are_appended_and_a_torn_line_is_skipped(
         handle.write(f"{torn} 0.05 4")  # a writer killed mid-line
     assert split_counts([(torn, 0.05)], lambda i: (40, 3)) == [(40, 3)]  # counted again
     assert split_counts([(second, 0.05)], lambda i: (0, 0)) == [(30, 2)]
+    assert split_counts([(second, 0.05)], lambda i: (7, 0), "other") == [(7, 0)]  # its own memo

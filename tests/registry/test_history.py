@@ -59,15 +59,22 @@ def test_an_answer_is_logged_and_promotes_only_when_approved(registry: ModelRegi
     assert registry.rollback().version == "v0001"  # the approval was a champion change
 
 
-def test_the_log_is_compacted_into_segments_and_reads_back_whole(
-    local_registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def compacted(local_registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch) -> ModelRegistry:
+    """A registry of 14 history entries, segments of 3: 9 in three segments, 5 in the tail."""
     monkeypatch.setattr(log, "SEGMENT", 3)
     register(local_registry, 1, 0.90)
     register(local_registry, 2, 0.95)
     for _ in range(6):
         local_registry.rollback()
         local_registry.promote("v0002")
+    return local_registry
+
+
+def test_the_log_is_compacted_into_segments_and_reads_back_whole(
+    compacted: ModelRegistry,
+) -> None:
+    local_registry = compacted
     data = json.loads(local_registry.store.read_bytes("registry.json"))
     assert data["compacted"] == 9 and len(data["history"]) == 5  # a tail shorter than 2 * 3
     assert local_registry.store.list("log/") == [
@@ -87,14 +94,9 @@ def test_the_log_is_compacted_into_segments_and_reads_back_whole(
 
 
 def test_the_newest_entries_read_only_the_segments_that_hold_them(
-    local_registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch
+    compacted: ModelRegistry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(log, "SEGMENT", 3)
-    register(local_registry, 1, 0.90)
-    register(local_registry, 2, 0.95)
-    for _ in range(6):
-        local_registry.rollback()
-        local_registry.promote("v0002")
+    local_registry = compacted
     whole = local_registry.history()
     read: list[str] = []
     listed: list[str] = []

@@ -63,6 +63,7 @@ def test_gc_frees_history_and_keeps_what_the_models_need(
     assert history.disk() == before  # listing deletes nothing
     reasons = {item.reason.split(",")[0] for item in listed.items}
     assert {"checkpoint of a finished run", "old predictions"} <= reasons
+    assert "snapshot manifest no kept run uses" in reasons  # the freed versions' snapshots
     assert any(reason.startswith("run of v") for reason in reasons)
     assert all(item.size > 0 for item in listed.items if not item.key.endswith("/"))
 
@@ -191,3 +192,18 @@ def test_the_readme_gc_commands_run(tmp_path: Path, capsys: pytest.CaptureFixtur
         assert command[0] == ".venv/bin/mnistnn"
         assert main(["--data-dir", str(tmp_path / "data"), *command[1:]]) == 0
     assert "kept versions: none" in capsys.readouterr().out
+
+
+def test_a_manifest_is_freed_only_when_no_kept_run_names_it_and_it_is_old() -> None:
+    from mnistnn.registry.retention_files import unreferenced_manifests
+
+    old, new = 1000.0, 5000.0
+    inventory = {
+        "snapshots/aaaaaaaaaaaaaaaa.json": (10, old),  # named by a kept run
+        "snapshots/bbbbbbbbbbbbbbbb.json": (20, old),  # freed
+        "snapshots/cccccccccccccccc.json": (30, new),  # a starting run's, not named yet
+        "snapshots/inbox.json": (40, old),  # the ledger
+        "processed/dddddddddddddddd.json": (50, old),
+    }
+    items = unreferenced_manifests(inventory, {"aaaaaaaaaaaaaaaa"}, before=2000.0)
+    assert [(i.key, i.size) for i in items] == [("snapshots/bbbbbbbbbbbbbbbb.json", 20)]
