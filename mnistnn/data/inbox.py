@@ -175,13 +175,7 @@ def scan_inbox(
         ledger = known  # everything present is recorded as it is: nothing to write
     memo.mark_clean(set(present), token)
     memo.save(set(identities), mark if memo.is_clean(identities, token) else None)
-    processed = str(locations.join(paths.processed, "x"))[:-1]  # + a file name: its location
-    batches = [
-        _batch(digest, ledger["batches"][digest], digest in won, processed)
-        for digest in dict.fromkeys(present[name] for name in sorted(present))
-        if digest in won or not only_new
-    ]
-    return sorted(batches, key=lambda batch: batch.order)
+    return _batches(ledger, present, won, paths, only_new)
 
 
 def accepted(batches: list[Batch]) -> list[Batch]:
@@ -262,6 +256,19 @@ def _ingest(
         "parquet": locations.name(summary.parquet),
         "label_counts": summary.label_counts,
     }
+
+
+def _batches(
+    ledger: dict[str, Any], present: dict[str, str], won: set[str], paths: DataPaths, only_new: bool
+) -> list[Batch]:
+    """The present contents as batches in snapshot order (only those this scan won: `only_new`)."""
+    processed = str(locations.join(paths.processed, "x"))[:-1]  # + a file name: its location
+    batches = [
+        _batch(digest, ledger["batches"][digest], digest in won, processed)
+        for digest in dict.fromkeys(present[name] for name in sorted(present))
+        if digest in won or not only_new
+    ]
+    return sorted(batches, key=lambda batch: batch.order)
 
 
 def _batch(digest: str, record: dict[str, Any], new: bool, processed: str) -> Batch:
