@@ -3,10 +3,11 @@
     {"schema": 1, "batches": {sha256: record}, "names": {inbox name: sha256}}
 
 Each record holds the batch's first name, every name seen, status, rows, reason, first-seen time,
-Parquet name and label counts (`inbox._ingest`). Compact, key-sorted JSON (about 330 bytes a
-batch): the same bytes for the same ledger, so a merge that changes nothing writes nothing; at
-10,000 batches it is about 3 MB, read and parsed in a few tens of milliseconds, and a rescan with
-nothing new does not read it at all (`inbox_memo`). Earlier, indented ledgers read the same.
+Parquet name and label counts (`inbox._ingest`). Compact, key-sorted JSON (about 480 bytes a
+batch, measured at 1,000 batches): the same bytes for the same ledger, so a merge that changes
+nothing writes nothing; at 10,000 batches it is about 4.8 MB, parsed in a few tens of
+milliseconds (3-6 ms at 1,000 here), and a rescan with nothing new does not read it at all
+(`inbox_memo`). Earlier, indented ledgers read the same.
 """
 
 from __future__ import annotations

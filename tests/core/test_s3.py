@@ -233,8 +233,7 @@ def test_botocores_200_error_check_reads_no_listing_again(
     s3_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`first_parse` runs the listing hook first: botocore's check for an error inside a 200
-    answer then reads the small empty listing the hook leaves, not the page once more; other
-    answers (a GET here) still reach the check whole."""
+    answer then reads the small empty listing the hook leaves, not the page once more."""
     import botocore.handlers
 
     seen: list[tuple[int, bytes]] = []
