@@ -41,10 +41,13 @@ def first_parse(session: Any, hook: Any) -> None:
     """Register `hook` on every S3 answer of `session` (a botocore session), before botocore's
     check for an error in a 200 answer (botocore calls the handlers of `before-parse.s3.*`
     before those of a named operation, so the hook sits beside the check, ahead of it)."""
-    event, check = "before-parse.s3.*", botocore.handlers._handle_200_error
-    session.unregister(event, check)  # a botocore without it: nothing to move
-    session.get_component("event_emitter").register_first(event, hook)
-    session.get_component("event_emitter").register_first(event, check)
+    event, check = "before-parse.s3.*", getattr(botocore.handlers, "_handle_200_error", None)
+    emitter = session.get_component("event_emitter")
+    if check is not None:  # a botocore without it (a private name) has nothing to move
+        session.unregister(event, check)
+    emitter.register_first(event, hook)
+    if check is not None:
+        emitter.register_first(event, check)
 
 
 def fast_listing(
