@@ -61,7 +61,7 @@ from mnistnn.data.inbox_folder import (
     unchanged_since,
 )
 from mnistnn.data.inbox_ledger import Merger, parse_ledger, recorded
-from mnistnn.data.inbox_memo import ScanMemo, ledger_token, marked_unchanged, read_mark
+from mnistnn.data.inbox_memo import ScanMemo, ledger_token, read_mark
 from mnistnn.data.ingest import check_fraction
 from mnistnn.data.remote import ingest_location
 from mnistnn.errors import ConfigError, DataError
@@ -185,11 +185,13 @@ def accepted(batches: list[Batch]) -> list[Batch]:
 
 # -- internals ---------------------------------------------------------------------------------
 def _as_marked(where: Location, folder: str | None, token: str | None) -> bool:
-    """Whether the memo's mark says nothing can be new: a local folder's identity `folder` as
-    marked, or on S3 no batch name sorting after the marked newest one (one request)."""
+    """Whether the memo's mark (read once) says nothing can be new: a local folder's identity
+    `folder` as marked, or on S3 no batch name sorting after the marked newest one (one
+    request)."""
+    marked = read_mark(where, token)
     if isinstance(where, str):
-        folder = unchanged_since(where, read_mark(where, token))
-    return folder is not None and marked_unchanged(where, folder, token)
+        return unchanged_since(where, marked) is not None
+    return folder is not None and marked == folder
 
 
 def _ingest_new(

@@ -151,12 +151,6 @@ def read_mark(incoming: locations.Location, ledger: str | None) -> str | None:
     return folder
 
 
-def marked_unchanged(incoming: locations.Location, folder: str, ledger: str | None) -> bool:
-    """Whether the memo's mark says nothing can be new: the folder (its identity `folder`)
-    and the ledger are as marked, and every file was checked under `RECHECK_SECONDS` ago."""
-    return read_mark(incoming, ledger) == folder
-
-
 def _compact(data: dict[str, Any]) -> str:
     return json.dumps(data, separators=(",", ":"))
 
@@ -193,4 +187,4 @@ def local_identity(info: os.stat_result) -> str:
 
 
 __all__ = ["MEMO_SCHEMA", "RECHECK_SECONDS", "ScanMemo", "ledger_token", "local_identity"]
-__all__ += ["marked_unchanged", "memo_path", "read_mark"]
+__all__ += ["memo_path", "read_mark"]

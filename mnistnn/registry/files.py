@@ -227,8 +227,11 @@ class RegistryFiles:
 
     def _model_version(self, version: str, state: RegistryState) -> ModelVersion:
         """Public view of one version."""
-        meta = self.read_meta(version)
-        return meta.to_model_version(is_champion=version == state.champion)
+        return self._view(self.read_meta(version), state)
+
+    def _view(self, meta: VersionMeta, state: RegistryState) -> ModelVersion:
+        """A version's public view from its meta.json, already read."""
+        return meta.to_model_version(is_champion=meta.version == state.champion)
 
     def _find_meta(self, state: RegistryState, weights_sha256: str) -> VersionMeta | None:
         """Metadata of the registered version with these weights, if any: one shard of the

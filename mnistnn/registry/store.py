@@ -289,9 +289,7 @@ class ModelRegistry(RegistryFiles):
         """The registered version whose weights have this sha256, if any."""
         state = self._read_state()
         record = self._find_meta(state, weights_sha256)
-        if record is None:
-            return None
-        return record.to_model_version(is_champion=record.version == state.champion)
+        return None if record is None else self._view(record, state)
 
     # -- internals -------------------------------------------------------------------------------
     def _add(

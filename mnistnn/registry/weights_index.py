@@ -54,7 +54,7 @@ def add_to_index(store: Store, entries: Mapping[str, Sequence[str]]) -> None:
         ) -> bytes:
             index = {} if current is None else _parse(current, store.join(key))
             for sha, versions in added.items():
-                index[sha] = sorted({*index.get(sha, []), *versions}, key=_number)
+                index[sha] = sorted({*index.get(sha, []), *versions})  # the same bytes again
             return (json.dumps(index, sort_keys=True, separators=(",", ":")) + "\n").encode()
 
         store.update(key, step)
@@ -71,11 +71,6 @@ def _parse(raw: bytes, where: str) -> dict[str, list[str]]:
     ):
         raise RegistryError(f"{where}: the weights index must map sha256 prefixes to versions")
     return data
-
-
-def _number(version: str) -> tuple[int, str]:
-    digits = version[1:]
-    return (int(digits), version) if digits.isdigit() else (0, version)
 
 
 __all__ = ["INDEX_PREFIX", "WEIGHTS_KEY", "add_to_index", "indexed_versions", "shard_key"]
