@@ -101,6 +101,10 @@ class SeaweedServer:
             "-s3.port.lance=0",
             f"-s3.config={config}",
             "-s3.autoCreateBucket=false",
+            # small volumes: every test bucket is a collection with volumes of its own, and the
+            # auto volume count (free disk / volume size) ran out at 128 MB ("no writable
+            # volumes") when one test worker made many buckets
+            "-master.volumeSizeLimitMB=16",
             *(f"-{name}={port}" for name, port in self.ports.items()),
         ]
         (self.dir / "data").mkdir(exist_ok=True)
